@@ -1,0 +1,30 @@
+# Two commands set up everything: `make demo` and `make test` (each creates .venv if needed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bayesgmm demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples
+	$(PY) -m pytest -n 2 --durations=15
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,5 @@
+"""Pure JAX functions on pytrees: covariance families, sufficient statistics, EM, initialisation.
+
+Nothing in this sub-package touches numpy-in/numpy-out conventions, pandas or I/O; the
+scikit-learn-compatible shell lives in :mod:`bayesgmm.estimator`.
+"""

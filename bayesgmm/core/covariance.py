@@ -1,0 +1,355 @@
+"""Covariance families: one object per covariance type, carrying all of that type's formulas.
+
+A family knows, for its parameter shapes,
+
+* which second-moment features the E-step needs (:class:`FullMoments` or :class:`DiagMoments`),
+* the M-step from additive sufficient statistics to a covariance (with ``reg_covar``),
+* the Cholesky factor of the precision and the natural parameters used by the E-step,
+* the number of free parameters (for BIC/AIC).
+
+Shapes, with ``K`` components and ``D`` features (the same as scikit-learn):
+
+=========== ============== =====================
+type        covariance     precisions_cholesky
+=========== ============== =====================
+full        (K, D, D)      (K, D, D), upper
+tied        (D, D)         (D, D), upper
+diag        (K, D)         (K, D)
+spherical   (K,)           (K,)
+=========== ============== =====================
+
+Adding a covariance type means adding one class here and registering it in :data:`FAMILIES`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.scipy.linalg import solve_triangular
+
+
+class MixtureParams(NamedTuple):
+    """Parameters of a Gaussian mixture (a pytree).
+
+    Attributes
+    ----------
+    weights : (K,)
+    means : (K, D)
+    covariances : family-specific shape (see module docstring)
+    precisions_cholesky : family-specific shape, ``precision = L @ L.T`` (elementwise square for
+        diag/spherical)
+    """
+
+    weights: Array
+    means: Array
+    covariances: Array
+    precisions_cholesky: Array
+
+
+class NaturalParams(NamedTuple):
+    """Per-component coefficients such that ``log(w_k N(x | mu_k, S_k)) = x @ linear_k +
+    features(x) @ quadratic_k + constant_k``.
+
+    Attributes
+    ----------
+    linear : (K, D), ``P_k mu_k``
+    quadratic : (K, F), coefficients of the second-moment features (``-P/2`` with the
+        off-diagonal terms doubled for the full form)
+    constant : (K,), ``log w_k - D/2 log(2 pi) + 1/2 log|P_k| - 1/2 mu_k' P_k mu_k``
+    """
+
+    linear: Array
+    quadratic: Array
+    constant: Array
+
+
+class FullMoments:
+    """Second-moment features ``x_i x_j`` for ``i <= j``: ``F = D (D + 1) / 2`` columns."""
+
+    @staticmethod
+    def n_features(n_dims: int) -> int:
+        return n_dims * (n_dims + 1) // 2
+
+    @staticmethod
+    def features(x: Array) -> Array:
+        """(n, D) -> (n, D(D+1)/2)."""
+        rows, cols = np.triu_indices(x.shape[-1])
+        return x[:, rows] * x[:, cols]
+
+    @staticmethod
+    def to_matrix(second: Array, n_dims: int) -> Array:
+        """(..., D(D+1)/2) upper-triangle sums -> (..., D, D) symmetric matrices."""
+        rows, cols = np.triu_indices(n_dims)
+        upper = jnp.zeros(second.shape[:-1] + (n_dims, n_dims), second.dtype)
+        upper = upper.at[..., rows, cols].set(second)
+        return upper + jnp.swapaxes(upper, -1, -2) - upper * jnp.eye(n_dims, dtype=second.dtype)
+
+    @staticmethod
+    def quadratic_coefficients(precision: Array) -> Array:
+        """(..., D, D) precision -> (..., D(D+1)/2) coefficients of ``-x' P x / 2``."""
+        n_dims = precision.shape[-1]
+        rows, cols = np.triu_indices(n_dims)
+        factor = np.where(rows == cols, -0.5, -1.0).astype(precision.dtype)
+        return precision[..., rows, cols] * factor
+
+
+class DiagMoments:
+    """Second-moment features ``x_i ** 2``: ``F = D`` columns."""
+
+    @staticmethod
+    def n_features(n_dims: int) -> int:
+        return n_dims
+
+    @staticmethod
+    def features(x: Array) -> Array:
+        """(n, D) -> (n, D)."""
+        return x * x
+
+
+def _outer(means: Array) -> Array:
+    return means[:, :, None] * means[:, None, :]
+
+
+def _safe_cholesky(cov: Array, reg_covar: Array) -> tuple[Array, Array]:
+    """Lower Cholesky factor of ``cov`` (..., D, D), never NaN.
+
+    Where the factorisation fails (a collapsed component whose covariance lost positive
+    definiteness to rounding), the covariance is replaced by its diagonal, floored at
+    ``reg_covar``. Such a component is reported as degenerate by the caller.
+    """
+    eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    chol = jnp.linalg.cholesky(cov)
+    ok = jnp.all(jnp.isfinite(chol), axis=(-2, -1))[..., None, None]
+    diag = jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), reg_covar)
+    cov = jnp.where(ok, cov, diag[..., None] * eye)
+    chol = jnp.where(ok, chol, jnp.sqrt(diag)[..., None] * eye)
+    return cov, chol
+
+
+class CovarianceFamily:
+    """Formulas shared by every covariance type; subclasses supply the type-specific ones."""
+
+    name: str
+    moments: type[FullMoments] | type[DiagMoments]
+
+    def covariance(self, counts: Array, means: Array, second: Array, reg_covar: Array) -> Array:
+        """M-step covariance from weighted sums.
+
+        Parameters
+        ----------
+        counts : (K,) effective counts ``n_k``
+        means : (K, D)
+        second : (K, F) weighted sums of the second-moment features
+        reg_covar : scalar added to the diagonal
+        """
+        raise NotImplementedError
+
+    def precisions_cholesky(self, cov: Array, reg_covar: Array) -> tuple[Array, Array]:
+        """Return ``(cov, L)`` with ``precision = L L'``; ``cov`` may be repaired (see
+        :func:`_safe_cholesky`)."""
+        raise NotImplementedError
+
+    def natural(self, params: MixtureParams) -> NaturalParams:
+        """Coefficients for the E-step's matrix-product form of the log densities."""
+        raise NotImplementedError
+
+    def n_parameters(self, n_components: int, n_dims: int) -> int:
+        """Free parameters of the mixture (weights, means and covariances), as scikit-learn."""
+        return int(self._n_cov_parameters(n_components, n_dims) + n_dims * n_components
+                   + n_components - 1)
+
+    def _n_cov_parameters(self, n_components: int, n_dims: int) -> float:
+        raise NotImplementedError
+
+    def as_full(self, cov: Array, n_components: int, n_dims: int) -> Array:
+        """Covariances as (K, D, D) matrices."""
+        raise NotImplementedError
+
+    def min_count(self, n_dims: int) -> float:
+        """Smallest effective component size that can support this covariance estimate."""
+        raise NotImplementedError
+
+    def precisions(self, prec_chol: Array) -> Array:
+        """Precision matrices (scikit-learn's ``precisions_``) from their Cholesky factors."""
+        raise NotImplementedError
+
+    def covariances_from_precisions(self, precisions: Array) -> Array:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+
+def _log_normaliser(weights: Array, log_det: Array, mahalanobis_mean: Array, n_dims: int) -> Array:
+    return (jnp.log(weights) - 0.5 * n_dims * math.log(2.0 * math.pi) + log_det
+            - 0.5 * mahalanobis_mean)
+
+
+class _MatrixCovariance(CovarianceFamily):
+    """Full and tied: covariances are D x D matrices, second moments are the upper triangle."""
+
+    moments = FullMoments
+
+    def precisions_cholesky(self, cov: Array, reg_covar: Array) -> tuple[Array, Array]:
+        cov, chol = _safe_cholesky(cov, reg_covar)
+        eye = jnp.broadcast_to(jnp.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
+        return cov, jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
+
+    def precisions(self, prec_chol: Array) -> Array:
+        return prec_chol @ jnp.swapaxes(prec_chol, -1, -2)
+
+    def covariances_from_precisions(self, precisions: Array) -> Array:
+        return jnp.linalg.inv(precisions)
+
+    def natural(self, params: MixtureParams) -> NaturalParams:
+        n_components, n_dims = params.means.shape
+        # Tied parameters (D, D) broadcast to every component.
+        precision = jnp.broadcast_to(self.precisions(params.precisions_cholesky),
+                                     (n_components, n_dims, n_dims))
+        log_det = jnp.sum(jnp.log(jnp.diagonal(params.precisions_cholesky, axis1=-2, axis2=-1)),
+                          axis=-1)
+        linear = jnp.einsum("kij,kj->ki", precision, params.means)
+        quadratic = FullMoments.quadratic_coefficients(precision)
+        constant = _log_normaliser(params.weights, log_det, jnp.sum(linear * params.means, -1),
+                                   n_dims)
+        return NaturalParams(linear, quadratic, constant)
+
+
+class _ElementwiseCovariance(CovarianceFamily):
+    """Diag and spherical: variances only, second moments are the squares."""
+
+    moments = DiagMoments
+
+    def _variances(self, counts: Array, means: Array, second: Array) -> Array:
+        # Clipped at zero: rounding can make E[x^2] - mu^2 slightly negative for a collapsed
+        # component, which must not produce a NaN precision.
+        return jnp.maximum(second / counts[:, None] - means**2, 0.0)
+
+    def precisions_cholesky(self, cov: Array, reg_covar: Array) -> tuple[Array, Array]:
+        cov = jnp.maximum(cov, reg_covar)
+        return cov, 1.0 / jnp.sqrt(cov)
+
+    def precisions(self, prec_chol: Array) -> Array:
+        return prec_chol**2
+
+    def covariances_from_precisions(self, precisions: Array) -> Array:
+        return 1.0 / precisions
+
+    def min_count(self, n_dims: int) -> float:
+        return 2.0
+
+    def _per_dim_precision(self, prec_chol: Array, n_dims: int) -> Array:
+        raise NotImplementedError
+
+    def natural(self, params: MixtureParams) -> NaturalParams:
+        n_dims = params.means.shape[1]
+        prec_chol = self._per_dim_precision(params.precisions_cholesky, n_dims)  # (K, D)
+        precision = prec_chol**2
+        linear = params.means * precision
+        constant = _log_normaliser(params.weights, jnp.sum(jnp.log(prec_chol), axis=-1),
+                                   jnp.sum(linear * params.means, -1), n_dims)
+        return NaturalParams(linear, -0.5 * precision, constant)
+
+
+class Full(_MatrixCovariance):
+    """Each component has its own general covariance matrix (mclust ``VVV``)."""
+
+    name = "full"
+
+    def covariance(self, counts, means, second, reg_covar):
+        n_dims = means.shape[1]
+        cov = FullMoments.to_matrix(second, n_dims) / counts[:, None, None] - _outer(means)
+        return cov + reg_covar * jnp.eye(n_dims, dtype=cov.dtype)
+
+    def _n_cov_parameters(self, n_components, n_dims):
+        return n_components * n_dims * (n_dims + 1) / 2.0
+
+    def as_full(self, cov, n_components, n_dims):
+        return cov
+
+    def min_count(self, n_dims):
+        return float(n_dims + 1)
+
+
+class Tied(_MatrixCovariance):
+    """All components share one general covariance matrix (mclust ``EEE``)."""
+
+    name = "tied"
+
+    def covariance(self, counts, means, second, reg_covar):
+        n_dims = means.shape[1]
+        total_second = FullMoments.to_matrix(jnp.sum(second, axis=0), n_dims)
+        between = jnp.einsum("k,ki,kj->ij", counts, means, means)
+        cov = (total_second - between) / jnp.sum(counts)
+        return cov + reg_covar * jnp.eye(n_dims, dtype=cov.dtype)
+
+    def _n_cov_parameters(self, n_components, n_dims):
+        return n_dims * (n_dims + 1) / 2.0
+
+    def as_full(self, cov, n_components, n_dims):
+        return jnp.broadcast_to(cov, (n_components,) + cov.shape)
+
+    def min_count(self, n_dims):
+        return 1.0
+
+
+class Diag(_ElementwiseCovariance):
+    """Each component has its own diagonal covariance (mclust ``VVI``)."""
+
+    name = "diag"
+
+    def covariance(self, counts, means, second, reg_covar):
+        return self._variances(counts, means, second) + reg_covar
+
+    def _per_dim_precision(self, prec_chol, n_dims):
+        return prec_chol
+
+    def _n_cov_parameters(self, n_components, n_dims):
+        return n_components * n_dims
+
+    def as_full(self, cov, n_components, n_dims):
+        return cov[:, :, None] * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
+
+class Spherical(_ElementwiseCovariance):
+    """Each component has its own single variance (mclust ``VII``)."""
+
+    name = "spherical"
+
+    def covariance(self, counts, means, second, reg_covar):
+        return jnp.mean(self._variances(counts, means, second), axis=1) + reg_covar
+
+    def _per_dim_precision(self, prec_chol, n_dims):
+        return jnp.broadcast_to(prec_chol[:, None], (prec_chol.shape[0], n_dims))
+
+    def _n_cov_parameters(self, n_components, n_dims):
+        return n_components
+
+    def as_full(self, cov, n_components, n_dims):
+        return cov[:, None, None] * jnp.eye(n_dims, dtype=cov.dtype)
+
+
+FAMILIES: dict[str, CovarianceFamily] = {
+    family.name: family for family in (Full(), Tied(), Diag(), Spherical())
+}
+
+
+def get_family(covariance_type: str) -> CovarianceFamily:
+    """The family object for a scikit-learn ``covariance_type`` string."""
+    try:
+        return FAMILIES[covariance_type]
+    except KeyError:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; choose one of "
+            f"{sorted(FAMILIES)}"
+        ) from None

@@ -1,0 +1,389 @@
+"""``GaussianMixture``: the scikit-learn-compatible shell around the compiled EM core.
+
+Validation happens in ``fit``; numpy and pandas come in, numpy goes out. All the numerical
+work runs in :mod:`bayesgmm.core` as compiled JAX programs (one program for all restarts).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from bayesgmm.core.covariance import MixtureParams, get_family
+from bayesgmm.core.em import InitOverride, fit_restarts
+from bayesgmm.core.init import INIT_METHODS
+from bayesgmm.core.stats import weighted_log_prob
+from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.validation import (
+    DegenerateFitError,
+    check_array_input,
+    check_columns_informative,
+    check_enough_samples,
+    warn_if_regularisation_dominates,
+)
+
+
+def _seed(random_state) -> int:
+    """A 31-bit integer seed for ``jax.random`` from ``random_state`` (int, numpy RandomState or
+    Generator, or None for fresh entropy)."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    if isinstance(random_state, numbers.Integral):
+        return int(np.random.SeedSequence(int(random_state)).generate_state(1)[0] >> 1)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    raise ValueError(f"random_state={random_state!r} must be None, an int, a "
+                     "numpy.random.RandomState or a numpy.random.Generator")
+
+
+def _numpy_rng(random_state) -> np.random.RandomState | np.random.Generator:
+    if isinstance(random_state, np.random.Generator | np.random.RandomState):
+        return random_state
+    return np.random.RandomState(random_state)
+
+
+@partial(jax.jit, static_argnames="family")
+def _block_log_prob(data, params, family):
+    """Weighted component log densities per block: (n_blocks, block_rows, K)."""
+    return jax.lax.map(lambda x: weighted_log_prob(x, params, family), data.x)
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM, compiled with JAX; a drop-in for
+    :class:`sklearn.mixture.GaussianMixture`.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        EM stops when the mean log-likelihood changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the covariance diagonals, in the data's units (as scikit-learn).
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts; all run vmapped in one compiled program and the best non-degenerate lower
+        bound wins.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+    weights_init : array (K,), optional
+    means_init : array (K, D), optional
+    precisions_init : array, optional
+        Shape (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+    random_state : int, numpy RandomState or Generator, or None
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (``n_init`` is then ignored).
+    verbose : int, default=0
+        1 prints one line per restart; 2 also prints the lower bound every
+        ``verbose_interval`` iterations. The loop is compiled, so lines appear after the fit.
+    verbose_interval : int, default=10
+    dtype : {'float64', 'float32'}, default='float64'
+        Arithmetic of the compiled EM. float64 (for agreement with scikit-learn) runs inside
+        ``jax.enable_x64`` without changing the user's global JAX setting; float32 is faster.
+        Data are centred and scaled internally (an exact symmetry), which keeps float32 stable.
+
+    Attributes
+    ----------
+    weights_ : (K,)
+    means_ : (K, D)
+    covariances_ : shape by ``covariance_type`` (see ``precisions_init``)
+    precisions_, precisions_cholesky_ : same shape as ``covariances_``
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood of the best restart at its last E-step.
+    lower_bounds_ : list of float
+        Lower bound after each iteration of the best restart.
+    degenerate_ : (K,) bool
+        Components that are degenerate by the rule of
+        :func:`bayesgmm.core.em.degenerate_components` (too few points, or collapsed onto
+        repeated values). Restarts with a degenerate component lose to any without one.
+    n_degenerate_inits_ : int
+        How many restarts ended with a degenerate component.
+    n_features_in_ : int
+    feature_names_in_ : (D,) array of str, when fitted on a DataFrame with string column names
+
+    Notes
+    -----
+    The parameters, attributes and methods are those of scikit-learn's ``GaussianMixture``,
+    with the same parameter counts for ``bic``/``aic`` (lower is better).
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, dtype="float64"):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ parameters
+    def _check_parameters(self) -> None:
+        def require(ok, name, what):
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {what}")
+
+        def is_int(value):
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        def is_real(value):
+            return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+        require(is_int(self.n_components) and self.n_components >= 1, "n_components",
+                "it must be an integer >= 1")
+        get_family(self.covariance_type)
+        require(is_real(self.tol) and self.tol >= 0, "tol", "it must be a number >= 0")
+        require(is_real(self.reg_covar) and self.reg_covar >= 0, "reg_covar",
+                "it must be a number >= 0")
+        require(is_int(self.max_iter) and self.max_iter >= 0, "max_iter",
+                "it must be an integer >= 0")
+        require(is_int(self.n_init) and self.n_init >= 1, "n_init", "it must be an integer >= 1")
+        require(self.init_params in INIT_METHODS, "init_params", f"choose one of {INIT_METHODS}")
+        require(is_int(self.verbose_interval) and self.verbose_interval >= 1,
+                "verbose_interval", "it must be an integer >= 1")
+        compute_dtype(self.dtype)
+
+    def _user_init(self, n_dims: int, scaling: AffineScaling) -> InitOverride:
+        """weights_init / means_init / precisions_init, checked and put in internal units."""
+        family = get_family(self.covariance_type)
+        k = self.n_components
+        weights = means = cov = prec_chol = None
+        if self.weights_init is not None:
+            weights = np.array(self.weights_init, dtype=np.float64)
+            if weights.shape != (k,):
+                raise ValueError(f"weights_init has shape {weights.shape}; expected ({k},)")
+            if np.any(weights < 0) or np.any(weights > 1) or not np.isclose(weights.sum(), 1):
+                raise ValueError("weights_init must lie in [0, 1] and sum to 1; got "
+                                 f"{weights.tolist()} (sum {weights.sum():.6g})")
+        if self.means_init is not None:
+            means = np.array(self.means_init, dtype=np.float64)
+            if means.shape != (k, n_dims):
+                raise ValueError(f"means_init has shape {means.shape}; expected ({k}, {n_dims})")
+            means = scaling.transform(means)
+        if self.precisions_init is not None:
+            precisions = np.array(self.precisions_init, dtype=np.float64)
+            expected = {"full": (k, n_dims, n_dims), "tied": (n_dims, n_dims),
+                        "diag": (k, n_dims), "spherical": (k,)}[family.name]
+            if precisions.shape != expected:
+                raise ValueError(f"precisions_init has shape {precisions.shape}; expected "
+                                 f"{expected} for covariance_type={family.name!r}")
+            if family.name in ("full", "tied"):
+                mats = precisions.reshape(-1, n_dims, n_dims)
+                symmetric = np.allclose(mats, np.swapaxes(mats, -1, -2))
+                if not symmetric or np.any(np.linalg.eigvalsh(mats)[:, 0] <= 0):
+                    raise ValueError("precisions_init must be symmetric positive-definite")
+            elif np.any(precisions <= 0):
+                raise ValueError("precisions_init must be positive")
+            cov = np.asarray(family.covariances_from_precisions(jnp.asarray(precisions)))
+            cov = cov / scaling.scale**2
+            cov, prec_chol = family.precisions_cholesky(jnp.asarray(cov), 0.0)
+        return InitOverride(weights, means, cov, prec_chol)
+
+    def _previous_fit(self, scaling: AffineScaling) -> InitOverride:
+        """The current fitted parameters in ``scaling``'s internal units (for warm_start)."""
+        params = self._internal_params(scaling)
+        return InitOverride(*params)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Estimate the parameters with EM (``n_init`` restarts, compiled and vmapped).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        previous_features = getattr(self, "n_features_in_", None)
+        X = check_array_input(X, self, reset=True, ensure_min_samples=2)
+        n_samples, n_dims = X.shape
+        if warm and n_dims != previous_features:
+            raise ValueError(f"warm_start: X has {n_dims} features but the previous fit had "
+                             f"{previous_features}")
+        names = getattr(self, "feature_names_in_", None)
+        check_enough_samples(n_samples, self.n_components)
+        check_columns_informative(X, names)
+        warn_if_regularisation_dominates(X, self.reg_covar, names)
+
+        family = get_family(self.covariance_type)
+        dtype = compute_dtype(self.dtype)
+        scaling = AffineScaling.fit(X)
+        internal = scaling.transform(X)
+        n_init = 1 if warm else self.n_init
+        with compute_context(dtype):
+            with compute_context(np.float64):
+                override = (self._previous_fit(scaling) if warm
+                            else self._user_init(n_dims, scaling))
+            override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
+                                      for a in override))
+            data = to_blocks(internal, dtype, n_dims + family.moments.n_features(n_dims))
+            keys = jax.random.split(jax.random.PRNGKey(_seed(self.random_state)), n_init)
+            state, degenerate = fit_restarts(
+                keys, data, jnp.asarray(self.reg_covar / scaling.scale**2, dtype),
+                jnp.asarray(self.tol, dtype), jnp.asarray(internal.var(axis=0), dtype), override,
+                family=family, n_components=self.n_components, init=self.init_params,
+                max_iter=self.max_iter)
+            state, degenerate = jax.device_get((state, degenerate))
+        self._set_fitted(state, np.asarray(degenerate), scaling, family)
+        return self
+
+    def _set_fitted(self, state, degenerate: np.ndarray, scaling: AffineScaling, family) -> None:
+        lower_bound = np.asarray(state.lower_bound, dtype=np.float64)
+        usable = ~degenerate.any(axis=1) & (np.isfinite(lower_bound) | (self.max_iter == 0))
+        if not usable.any():
+            sizes = np.asarray(state.stats.counts)
+            raise DegenerateFitError(
+                f"All {len(lower_bound)} EM restart(s) ended with a degenerate component (a "
+                "component that collapsed onto repeated values or kept fewer points than its "
+                f"covariance needs; smallest component sizes per restart: "
+                f"{np.round(sizes.min(axis=1), 2).tolist()}). Use fewer components, increase "
+                "reg_covar, increase n_init, or remove duplicated rows / add measurement "
+                "resolution to rounded data.")
+        best = int(np.argmax(np.where(usable, lower_bound, -np.inf))) if self.max_iter else 0
+        n_dims = state.params.means.shape[-1]
+        log_det = scaling.log_det(n_dims)
+        params = MixtureParams(*(np.asarray(a[best], dtype=np.float64) for a in state.params))
+        self.weights_ = params.weights
+        self.means_ = params.means * scaling.scale + scaling.center
+        self.covariances_ = params.covariances * scaling.scale**2
+        self.precisions_cholesky_ = params.precisions_cholesky / scaling.scale
+        with compute_context(np.float64):
+            self.precisions_ = np.asarray(family.precisions(jnp.asarray(self.precisions_cholesky_)))
+        self.converged_ = bool(state.converged[best])
+        self.n_iter_ = int(state.n_iter[best])
+        self.lower_bound_ = float(lower_bound[best] - log_det)
+        history = np.asarray(state.history[best], dtype=np.float64)[: self.n_iter_]
+        self.lower_bounds_ = (history - log_det).tolist()
+        self.degenerate_ = degenerate[best].copy()
+        self.n_degenerate_inits_ = int(degenerate.any(axis=1).sum())
+        self._scaling = scaling
+        self._report(state, degenerate, log_det, best)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                f"Best of {len(lower_bound)} restart(s) did not converge in max_iter="
+                f"{self.max_iter} iterations (tol={self.tol}); try a larger max_iter or tol, "
+                "or check the data.", ConvergenceWarning, stacklevel=3)
+
+    def _report(self, state, degenerate, log_det, best) -> None:
+        if not self.verbose:
+            return
+        for i, (lb, n_iter, conv) in enumerate(zip(state.lower_bound, state.n_iter,
+                                                   state.converged, strict=True)):
+            flags = (" converged" if conv else " did not converge") + (
+                ", degenerate" if degenerate[i].any() else "") + (", best" if i == best else "")
+            print(f"Initialization {i}: {int(n_iter)} iterations, lower bound "
+                  f"{float(lb) - log_det:.6f};{flags}")
+            if self.verbose >= 2:
+                history = np.asarray(state.history[i])[: int(n_iter)] - log_det
+                for t in range(self.verbose_interval - 1, len(history), self.verbose_interval):
+                    change = history[t] - (history[t - 1] if t else -np.inf)
+                    print(f"  Iteration {t + 1}\t lower bound {history[t]:.6f}\t "
+                          f"change {change:.6f}")
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the labels (n_samples,) of ``X`` under the fitted model."""
+        return self.fit(X, y).predict(X)
+
+    # ------------------------------------------------------------------ prediction
+    def _internal_params(self, scaling: AffineScaling) -> MixtureParams:
+        """The fitted parameters in ``scaling``'s internal units (float64 numpy)."""
+        return MixtureParams(self.weights_, scaling.transform(self.means_),
+                             self.covariances_ / scaling.scale**2,
+                             self.precisions_cholesky_ * scaling.scale)
+
+    def _estimate_weighted_log_prob(self, X) -> np.ndarray:
+        """``log w_k + log N(x | mu_k, S_k)`` in the data's units: (n_samples, K)."""
+        check_is_fitted(self)
+        X = check_array_input(X, self, reset=False)
+        family = get_family(self.covariance_type)
+        dtype = compute_dtype(self.dtype)
+        scaling = self._scaling
+        n_samples, n_dims = X.shape
+        with compute_context(dtype):
+            data = to_blocks(scaling.transform(X), dtype,
+                             n_dims + family.moments.n_features(n_dims))
+            params = MixtureParams(*(jnp.asarray(a, dtype) for a in self._internal_params(scaling)))
+            log_prob = np.asarray(_block_log_prob(data, params, family), dtype=np.float64)
+        return log_prob.reshape(-1, self.n_components)[:n_samples] - scaling.log_det(n_dims)
+
+    def score_samples(self, X):
+        """Log density of each sample, (n_samples,)."""
+        return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
+
+    def score(self, X, y=None):
+        """Mean log density of ``X``."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X):
+        """Most probable component of each sample, (n_samples,)."""
+        return self._estimate_weighted_log_prob(X).argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Posterior component probabilities, (n_samples, K)."""
+        log_prob = self._estimate_weighted_log_prob(X)
+        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
+
+    def sample(self, n_samples=1):
+        """Draw from the fitted mixture.
+
+        Returns
+        -------
+        X : (n_samples, n_features)
+        y : (n_samples,) component of each draw, in component order (as scikit-learn)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples={n_samples!r} is invalid: the sampling requires at "
+                             "least one sample")
+        family = get_family(self.covariance_type)
+        n_dims = self.means_.shape[1]
+        rng = _numpy_rng(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        with compute_context(np.float64):
+            cov = np.asarray(family.as_full(jnp.asarray(self.covariances_), self.n_components,
+                                            n_dims))
+        chol = np.linalg.cholesky(cov)
+        draws = [mean + rng.standard_normal((count, n_dims)) @ factor.T
+                 for mean, factor, count in zip(self.means_, chol, counts, strict=True)]
+        labels = np.repeat(np.arange(self.n_components), counts)
+        return np.vstack(draws), labels
+
+    # ------------------------------------------------------------------ criteria
+    def _n_parameters(self) -> int:
+        return get_family(self.covariance_type).n_parameters(*self.means_.shape)
+
+    def bic(self, X):
+        """Bayesian information criterion (lower is better): ``-2 log L + p log n``."""
+        n_samples = np.shape(X)[0]
+        return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples)
+
+    def aic(self, X):
+        """Akaike information criterion (lower is better): ``-2 log L + 2 p``."""
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()

@@ -1,0 +1,148 @@
+"""Input checks that fail loudly and say what to do.
+
+Every check names the offending argument, column and rows, and the fix. Nothing the caller
+passed is modified: conversions always produce new arrays.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections import defaultdict
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import validate_data
+
+#: Largest absolute value accepted: squares and products of larger values overflow float64.
+MAX_ABS_VALUE = 1e150
+
+_SHOWN_ROWS = 5
+
+
+class NonNumericDataError(TypeError, ValueError):
+    """X holds values that are not numbers (a ``ValueError``, and a ``TypeError`` as numpy's
+    conversion errors are)."""
+
+
+class DegenerateFitError(ValueError):
+    """Every restart of EM ended with a degenerate component."""
+
+
+def column_label(names, index: int) -> str:
+    return f"column {names[index]!r}" if names is not None else f"column {index}"
+
+
+def _row_list(rows: np.ndarray) -> str:
+    shown = ", ".join(str(r) for r in rows[:_SHOWN_ROWS])
+    return f"rows {shown}" + (f", ... ({len(rows)} rows)" if len(rows) > _SHOWN_ROWS else "")
+
+
+def _describe_non_numeric(X) -> str | None:
+    """Where the first non-numeric value of ``X`` is, or None if it has none we can find."""
+    if hasattr(X, "columns"):
+        columns = [(str(name), X[name].to_numpy()) for name in X.columns]
+    else:
+        array = np.asarray(X, dtype=object)
+        if array.ndim != 2:
+            return None
+        columns = [(str(j), array[:, j]) for j in range(array.shape[1])]
+    for name, values in columns:
+        for row, value in enumerate(values):
+            if value is None or isinstance(value, numbers.Number | np.bool_):
+                continue
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                label = f"column {name!r}" if hasattr(X, "columns") else f"column {name}"
+                return (f"X {label} is not numeric (row {row} holds {value!r} of type "
+                        f"{type(value).__name__}); encode it as numbers or drop the column")
+    return None
+
+
+def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1) -> np.ndarray:
+    """Validate ``X`` for ``estimator`` and return it as a new float64 ndarray (N, D).
+
+    Sets or checks ``n_features_in_`` / ``feature_names_in_`` (``reset``) with scikit-learn's
+    ``validate_data``; rejects text, non-numeric objects, NaN and infinity with messages that
+    name the columns and rows.
+    """
+    if not sp.issparse(X):
+        kind = getattr(getattr(X, "dtype", None), "kind", None)
+        if kind in ("U", "S"):
+            raise NonNumericDataError(
+                f"X has a text dtype ({X.dtype}); convert it to numbers before fitting")
+    try:
+        array = validate_data(estimator, X, reset=reset, dtype=np.float64,
+                              ensure_all_finite=False, ensure_min_samples=ensure_min_samples,
+                              copy=False)
+    except (TypeError, ValueError) as err:
+        detail = None if sp.issparse(X) else _describe_non_numeric(X)
+        if detail is None:
+            raise
+        raise NonNumericDataError(f"{detail} ({err})") from None
+    check_finite(array, getattr(estimator, "feature_names_in_", None))
+    return array
+
+
+def check_finite(X: np.ndarray, names=None, argument: str = "X") -> None:
+    """Raise a ValueError naming the columns and rows of any NaN or infinite value."""
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return
+    problems = []
+    for j in np.flatnonzero(bad.any(axis=0)):
+        column = X[:, j]
+        for what, mask in (("NaN", np.isnan(column)), ("infinite (inf)", np.isinf(column))):
+            rows = np.flatnonzero(mask)
+            if rows.size:
+                problems.append(f"{rows.size} {what} values in {column_label(names, j)} "
+                                f"({_row_list(rows)})")
+    raise ValueError(f"{argument} contains " + "; ".join(problems)
+                     + "; drop or impute them before fitting")
+
+
+def check_enough_samples(n_samples: int, n_components: int) -> None:
+    if n_samples < n_components:
+        raise ValueError(
+            f"Expected n_samples >= n_components but got n_components = {n_components}, "
+            f"n_samples = {n_samples}; use fewer components or more data")
+
+
+def check_columns_informative(X: np.ndarray, names=None) -> None:
+    """Reject constant columns, identical columns and magnitudes that overflow moments."""
+    largest = np.max(np.abs(X), axis=0)
+    huge = np.flatnonzero(largest > MAX_ABS_VALUE)
+    if huge.size:
+        j = huge[0]
+        raise ValueError(
+            f"X {column_label(names, j)} holds values up to {largest[j]:.3g}, beyond "
+            f"{MAX_ABS_VALUE:.0e}: their squares overflow; rescale the column (e.g. divide by "
+            "a power of ten) before fitting")
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    if constant.size:
+        labels = ", ".join(column_label(names, j) for j in constant)
+        raise ValueError(
+            f"X {labels} is constant (every value is {X[0, constant[0]]!r}); it carries no "
+            "information for clustering and makes every covariance singular; drop it")
+    groups = defaultdict(list)
+    for j in range(X.shape[1]):
+        groups[X[:, j].tobytes()].append(j)
+    for same in groups.values():
+        if len(same) > 1:
+            labels = " and ".join(column_label(names, j) for j in same)
+            raise ValueError(
+                f"X {labels} are identical; the covariance of a duplicated column is singular. "
+                "Keep one of them")
+
+
+def warn_if_regularisation_dominates(X: np.ndarray, reg_covar: float, names=None) -> None:
+    """Warn when ``reg_covar`` (in data units, as scikit-learn) swamps a column's variance."""
+    variance = X.var(axis=0)
+    swamped = np.flatnonzero(reg_covar > 0.01 * variance)
+    if swamped.size:
+        j = swamped[0]
+        warnings.warn(
+            f"reg_covar={reg_covar:g} exceeds 1% of the variance of {column_label(names, j)} "
+            f"({variance[j]:.3g}); the regularisation, not the data, will shape the fit along "
+            "it. Rescale the data or lower reg_covar.", UserWarning, stacklevel=3)
