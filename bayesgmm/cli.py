@@ -32,14 +32,10 @@ def _format_fit(model: GaussianMixture, data: pd.DataFrame) -> str:
     table.insert(1, "size", sizes)
     table.index.name = "component"
     lines += [table.to_string(float_format=lambda v: f"{v:.4f}"), ""]
-    covariances = model.covariances_
-    for k in range(model.n_components):
-        cov = {"full": lambda: covariances[k], "tied": lambda: covariances,
-               "diag": lambda: np.diag(covariances[k]),
-               "spherical": lambda: covariances[k] * np.eye(len(names))}[model.covariance_type]()
+    for k, cov in enumerate(model._full_covariances()):
         frame = pd.DataFrame(cov, index=names, columns=names)
-        lines += [f"covariance of component {k}:", frame.to_string(float_format=lambda v: f"{v:.4f}"),
-                  ""]
+        lines += [f"covariance of component {k}:",
+                  frame.to_string(float_format=lambda v: f"{v:.4f}"), ""]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from bayesgmm.core.init import INIT_METHODS
 from bayesgmm.core.stats import weighted_log_prob
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.validation import (
+    ColumnSummary,
     DegenerateFitError,
     check_array_input,
     check_columns_informative,
@@ -56,7 +57,7 @@ def _numpy_rng(random_state) -> np.random.RandomState | np.random.Generator:
 @partial(jax.jit, static_argnames="family")
 def _block_log_prob(data, params, family):
     """Weighted component log densities per block: (n_blocks, block_rows, K)."""
-    return jax.lax.map(lambda x: weighted_log_prob(x, params, family), data.x)
+    return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -229,12 +230,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                              f"{previous_features}")
         names = getattr(self, "feature_names_in_", None)
         check_enough_samples(n_samples, self.n_components)
-        check_columns_informative(X, names)
-        warn_if_regularisation_dominates(X, self.reg_covar, names)
+        summary = ColumnSummary.of(X)
+        check_columns_informative(X, summary, names)
+        warn_if_regularisation_dominates(summary, self.reg_covar, names)
 
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
-        scaling = AffineScaling.fit(X)
+        scaling = AffineScaling.from_moments(summary.mean, summary.var)
         internal = scaling.transform(X)
         n_init = 1 if warm else self.n_init
         with compute_context(dtype):
@@ -243,11 +245,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                             else self._user_init(n_dims, scaling))
             override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
                                       for a in override))
-            data = to_blocks(internal, dtype, n_dims + family.moments.n_features(n_dims))
+            data = to_blocks(internal, dtype, family)
             keys = jax.random.split(jax.random.PRNGKey(_seed(self.random_state)), n_init)
             state, degenerate = fit_restarts(
                 keys, data, jnp.asarray(self.reg_covar / scaling.scale**2, dtype),
-                jnp.asarray(self.tol, dtype), jnp.asarray(internal.var(axis=0), dtype), override,
+                jnp.asarray(self.tol, dtype), jnp.asarray(summary.var / scaling.scale**2, dtype),
+                override,
                 family=family, n_components=self.n_components, init=self.init_params,
                 max_iter=self.max_iter)
             state, degenerate = jax.device_get((state, degenerate))
@@ -265,7 +268,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"covariance needs; smallest component sizes per restart: "
                 f"{np.round(sizes.min(axis=1), 2).tolist()}). Use fewer components, increase "
                 "reg_covar, increase n_init, or remove duplicated rows / add measurement "
-                "resolution to rounded data.")
+                "resolution to rounded data."
+                + (" In float32 a direction whose variance is below about 1e-6 of the data's "
+                   "cannot be told from a collapse: try dtype='float64'."
+                   if compute_dtype(self.dtype) == np.float32 else ""))
         best = int(np.argmax(np.where(usable, lower_bound, -np.inf))) if self.max_iter else 0
         n_dims = state.params.means.shape[-1]
         log_det = scaling.log_det(n_dims)
@@ -327,8 +333,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         scaling = self._scaling
         n_samples, n_dims = X.shape
         with compute_context(dtype):
-            data = to_blocks(scaling.transform(X), dtype,
-                             n_dims + family.moments.n_features(n_dims))
+            data = to_blocks(scaling.transform(X), dtype, family)
             params = MixtureParams(*(jnp.asarray(a, dtype) for a in self._internal_params(scaling)))
             log_prob = np.asarray(_block_log_prob(data, params, family), dtype=np.float64)
         return log_prob.reshape(-1, self.n_components)[:n_samples] - scaling.log_det(n_dims)
@@ -362,18 +367,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f"n_samples={n_samples!r} is invalid: the sampling requires at "
                              "least one sample")
-        family = get_family(self.covariance_type)
         n_dims = self.means_.shape[1]
         rng = _numpy_rng(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
-        with compute_context(np.float64):
-            cov = np.asarray(family.as_full(jnp.asarray(self.covariances_), self.n_components,
-                                            n_dims))
-        chol = np.linalg.cholesky(cov)
+        chol = np.linalg.cholesky(self._full_covariances())
         draws = [mean + rng.standard_normal((count, n_dims)) @ factor.T
                  for mean, factor, count in zip(self.means_, chol, counts, strict=True)]
         labels = np.repeat(np.arange(self.n_components), counts)
         return np.vstack(draws), labels
+
+    def _full_covariances(self) -> np.ndarray:
+        """Fitted covariances as (K, D, D) matrices whatever the covariance type."""
+        check_is_fitted(self)
+        with compute_context(np.float64):
+            return np.asarray(get_family(self.covariance_type).as_full(
+                jnp.asarray(self.covariances_), self.n_components, self.means_.shape[1]))
 
     # ------------------------------------------------------------------ criteria
     def _n_parameters(self) -> int:

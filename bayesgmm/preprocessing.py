@@ -20,15 +20,18 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.core.stats import BlockedData
+from bayesgmm.core.covariance import CovarianceFamily
+from bayesgmm.core.stats import BlockedData, make_features
 
-#: Upper bound on the elements of one block's feature matrix (rows x (D + second moments)).
-BLOCK_ELEMENTS = 2**21
+#: Target size of one block of feature rows: small enough to stay in cache across the two
+#: matrix products of an E-step (measured fastest on the benchmark machine, benchmarks/).
+BLOCK_BYTES = 4 * 2**20
 _MIN_BLOCK_ROWS = 8
 
 SUPPORTED_DTYPES = ("float64", "float32")
@@ -68,27 +71,35 @@ def round_up_size(n: int) -> int:
     return -(-n // step) * step
 
 
-def block_layout(n_rows: int, n_columns: int) -> tuple[int, int]:
-    """``(n_blocks, block_rows)`` for ``n_rows`` rows whose feature rows have ``n_columns``."""
-    max_rows = max(_MIN_BLOCK_ROWS, 2 ** int(math.log2(max(BLOCK_ELEMENTS // n_columns, 1))))
+def block_layout(n_rows: int, n_columns: int, itemsize: int) -> tuple[int, int]:
+    """``(n_blocks, block_rows)`` for ``n_rows`` feature rows of ``n_columns`` values."""
+    fit = max(BLOCK_BYTES // (n_columns * itemsize), 1)
+    max_rows = max(_MIN_BLOCK_ROWS, 2 ** int(math.log2(fit)))
     n_blocks = -(-n_rows // max_rows)
     return n_blocks, round_up_size(-(-n_rows // n_blocks))
 
 
-def to_blocks(x: np.ndarray, dtype: np.dtype, n_columns: int,
+@partial(jax.jit, static_argnames="family")
+def _features(x, family):
+    return make_features(x, family)
+
+
+def to_blocks(x: np.ndarray, dtype: np.dtype, family: CovarianceFamily,
               weight: np.ndarray | None = None) -> BlockedData:
-    """Pad ``x`` (N, D) with zero-weight rows and reshape into blocks on the JAX device.
+    """Pad ``x`` (N, D) with zero-weight rows, split it into blocks on the JAX device and build
+    the feature rows ``[x, phi(x)]`` for ``family``.
 
     Must be called inside :func:`compute_context` for float64.
     """
     n_rows, n_dims = x.shape
-    n_blocks, block_rows = block_layout(n_rows, n_columns)
+    n_columns = n_dims + family.moments.n_features(n_dims)
+    n_blocks, block_rows = block_layout(n_rows, n_columns, np.dtype(dtype).itemsize)
     padded = np.zeros((n_blocks * block_rows, n_dims), dtype)
     padded[:n_rows] = x
     w = np.zeros(n_blocks * block_rows, dtype)
     w[:n_rows] = 1.0 if weight is None else weight
-    return BlockedData(jnp.asarray(padded.reshape(n_blocks, block_rows, n_dims)),
-                       jnp.asarray(w.reshape(n_blocks, block_rows)))
+    features = _features(jnp.asarray(padded.reshape(n_blocks, block_rows, n_dims)), family)
+    return BlockedData(features, jnp.asarray(w.reshape(n_blocks, block_rows)))
 
 
 @dataclass(frozen=True)
@@ -105,10 +116,14 @@ class AffineScaling:
     scale: float
 
     @classmethod
+    def from_moments(cls, mean: np.ndarray, var: np.ndarray) -> AffineScaling:
+        """From column means and variances (D,)."""
+        scale = float(np.sqrt(np.mean(var)))
+        return cls(mean, scale if scale > 0 and np.isfinite(scale) else 1.0)
+
+    @classmethod
     def fit(cls, x: np.ndarray) -> AffineScaling:
-        center = x.mean(axis=0)
-        scale = float(np.sqrt(np.mean(x.var(axis=0))))
-        return cls(center, scale if scale > 0 and np.isfinite(scale) else 1.0)
+        return cls.from_moments(x.mean(axis=0), x.var(axis=0))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (x - self.center) / self.scale

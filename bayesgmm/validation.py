@@ -9,6 +9,8 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import scipy.sparse as sp
@@ -109,9 +111,25 @@ def check_enough_samples(n_samples: int, n_components: int) -> None:
             f"n_samples = {n_samples}; use fewer components or more data")
 
 
-def check_columns_informative(X: np.ndarray, names=None) -> None:
+@dataclass(frozen=True)
+class ColumnSummary:
+    """Per-column statistics of X (D,), computed in one place and shared by the checks and
+    the scaling."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> ColumnSummary:
+        mean = X.mean(axis=0)
+        return cls(mean, np.mean((X - mean) ** 2, axis=0), X.min(axis=0), X.max(axis=0))
+
+
+def check_columns_informative(X: np.ndarray, summary: ColumnSummary, names=None) -> None:
     """Reject constant columns, identical columns and magnitudes that overflow moments."""
-    largest = np.max(np.abs(X), axis=0)
+    largest = np.maximum(np.abs(summary.minimum), np.abs(summary.maximum))
     huge = np.flatnonzero(largest > MAX_ABS_VALUE)
     if huge.size:
         j = huge[0]
@@ -119,26 +137,29 @@ def check_columns_informative(X: np.ndarray, names=None) -> None:
             f"X {column_label(names, j)} holds values up to {largest[j]:.3g}, beyond "
             f"{MAX_ABS_VALUE:.0e}: their squares overflow; rescale the column (e.g. divide by "
             "a power of ten) before fitting")
-    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    constant = np.flatnonzero(summary.maximum == summary.minimum)
     if constant.size:
         labels = ", ".join(column_label(names, j) for j in constant)
         raise ValueError(
             f"X {labels} is constant (every value is {X[0, constant[0]]!r}); it carries no "
             "information for clustering and makes every covariance singular; drop it")
+    # Only columns with the same summary can be identical; compare those exactly.
     groups = defaultdict(list)
-    for j in range(X.shape[1]):
-        groups[X[:, j].tobytes()].append(j)
-    for same in groups.values():
-        if len(same) > 1:
-            labels = " and ".join(column_label(names, j) for j in same)
-            raise ValueError(
-                f"X {labels} are identical; the covariance of a duplicated column is singular. "
-                "Keep one of them")
+    for j, key in enumerate(zip(summary.mean, summary.var, summary.minimum, summary.maximum,
+                                strict=True)):
+        groups[key].append(j)
+    for candidates in groups.values():
+        for a, b in combinations(candidates, 2):
+            if np.array_equal(X[:, a], X[:, b]):
+                raise ValueError(
+                    f"X {column_label(names, a)} and {column_label(names, b)} are identical; "
+                    "the covariance of a duplicated column is singular. Keep one of them")
 
 
-def warn_if_regularisation_dominates(X: np.ndarray, reg_covar: float, names=None) -> None:
+def warn_if_regularisation_dominates(summary: ColumnSummary, reg_covar: float,
+                                     names=None) -> None:
     """Warn when ``reg_covar`` (in data units, as scikit-learn) swamps a column's variance."""
-    variance = X.var(axis=0)
+    variance = summary.var
     swamped = np.flatnonzero(reg_covar > 0.01 * variance)
     if swamped.size:
         j = swamped[0]

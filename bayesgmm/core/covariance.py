@@ -76,15 +76,26 @@ class FullMoments:
 
     @staticmethod
     def features(x: Array) -> Array:
-        """(n, D) -> (n, D(D+1)/2)."""
+        """(..., D) -> (..., D(D+1)/2), in ``np.triu_indices`` order (row-major)."""
+        n_dims = x.shape[-1]
+        return jnp.concatenate([x[..., i:i + 1] * x[..., i:] for i in range(n_dims)], axis=-1)
+
+    @staticmethod
+    def centred_sums(weighted: Array, x: Array, centre: Array) -> Array:
+        """``sum_i weighted_ik phi(x_i - centre_k)``: (n, K), (n, D), (K, D) -> (K, F).
+
+        A batched matrix product over components; no (n, K, F) temporary.
+        """
         rows, cols = np.triu_indices(x.shape[-1])
-        return x[:, rows] * x[:, cols]
+        centred = x[None] - centre[:, None]  # (K, n, D)
+        scatter = jnp.matmul(jnp.swapaxes(centred * weighted.T[:, :, None], 1, 2), centred)
+        return scatter[:, rows, cols]
 
     @staticmethod
     def to_matrix(second: Array, n_dims: int) -> Array:
         """(..., D(D+1)/2) upper-triangle sums -> (..., D, D) symmetric matrices."""
         rows, cols = np.triu_indices(n_dims)
-        upper = jnp.zeros(second.shape[:-1] + (n_dims, n_dims), second.dtype)
+        upper = jnp.zeros((*second.shape[:-1], n_dims, n_dims), second.dtype)
         upper = upper.at[..., rows, cols].set(second)
         return upper + jnp.swapaxes(upper, -1, -2) - upper * jnp.eye(n_dims, dtype=second.dtype)
 
@@ -106,8 +117,14 @@ class DiagMoments:
 
     @staticmethod
     def features(x: Array) -> Array:
-        """(n, D) -> (n, D)."""
+        """(..., D) -> (..., D)."""
         return x * x
+
+    @staticmethod
+    def centred_sums(weighted: Array, x: Array, centre: Array) -> Array:
+        """``sum_i weighted_ik (x_i - centre_k)**2``: (n, K), (n, D), (K, D) -> (K, D)."""
+        centred = x[None] - centre[:, None]  # (K, n, D)
+        return jnp.einsum("nk,knd->kd", weighted, centred * centred)
 
 
 def _outer(means: Array) -> Array:
@@ -142,8 +159,8 @@ class CovarianceFamily:
         Parameters
         ----------
         counts : (K,) effective counts ``n_k``
-        means : (K, D)
-        second : (K, F) weighted sums of the second-moment features
+        means : (K, D) component means relative to the origin of ``second``
+        second : (K, F) weighted sums of the second-moment features about that origin
         reg_covar : scalar added to the diagonal
         """
         raise NotImplementedError
@@ -297,7 +314,7 @@ class Tied(_MatrixCovariance):
         return n_dims * (n_dims + 1) / 2.0
 
     def as_full(self, cov, n_components, n_dims):
-        return jnp.broadcast_to(cov, (n_components,) + cov.shape)
+        return jnp.broadcast_to(cov, (n_components, *cov.shape))
 
     def min_count(self, n_dims):
         return 1.0

@@ -4,11 +4,12 @@ The E-step never hands responsibilities to anyone: it returns a :class:`SuffStat
 rows. In-memory EM, streaming EM over chunks and data-parallel EM (a ``psum`` across devices)
 are the same computation summed in different ways.
 
-Data arrive as :class:`BlockedData`: rows padded to ``n_blocks * block_rows`` and split into
-blocks, with a per-row weight (0 for padding). Blocks bound the memory of the second-moment
-features (``block_rows x F``); padding keeps shapes static so that data sets of similar size
-share one compiled program. The E-step is two matrix products per block: ``features @ eta.T``
-for the log densities and ``R.T @ features`` for the statistics.
+Data arrive as :class:`BlockedData`: the feature rows ``[x, phi(x)]`` (data plus second-moment
+features, computed once), padded to ``n_blocks * block_rows`` and split into blocks, with a
+per-row weight (0 for padding). Each iteration is then two matrix products per block,
+``features @ eta.T`` for the log densities and ``R.T @ features`` for the statistics. Blocks keep
+the ``block_rows x K`` temporaries cache-sized; padding keeps shapes static so that data sets of
+similar size share one compiled program.
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax.scipy.special import logsumexp
 
 from bayesgmm.core.covariance import CovarianceFamily, MixtureParams
 
 
 class BlockedData(NamedTuple):
-    """Rows of a data set, padded and split into blocks.
+    """Rows of a data set as precomputed features, padded and split into blocks.
 
     Attributes
     ----------
-    x : (n_blocks, block_rows, D)
-    weight : (n_blocks, block_rows), 1 for real rows (or a sample weight), 0 for padding
+    features : (n_blocks, block_rows, D + F)
+        ``[x, phi(x)]`` per row (:func:`make_features`).
+    weight : (n_blocks, block_rows)
+        1 for real rows (or a sample weight), 0 for padding.
     """
 
-    x: Array
+    features: Array
     weight: Array
 
 
@@ -55,31 +57,60 @@ class SuffStats(NamedTuple):
     total_weight: Array
 
 
-def weighted_log_prob(x: Array, params: MixtureParams, family: CovarianceFamily) -> Array:
-    """``log w_k + log N(x_i | mu_k, S_k)`` for a block of rows.
+def make_features(x: Array, family: CovarianceFamily) -> Array:
+    """``[x, phi(x)]``: (..., D) -> (..., D + F) with ``family``'s second-moment features."""
+    return jnp.concatenate([x, family.moments.features(x)], axis=-1)
+
+
+def data_columns(features: Array, n_dims: int) -> Array:
+    """The data ``x`` (..., D) inside a feature array (..., D + F)."""
+    return features[..., :n_dims]
+
+
+def weighted_log_prob(features: Array, params: MixtureParams,
+                      family: CovarianceFamily) -> Array:
+    """``log w_k + log N(x_i | mu_k, S_k)`` for a block of feature rows.
 
     Parameters
     ----------
-    x : (n, D)
+    features : (n, D + F) from :func:`make_features`
 
     Returns
     -------
     (n, K)
     """
     natural = family.natural(params)
-    return (x @ natural.linear.T + family.moments.features(x) @ natural.quadratic.T
-            + natural.constant)
+    eta = jnp.concatenate([natural.linear, natural.quadratic], axis=1)
+    return features @ eta.T + natural.constant
 
 
-def block_stats(x: Array, weight: Array, resp: Array, family: CovarianceFamily,
+def normalise_log_prob(log_prob: Array) -> tuple[Array, Array]:
+    """Responsibilities and row log-normalisers from joint log densities (n, K).
+
+    One ``exp`` per entry (the max-shifted exponentials serve both), rather than the two of
+    ``logsumexp`` followed by ``exp(log_prob - lse)``.
+
+    Returns
+    -------
+    resp : (n, K), rows summing to one
+    log_norm : (n,) ``log sum_k exp(log_prob)``
+    """
+    top = jax.lax.stop_gradient(jnp.max(log_prob, axis=1, keepdims=True))
+    shifted = jnp.exp(log_prob - top)
+    total = jnp.sum(shifted, axis=1, keepdims=True)
+    return shifted / total, (top + jnp.log(total))[:, 0]
+
+
+def block_stats(features: Array, weight: Array, resp: Array, n_dims: int,
                 loglik: Array | float = 0.0) -> SuffStats:
     """Statistics of one block given responsibilities ``resp`` (n, K) and row weights (n,)."""
     weighted = resp * weight[:, None]
+    sums = weighted.T @ features
     return SuffStats(
         counts=jnp.sum(weighted, axis=0),
-        sum_x=weighted.T @ x,
-        sum_second=weighted.T @ family.moments.features(x),
-        loglik=jnp.asarray(loglik, x.dtype),
+        sum_x=sums[:, :n_dims],
+        sum_second=sums[:, n_dims:],
+        loglik=jnp.asarray(loglik, features.dtype),
         total_weight=jnp.sum(weight),
     )
 
@@ -101,30 +132,58 @@ def sum_blocks(fn, *blocked: Array):
 
 def e_step(data: BlockedData, params: MixtureParams, family: CovarianceFamily) -> SuffStats:
     """Sufficient statistics of ``data`` under the responsibilities implied by ``params``."""
+    n_dims = params.means.shape[1]
 
-    def one_block(x, weight):
-        log_prob = weighted_log_prob(x, params, family)
-        log_norm = logsumexp(log_prob, axis=1)
-        resp = jnp.exp(log_prob - log_norm[:, None])
-        return block_stats(x, weight, resp, family, jnp.sum(weight * log_norm))
+    def one_block(features, weight):
+        resp, log_norm = normalise_log_prob(weighted_log_prob(features, params, family))
+        return block_stats(features, weight, resp, n_dims, jnp.sum(weight * log_norm))
 
-    return sum_blocks(one_block, data.x, data.weight)
+    return sum_blocks(one_block, data.features, data.weight)
 
 
-def stats_from_responsibilities(data: BlockedData, resp: Array,
-                                family: CovarianceFamily) -> SuffStats:
+def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int) -> SuffStats:
     """Statistics for given responsibilities ``resp`` (n_blocks, block_rows, K)."""
-    return sum_blocks(lambda x, w, r: block_stats(x, w, r, family), data.x, data.weight, resp)
+    return sum_blocks(lambda f, w, r: block_stats(f, w, r, n_dims),
+                      data.features, data.weight, resp)
 
 
-def m_step(stats: SuffStats, family: CovarianceFamily, reg_covar: Array) -> MixtureParams:
+def centred_e_step(data: BlockedData, params: MixtureParams, centre: Array,
+                   family: CovarianceFamily) -> SuffStats:
+    """:func:`e_step` with the second moments taken about per-component centres (K, D).
+
+    ``sum_second[k] = sum_i w_i r_ik phi(x_i - centre_k)``. With ``centre`` near the
+    component means this avoids the cancellation of ``E[x x'] - mu mu'`` (which costs float32
+    most of its digits on thin, distant clusters), at the price of ``K x block_rows x D``
+    temporaries (a batched product over components); it is used once per fit, not per
+    iteration.
+    """
+    n_dims = params.means.shape[1]
+
+    def one_block(features, weight):
+        resp, log_norm = normalise_log_prob(weighted_log_prob(features, params, family))
+        weighted = resp * weight[:, None]
+        x = data_columns(features, n_dims)
+        return SuffStats(
+            counts=jnp.sum(weighted, axis=0),
+            sum_x=weighted.T @ x,
+            sum_second=family.moments.centred_sums(weighted, x, centre),
+            loglik=jnp.sum(weight * log_norm),
+            total_weight=jnp.sum(weight),
+        )
+
+    return sum_blocks(one_block, data.features, data.weight)
+
+
+def m_step(stats: SuffStats, family: CovarianceFamily, reg_covar: Array,
+           centre: Array | float = 0.0) -> MixtureParams:
     """Maximum-likelihood parameters from statistics (scikit-learn's M-step).
 
-    As in scikit-learn, ``10 * eps`` is added to each count so that an empty component keeps a
-    finite mean and a covariance of ``reg_covar``.
+    ``centre`` (K, D) is the origin of ``stats.sum_second`` (0 for :func:`e_step`). As in
+    scikit-learn, ``10 * eps`` is added to each count so that an empty component keeps a finite
+    mean and a covariance of ``reg_covar``.
     """
     counts = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
     means = stats.sum_x / counts[:, None]
-    cov = family.covariance(counts, means, stats.sum_second, reg_covar)
+    cov = family.covariance(counts, means - centre, stats.sum_second, reg_covar)
     cov, prec_chol = family.precisions_cholesky(cov, reg_covar)
     return MixtureParams(counts / jnp.sum(counts), means, cov, prec_chol)

@@ -1,0 +1,210 @@
+"""EM time per iteration: bayesgmm vs scikit-learn (the anchor) and gmmx.
+
+Usage::
+
+    make bench                                  # full grid, rewrites the table in README.md
+    .venv/bin/python benchmarks/run.py --quick  # smaller grid, prints only
+
+Protocol (issue #2): full covariance, the same initial parameters for every library (from a
+k-means fit on a subsample), ``tol=0`` so that exactly ``n_iter`` iterations run. "first" is
+the first call in a fresh process for that shape and dtype, compile included; "steady" is the
+best of ``--repeats`` further calls. bayesgmm is timed end to end through
+``GaussianMixture.fit`` (validation, centring, blocking and the final degeneracy check
+included). Ratios are ``anchor time / library time`` against scikit-learn float64 at the same
+(N, D, K), measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SklearnGMM
+
+from bayesgmm import GaussianMixture
+
+HERE = Path(__file__).parent
+README = HERE / "README.md"
+MARK_BEGIN = "<!-- em-iteration:begin -->"
+MARK_END = "<!-- em-iteration:end -->"
+
+FULL_GRID = [(10_000, 8, 8), (100_000, 8, 8), (1_000_000, 8, 8), (100_000, 32, 16)]
+QUICK_GRID = [(10_000, 8, 8), (100_000, 8, 8)]
+
+
+def make_problem(n: int, d: int, k: int, seed: int = 0):
+    """Data from a random K-component mixture and a shared k-means-based start.
+
+    Each component has a random orientation and variances uniform in [0.1, 1] (condition
+    number <= 10); centres are N(0, 4^2) per coordinate.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(k, d))
+    rotations = np.linalg.qr(rng.normal(size=(k, d, d)))[0]
+    factors = rotations * np.sqrt(rng.uniform(0.1, 1.0, size=(k, 1, d)))
+    labels = rng.integers(k, size=n)
+    x = centres[labels] + np.einsum("nij,nj->ni", factors[labels], rng.normal(size=(n, d)))
+    sub = x[rng.choice(n, size=min(n, 20_000), replace=False)]
+    km = KMeans(k, n_init=1, random_state=seed).fit(sub)
+    means = km.cluster_centers_
+    weights = np.bincount(km.labels_, minlength=k) / len(sub)
+    covs = np.stack([np.cov(sub[km.labels_ == j].T) + 1e-3 * np.eye(d) for j in range(k)])
+    return x, weights, means, covs
+
+
+def time_calls(fn, repeats: int) -> tuple[float, float]:
+    """(first call seconds, best of ``repeats`` later calls)."""
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    steady = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        steady.append(time.perf_counter() - start)
+    return first, min(steady)
+
+
+def bench_bayesgmm(x, weights, means, covs, dtype, n_iter, repeats):
+    precisions = np.linalg.inv(covs)
+
+    def run():
+        model = GaussianMixture(len(weights), tol=0.0, max_iter=n_iter, weights_init=weights,
+                                means_init=means, precisions_init=precisions, dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x)
+        assert model.n_iter_ == n_iter
+
+    return time_calls(run, repeats)
+
+
+def bench_sklearn(x, weights, means, covs, dtype, n_iter, repeats):
+    precisions = np.linalg.inv(covs)
+    data = x.astype(dtype)
+
+    def run():
+        model = SklearnGMM(len(weights), tol=0.0, max_iter=n_iter, weights_init=weights,
+                           means_init=means, precisions_init=precisions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(data)
+        assert model.n_iter_ == n_iter
+
+    return time_calls(run, repeats)
+
+
+def bench_gmmx(x, weights, means, covs, dtype, n_iter, repeats):
+    from gmmx import EMFitter, GaussianMixtureModelJax
+
+    def run():
+        with jax.enable_x64(False):
+            data = jnp.asarray(x, dtype)
+            gmm = GaussianMixtureModelJax.from_squeezed(
+                means=jnp.asarray(means, dtype), covariances=jnp.asarray(covs, dtype),
+                weights=jnp.asarray(weights, dtype))
+            result = EMFitter(tol=0.0, max_iter=n_iter).fit(data, gmm)
+            jax.block_until_ready(result.gmm.means)
+            assert int(result.n_iter) == n_iter
+
+    return time_calls(run, repeats)
+
+
+#: sklearn is the float64 anchor only; gmmx 0.7 checks for float32 and rejects float64.
+UNSUPPORTED = {("sklearn", "float32"), ("gmmx", "float64")}
+
+LIBRARIES = {"bayesgmm": bench_bayesgmm, "sklearn": bench_sklearn, "gmmx": bench_gmmx}
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"jax {jax.__version__}, numpy {np.__version__}, "
+            f"scikit-learn {sys.modules['sklearn'].__version__}")
+
+
+def run_grid(grid, dtypes, n_iter, sklearn_iter, repeats, libraries):
+    rows = []
+    for n, d, k in grid:
+        x, weights, means, covs = make_problem(n, d, k)
+        anchor = None
+        for dtype in dtypes:
+            for name in libraries:
+                if (name, dtype) in UNSUPPORTED:
+                    continue
+                iters = sklearn_iter(n, d, k) if name == "sklearn" else n_iter
+                first, steady = LIBRARIES[name](x, weights, means, covs, dtype, iters,
+                                                repeats if name != "sklearn" else 1)
+                row = dict(n=n, d=d, k=k, dtype=dtype, library=name, n_iter=iters,
+                           first_ms=1e3 * first / iters, steady_ms=1e3 * steady / iters)
+                if name == "sklearn":
+                    anchor = row["steady_ms"]
+                row["ratio"] = anchor / row["steady_ms"] if anchor else float("nan")
+                rows.append(row)
+                print(f"N={n:>9,} D={d:>2} K={k:>2} {dtype:7s} {name:8s} "
+                      f"first {row['first_ms']:9.2f} ms/iter  steady {row['steady_ms']:9.2f} "
+                      f"ms/iter  x{row['ratio']:.1f}", flush=True)
+    return rows
+
+
+def markdown_table(rows) -> str:
+    lines = ["| N | D | K | dtype | library | iterations | first call (ms/iter, with compile) "
+             "| steady (ms/iter) | speed-up vs sklearn float64 |",
+             "|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['n']:,} | {r['d']} | {r['k']} | {r['dtype']} | {r['library']} | "
+                     f"{r['n_iter']} | {r['first_ms']:.2f} | {r['steady_ms']:.2f} | "
+                     f"{r['ratio']:.1f}x |")
+    return "\n".join(lines)
+
+
+def write_readme(rows) -> None:
+    block = (f"{MARK_BEGIN}\nMeasured {dt.date.today().isoformat()} on "
+             f"{machine_description()}.\n\n{markdown_table(rows)}\n{MARK_END}")
+    text = README.read_text()
+    text = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), block, text,
+                  flags=re.DOTALL)
+    README.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small grid; README untouched")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--libraries", default="sklearn,bayesgmm,gmmx")
+    args = parser.parse_args()
+    grid = QUICK_GRID if args.quick else FULL_GRID
+
+    def sklearn_iter(n, d, k):  # fewer iterations where sklearn takes minutes; per-iter times
+        return 100 if n * d * d * k <= 100_000 * 8 * 8 * 8 else 10
+
+    rows = run_grid(grid, ("float64", "float32"), 100, sklearn_iter, args.repeats,
+                    args.libraries.split(","))
+    print()
+    print(markdown_table(rows))
+    if not args.quick:
+        write_readme(rows)
+
+
+if __name__ == "__main__":
+    main()
