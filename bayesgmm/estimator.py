@@ -259,8 +259,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _set_fitted(self, state, degenerate: np.ndarray, scaling: AffineScaling, family) -> None:
         lower_bound = np.asarray(state.lower_bound, dtype=np.float64)
-        usable = ~degenerate.any(axis=1) & (np.isfinite(lower_bound) | (self.max_iter == 0))
-        if not usable.any():
+        usable = ~degenerate.any(axis=1) & np.isfinite(lower_bound)
+        # max_iter=0 asks for the initialisation itself (often one point per component).
+        if self.max_iter and not usable.any():
             sizes = np.asarray(state.stats.counts)
             raise DegenerateFitError(
                 f"All {len(lower_bound)} EM restart(s) ended with a degenerate component (a "

@@ -99,7 +99,7 @@ def run_em(params: MixtureParams, stats: SuffStats, data: BlockedData, family: C
     """Iterate :func:`em_step` from ``params`` inside ``lax.while_loop``."""
     dtype = data.features.dtype
     state = EMState(params, stats, params, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32),
-                    jnp.asarray(False), jnp.full((max_iter,), jnp.nan, dtype))
+                    jnp.asarray(False), jnp.full((max(max_iter, 1),), jnp.nan, dtype))
 
     def keep_going(state):
         return (state.n_iter < max_iter) & ~state.converged

@@ -1,0 +1,67 @@
+"""Initialisation methods (scikit-learn semantics), in JAX."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from bayesgmm import GaussianMixture
+from bayesgmm.core.init import INIT_METHODS, kmeans_plusplus, lloyd
+from bayesgmm.preprocessing import compute_context
+from tests.conftest import make_mixture
+
+
+def test_kmeans_plusplus_seeds_one_point_per_separated_cluster():
+    x, labels, _, _ = make_mixture(n=300, seed=1, separation=20.0)
+    with compute_context(np.float64):
+        seeds = np.asarray(kmeans_plusplus(jax.random.PRNGKey(0), jnp.asarray(x),
+                                           jnp.ones(300), 3))
+    assert len(set(seeds)) == 3
+    assert sorted(labels[seeds]) == [0, 1, 2]
+
+
+def test_kmeans_plusplus_never_picks_zero_weight_rows():
+    x, _, _, _ = make_mixture(n=300, seed=2)
+    weight = np.zeros(300)
+    weight[:50] = 1.0
+    with compute_context(np.float64):
+        for seed in range(5):
+            seeds = kmeans_plusplus(jax.random.PRNGKey(seed), jnp.asarray(x),
+                                    jnp.asarray(weight), 3)
+            assert np.all(np.asarray(seeds) < 50)
+
+
+def test_lloyd_finds_the_clusters():
+    x, labels, means, _ = make_mixture(n=600, seed=3)
+    with compute_context(np.float64):
+        found = np.asarray(lloyd(jnp.asarray(x), jnp.ones(600), jnp.asarray(x[:3])))
+    assert adjusted_rand_score(labels, found) > 0.98
+
+
+@pytest.mark.parametrize("init_params", ["random_from_data", "k-means++"])
+def test_point_seeds_start_on_data_rows(init_params, faithful):
+    """One data row per component, covariance reg_covar (scikit-learn's semantics)."""
+    x = faithful.to_numpy()
+    model = GaussianMixture(3, init_params=init_params, max_iter=0, random_state=5).fit(x)
+    for mean in model.means_:
+        assert np.any(np.all(np.isclose(x, mean, rtol=1e-9, atol=1e-9), axis=1))
+    np.testing.assert_allclose(model.covariances_, np.broadcast_to(1e-6 * np.eye(2),
+                                                                   (3, 2, 2)), rtol=1e-6, atol=1e-12)
+
+
+def test_random_init_starts_near_the_data_mean(faithful):
+    x = faithful.to_numpy()
+    model = GaussianMixture(3, init_params="random", max_iter=0, random_state=5).fit(x)
+    np.testing.assert_allclose(model.weights_, 1 / 3, atol=0.05)
+    np.testing.assert_allclose(model.means_, np.broadcast_to(x.mean(0), (3, 2)), rtol=0.05)
+
+
+@pytest.mark.parametrize("init_params", INIT_METHODS)
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_every_init_fits(init_params, covariance_type):
+    x, labels, _, _ = make_mixture(n=400, seed=6, separation=10.0)
+    model = GaussianMixture(3, covariance_type=covariance_type, init_params=init_params,
+                            n_init=20, random_state=0).fit(x)
+    assert model.converged_
+    assert adjusted_rand_score(labels, model.predict(x)) > 0.95
