@@ -131,17 +131,30 @@ def _outer(means: Array) -> Array:
     return means[:, :, None] * means[:, None, :]
 
 
+def variance_floor(reg_covar: Array, dtype) -> Array:
+    """Smallest variance a repaired covariance may have: ``max(reg_covar, eps)``.
+
+    In internal units (data scaled to unit average variance) ``eps`` keeps precisions finite
+    even with ``reg_covar=0``; it only ever applies to a collapsed component.
+    """
+    return jnp.maximum(reg_covar, jnp.finfo(dtype).eps)
+
+
 def _safe_cholesky(cov: Array, reg_covar: Array) -> tuple[Array, Array]:
     """Lower Cholesky factor of ``cov`` (..., D, D), never NaN.
 
-    Where the factorisation fails (a collapsed component whose covariance lost positive
-    definiteness to rounding), the covariance is replaced by its diagonal, floored at
-    ``reg_covar``. Such a component is reported as degenerate by the caller.
+    Where the factorisation fails or is singular (a collapsed component whose covariance lost
+    positive definiteness to rounding, or ``reg_covar=0``), the covariance is replaced by its
+    diagonal, floored at :func:`variance_floor`. Such a component is reported as degenerate by
+    the caller.
     """
     eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    floor = variance_floor(reg_covar, cov.dtype)
     chol = jnp.linalg.cholesky(cov)
-    ok = jnp.all(jnp.isfinite(chol), axis=(-2, -1))[..., None, None]
-    diag = jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), reg_covar)
+    pivots = jnp.diagonal(chol, axis1=-2, axis2=-1)
+    ok = (jnp.all(jnp.isfinite(chol), axis=(-2, -1))
+          & jnp.all(pivots**2 >= floor, axis=-1))[..., None, None]
+    diag = jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), floor)
     cov = jnp.where(ok, cov, diag[..., None] * eye)
     chol = jnp.where(ok, chol, jnp.sqrt(diag)[..., None] * eye)
     return cov, chol
@@ -253,7 +266,7 @@ class _ElementwiseCovariance(CovarianceFamily):
         return jnp.maximum(second / counts[:, None] - means**2, 0.0)
 
     def precisions_cholesky(self, cov: Array, reg_covar: Array) -> tuple[Array, Array]:
-        cov = jnp.maximum(cov, reg_covar)
+        cov = jnp.maximum(cov, variance_floor(reg_covar, cov.dtype))
         return cov, 1.0 / jnp.sqrt(cov)
 
     def precisions(self, prec_chol: Array) -> Array:

@@ -154,7 +154,7 @@ def degenerate_components(stats: SuffStats, centre: Array | float, family: Covar
     smallest = jnp.linalg.eigvalsh(cov * inv_sd[:, None] * inv_sd[None, :])[..., 0]
     second_moment = (means**2 + jnp.diagonal(cov, axis1=-2, axis2=-1)) / feature_variance
     noise = _ROUNDING_NOISE_FACTOR * eps * jnp.max(second_moment, axis=-1)
-    collapsed = smallest < jnp.maximum(COLLAPSE_VARIANCE_RATIO, noise)
+    collapsed = ~(smallest >= jnp.maximum(COLLAPSE_VARIANCE_RATIO, noise))  # NaN: collapsed
     return (stats.counts < family.min_count(n_dims)) | collapsed
 
 
