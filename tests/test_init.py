@@ -33,7 +33,7 @@ def test_kmeans_plusplus_never_picks_zero_weight_rows():
 
 
 def test_lloyd_finds_the_clusters():
-    x, labels, means, _ = make_mixture(n=600, seed=3)
+    x, labels, _, _ = make_mixture(n=600, seed=3)
     with compute_context(np.float64):
         found = np.asarray(lloyd(jnp.asarray(x), jnp.ones(600), jnp.asarray(x[:3])))
     assert adjusted_rand_score(labels, found) > 0.98
@@ -46,8 +46,8 @@ def test_point_seeds_start_on_data_rows(init_params, faithful):
     model = GaussianMixture(3, init_params=init_params, max_iter=0, random_state=5).fit(x)
     for mean in model.means_:
         assert np.any(np.all(np.isclose(x, mean, rtol=1e-9, atol=1e-9), axis=1))
-    np.testing.assert_allclose(model.covariances_, np.broadcast_to(1e-6 * np.eye(2),
-                                                                   (3, 2, 2)), rtol=1e-6, atol=1e-12)
+    expected = np.broadcast_to(1e-6 * np.eye(2), (3, 2, 2))
+    np.testing.assert_allclose(model.covariances_, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_random_init_starts_near_the_data_mean(faithful):

@@ -38,7 +38,7 @@ def test_shape_errors(data, message):
 
 
 def test_too_few_samples_for_components():
-    with pytest.raises(ValueError, match="n_samples >= n_components.*n_components = 5"):
+    with pytest.raises(ValueError, match=r"n_samples >= n_components.*n_components = 5"):
         GaussianMixture(5).fit(np.random.default_rng(0).normal(size=(4, 2)))
 
 
