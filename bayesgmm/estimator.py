@@ -19,10 +19,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core.covariance import MixtureParams, get_family
-from bayesgmm.core.em import InitOverride, fit_restarts
+from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
 from bayesgmm.core.init import INIT_METHODS
 from bayesgmm.core.stats import weighted_log_prob
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.prior import batch_prior, resolve_prior
 from bayesgmm.validation import (
     ColumnSummary,
     DegenerateFitError,
@@ -92,6 +93,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Arithmetic of the compiled EM. float64 (for agreement with scikit-learn) runs inside
         ``jax.enable_x64`` without changing the user's global JAX setting; float32 is faster.
         Data are centred and scaled internally (an exact symmetry), which keeps float32 stable.
+    prior : None, 'default' or :class:`bayesgmm.MAPPrior`, default=None
+        None fits by maximum likelihood (as scikit-learn). 'default' or a ``MAPPrior`` fits the
+        posterior mode under mclust's conjugate prior (:mod:`bayesgmm.prior`, Fraley & Raftery
+        2007): no component can collapse, and ``bic``/``aic`` use the log-likelihood at the MAP
+        estimate, as mclust does. The stopping rule still watches the log-likelihood.
 
     Attributes
     ----------
@@ -123,7 +129,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, dtype="float64"):
+                 verbose=0, verbose_interval=10, dtype="float64", prior=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -139,6 +145,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.dtype = dtype
+        self.prior = prior
 
     # ------------------------------------------------------------------ parameters
     def _check_parameters(self) -> None:
@@ -245,62 +252,83 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                             else self._user_init(n_dims, scaling))
             override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
                                       for a in override))
+            prior = batch_prior(resolve_prior(self.prior, family, X, self.n_components, scaling,
+                                              dtype), n_init)
             data = to_blocks(internal, dtype, family)
             keys = jax.random.split(jax.random.PRNGKey(_seed(self.random_state)), n_init)
-            state, degenerate = fit_restarts(
-                keys, data, jnp.asarray(self.reg_covar / scaling.scale**2, dtype),
+            result = jax.device_get(fit_batch(
+                keys, jnp.ones((n_init, self.n_components), bool), data,
+                jnp.asarray(self.reg_covar / scaling.scale**2, dtype),
                 jnp.asarray(self.tol, dtype), jnp.asarray(summary.var / scaling.scale**2, dtype),
-                override,
-                family=family, n_components=self.n_components, init=self.init_params,
-                max_iter=self.max_iter)
-            state, degenerate = jax.device_get((state, degenerate))
-        self._set_fitted(state, np.asarray(degenerate), scaling, family)
+                override, prior, family=family, init=self.init_params, max_iter=self.max_iter))
+        best = self._choose_restart(result)
+        self._store_fit(result, best, scaling)
+        self._report(result, scaling.log_det(n_dims), best)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                f"Best of {n_init} restart(s) did not converge in max_iter={self.max_iter} "
+                f"iterations (tol={self.tol}); try a larger max_iter or tol, or check the data.",
+                ConvergenceWarning, stacklevel=2)
         return self
 
-    def _set_fitted(self, state, degenerate: np.ndarray, scaling: AffineScaling, family) -> None:
-        lower_bound = np.asarray(state.lower_bound, dtype=np.float64)
-        usable = ~degenerate.any(axis=1) & np.isfinite(lower_bound)
-        # max_iter=0 asks for the initialisation itself (often one point per component).
-        if self.max_iter and not usable.any():
-            sizes = np.asarray(state.stats.counts)
+    def _choose_restart(self, result: BatchResult) -> int:
+        """The best usable restart: highest lower bound among those with no degenerate
+        component. Raises :class:`DegenerateFitError` if there is none."""
+        lower_bound = np.asarray(result.state.lower_bound, dtype=np.float64)
+        usable = ~np.asarray(result.degenerate).any(axis=1) & np.isfinite(lower_bound)
+        if not self.max_iter:  # the initialisation itself (often one point per component)
+            return 0
+        if not usable.any():
+            sizes = np.asarray(result.state.stats.counts)
             raise DegenerateFitError(
                 f"All {len(lower_bound)} EM restart(s) ended with a degenerate component (a "
                 "component that collapsed onto repeated values or kept fewer points than its "
                 f"covariance needs; smallest component sizes per restart: "
                 f"{np.round(sizes.min(axis=1), 2).tolist()}). Use fewer components, increase "
-                "reg_covar, increase n_init, or remove duplicated rows / add measurement "
-                "resolution to rounded data."
+                "reg_covar, use prior='default', increase n_init, or remove duplicated rows / "
+                "add measurement resolution to rounded data."
                 + (" In float32 a direction whose variance is below about 1e-6 of the data's "
                    "cannot be told from a collapse: try dtype='float64'."
                    if compute_dtype(self.dtype) == np.float32 else ""))
-        best = int(np.argmax(np.where(usable, lower_bound, -np.inf))) if self.max_iter else 0
-        n_dims = state.params.means.shape[-1]
+        return int(np.argmax(np.where(usable, lower_bound, -np.inf)))
+
+    def _store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
+                   components: np.ndarray | None = None) -> None:
+        """Set the fitted attributes from fit ``index`` of a :class:`BatchResult` (numpy),
+        keeping ``components`` (default: all) of its possibly padded components."""
+        state = result.state
+        keep = slice(None) if components is None else components
+
+        def pick(a):
+            return np.asarray(a[index], dtype=np.float64)
+
+        family = get_family(self.covariance_type)
+        params = MixtureParams(*(pick(a) for a in state.params))
+        n_dims = params.means.shape[-1]
         log_det = scaling.log_det(n_dims)
-        params = MixtureParams(*(np.asarray(a[best], dtype=np.float64) for a in state.params))
-        self.weights_ = params.weights
-        self.means_ = params.means * scaling.scale + scaling.center
-        self.covariances_ = params.covariances * scaling.scale**2
-        self.precisions_cholesky_ = params.precisions_cholesky / scaling.scale
+        weights = params.weights[keep]
+        self.weights_ = weights / weights.sum()
+        self.means_ = params.means[keep] * scaling.scale + scaling.center
+        per_component = family.name != "tied"
+        self.covariances_ = (params.covariances[keep] if per_component
+                             else params.covariances) * scaling.scale**2
+        self.precisions_cholesky_ = (params.precisions_cholesky[keep] if per_component
+                                     else params.precisions_cholesky) / scaling.scale
         with compute_context(np.float64):
             self.precisions_ = np.asarray(family.precisions(jnp.asarray(self.precisions_cholesky_)))
-        self.converged_ = bool(state.converged[best])
-        self.n_iter_ = int(state.n_iter[best])
-        self.lower_bound_ = float(lower_bound[best] - log_det)
-        history = np.asarray(state.history[best], dtype=np.float64)[: self.n_iter_]
+        self.converged_ = bool(state.converged[index])
+        self.n_iter_ = int(state.n_iter[index])
+        self.lower_bound_ = float(state.lower_bound[index]) - log_det
+        history = pick(state.history)[: self.n_iter_]
         self.lower_bounds_ = (history - log_det).tolist()
-        self.degenerate_ = degenerate[best].copy()
-        self.n_degenerate_inits_ = int(degenerate.any(axis=1).sum())
+        self.degenerate_ = np.asarray(result.degenerate[index])[keep].copy()
+        self.n_degenerate_inits_ = int(np.asarray(result.degenerate).any(axis=1).sum())
         self._scaling = scaling
-        self._report(state, degenerate, log_det, best)
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                f"Best of {len(lower_bound)} restart(s) did not converge in max_iter="
-                f"{self.max_iter} iterations (tol={self.tol}); try a larger max_iter or tol, "
-                "or check the data.", ConvergenceWarning, stacklevel=3)
 
-    def _report(self, state, degenerate, log_det, best) -> None:
+    def _report(self, result: BatchResult, log_det: float, best: int) -> None:
         if not self.verbose:
             return
+        state, degenerate = result.state, np.asarray(result.degenerate)
         for i, (lb, n_iter, conv) in enumerate(zip(state.lower_bound, state.n_iter,
                                                    state.converged, strict=True)):
             flags = (" converged" if conv else " did not converge") + (

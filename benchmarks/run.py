@@ -24,6 +24,7 @@ import re
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -77,12 +78,12 @@ def time_calls(fn, repeats: int) -> tuple[float, float]:
     return first, min(steady)
 
 
-def bench_bayesgmm(x, weights, means, covs, dtype, n_iter, repeats):
-    precisions = np.linalg.inv(covs)
+def _bench_estimator(make_model, x, weights, means, covs, n_iter, repeats):
+    """Time ``make_model(**init).fit(x)`` from the shared start, exactly ``n_iter`` iterations."""
+    init = dict(weights_init=weights, means_init=means, precisions_init=np.linalg.inv(covs))
 
     def run():
-        model = GaussianMixture(len(weights), tol=0.0, max_iter=n_iter, weights_init=weights,
-                                means_init=means, precisions_init=precisions, dtype=dtype)
+        model = make_model(len(weights), tol=0.0, max_iter=n_iter, **init)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(x)
@@ -91,19 +92,13 @@ def bench_bayesgmm(x, weights, means, covs, dtype, n_iter, repeats):
     return time_calls(run, repeats)
 
 
+def bench_bayesgmm(x, weights, means, covs, dtype, n_iter, repeats):
+    return _bench_estimator(partial(GaussianMixture, dtype=dtype), x, weights, means, covs,
+                            n_iter, repeats)
+
+
 def bench_sklearn(x, weights, means, covs, dtype, n_iter, repeats):
-    precisions = np.linalg.inv(covs)
-    data = x.astype(dtype)
-
-    def run():
-        model = SklearnGMM(len(weights), tol=0.0, max_iter=n_iter, weights_init=weights,
-                           means_init=means, precisions_init=precisions)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(data)
-        assert model.n_iter_ == n_iter
-
-    return time_calls(run, repeats)
+    return _bench_estimator(SklearnGMM, x.astype(dtype), weights, means, covs, n_iter, repeats)
 
 
 def bench_gmmx(x, weights, means, covs, dtype, n_iter, repeats):

@@ -21,6 +21,32 @@ def make_mixture(n=600, seed=0, separation=6.0):
     return x, labels, means, covs
 
 
+def run_core_batch(x, n_fits, n_components, init="random_from_data", max_iter=300, seed=0,
+                   dtype=np.float64, covariance_type="full", reg_covar=1e-6, tol=1e-3):
+    """Run the compiled core directly (all fits, no restart selection), as the estimator does.
+
+    Returns the :class:`BatchResult` (numpy) and the :class:`AffineScaling` used.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from bayesgmm.core.covariance import get_family
+    from bayesgmm.core.em import InitOverride, fit_batch
+    from bayesgmm.preprocessing import AffineScaling, compute_context, to_blocks
+
+    family = get_family(covariance_type)
+    scaling = AffineScaling.fit(x)
+    internal = scaling.transform(x)
+    with compute_context(dtype):
+        keys = jax.random.split(jax.random.PRNGKey(seed), n_fits)
+        result = fit_batch(
+            keys, jnp.ones((n_fits, n_components), bool), to_blocks(internal, dtype, family),
+            jnp.asarray(reg_covar / scaling.scale**2, dtype), jnp.asarray(tol, dtype),
+            jnp.asarray(internal.var(axis=0), dtype), InitOverride(), family=family, init=init,
+            max_iter=max_iter)
+        return jax.device_get(result), scaling
+
+
 @pytest.fixture(scope="session")
 def faithful():
     return load_faithful()

@@ -37,6 +37,11 @@ def _random_params(family, k=4, d=3, seed=0):
     return x, resp, weights, means, covs, prec_chol
 
 
+def _as_params(weights, means, covs, prec_chol):
+    """scikit-learn's arrays as a MixtureParams pytree (call inside ``compute_context``)."""
+    return MixtureParams(*map(jnp.asarray, (weights, means, covs, prec_chol)))
+
+
 def _blocked(x, family, n_blocks=2):
     rows = x.shape[0] // n_blocks
     features = make_features(jnp.asarray(x[: rows * n_blocks]), family)
@@ -48,7 +53,7 @@ def test_log_density_matches_scipy(covariance_type):
     family = get_family(covariance_type)
     x, _, weights, means, covs, prec_chol = _random_params(family)
     with compute_context(np.float64):
-        params = MixtureParams(*map(jnp.asarray, (weights, means, covs, prec_chol)))
+        params = _as_params(weights, means, covs, prec_chol)
         ours = np.asarray(weighted_log_prob(make_features(jnp.asarray(x), family), params,
                                             family))
     full = {"full": lambda: covs, "tied": lambda: [covs] * 4,
@@ -96,7 +101,7 @@ def test_centred_statistics_equal_raw_in_float64(covariance_type):
     family = get_family(covariance_type)
     x, _, weights, means, covs, prec_chol = _random_params(family)
     with compute_context(np.float64):
-        params = MixtureParams(*map(jnp.asarray, (weights, means, covs, prec_chol)))
+        params = _as_params(weights, means, covs, prec_chol)
         data = _blocked(x, family)
         raw = m_step(e_step(data, params, family), family, 1e-6)
         centre = raw.means
@@ -142,3 +147,15 @@ def test_jit_cache_hit_for_same_shape():
     f(jnp.ones((4, 2)))
     f(jnp.zeros((4, 2)))
     assert f._cache_size() == 1
+
+
+def test_normaliser_flushes_subnormal_responsibilities():
+    """exp(-95) is subnormal in float32; subnormals slow CPUs ~100x, so they become exact 0."""
+    from bayesgmm.core.stats import normalise_log_prob
+
+    log_prob = jnp.asarray([[0.0, -95.0, -50.0]], jnp.float32)
+    resp, log_norm = normalise_log_prob(log_prob)
+    resp = np.asarray(resp)
+    assert resp[0, 1] == 0.0
+    assert resp[0, 2] == pytest.approx(np.exp(-50.0), rel=1e-5)
+    assert float(log_norm[0]) == pytest.approx(np.log1p(np.exp(-50.0)), abs=1e-7)

@@ -8,9 +8,10 @@ from sklearn.mixture import GaussianMixture as SklearnGMM
 
 from bayesgmm import DegenerateFitError, GaussianMixture
 from bayesgmm.core.covariance import get_family
-from bayesgmm.core.em import InitOverride, degenerate_components, fit_restarts
+from bayesgmm.core.em import degenerate_components
 from bayesgmm.core.stats import SuffStats
-from bayesgmm.preprocessing import AffineScaling, compute_context, to_blocks
+from bayesgmm.preprocessing import compute_context
+from tests.conftest import run_core_batch
 
 
 def _stats(points_per_component, weights=None):
@@ -42,15 +43,8 @@ def test_rounded_data_collapse_is_flagged_and_avoided(faithful):
     points sharing one waiting value. scikit-learn's best restart is such a collapse (its
     smallest covariance eigenvalue equals reg_covar); ours must not be."""
     x = faithful.to_numpy()
-    family = get_family("full")
-    scaling = AffineScaling.fit(x)
-    internal = scaling.transform(x)
-    with compute_context(np.float64):
-        keys = jax.random.split(jax.random.PRNGKey(0), 40)
-        state, degenerate = fit_restarts(
-            keys, to_blocks(internal, np.float64, family), 1e-6 / scaling.scale**2, 1e-3,
-            internal.var(axis=0), InitOverride(), family=family, n_components=5,
-            init="random_from_data", max_iter=300)
+    result, _ = run_core_batch(x, 40, 5)
+    state, degenerate = result.state, result.degenerate
     collapsed = np.asarray(degenerate).any(axis=1)
     bounds = np.asarray(state.lower_bound)
     assert 0 < collapsed.sum() < len(collapsed)
@@ -85,15 +79,8 @@ def test_all_restarts_degenerate_raise_clear_error(dtype, covariance_type):
 def test_collapsed_components_keep_finite_parameters(dtype):
     x = np.repeat(np.array([[0.0, 0.0], [5.0, 1.0], [1.0, 6.0]]), 30, axis=0)
     x = x + np.random.default_rng(0).normal(size=x.shape) * [1e-9, 0]
-    family = get_family("full")
-    scaling = AffineScaling.fit(x)
-    internal = scaling.transform(x)
-    with compute_context(dtype):
-        keys = jax.random.split(jax.random.PRNGKey(0), 8)
-        state, degenerate = fit_restarts(
-            keys, to_blocks(internal, dtype, family), jnp.asarray(0.0, dtype),
-            jnp.asarray(1e-3, dtype), jnp.asarray(internal.var(axis=0), dtype), InitOverride(),
-            family=family, n_components=3, init="kmeans", max_iter=50)
+    result, _ = run_core_batch(x, 8, 3, init="kmeans", max_iter=50, dtype=dtype, reg_covar=0.0)
+    state, degenerate = result.state, result.degenerate
     assert np.asarray(degenerate).all(axis=1).any()
     for leaf in jax.tree_util.tree_leaves(state.params):
         assert np.all(np.isfinite(np.asarray(leaf)))

@@ -2,18 +2,15 @@
 
 import warnings
 
-import jax
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm import GaussianMixture
-from bayesgmm.core.covariance import get_family
-from bayesgmm.core.em import InitOverride, fit_restarts
+from bayesgmm.core.em import fit_batch
 from bayesgmm.estimator import _seed
-from bayesgmm.preprocessing import AffineScaling, compute_context, to_blocks
-from tests.conftest import make_mixture
+from tests.conftest import make_mixture, run_core_batch
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -42,18 +39,10 @@ def test_best_restart_wins(faithful):
     x = faithful.to_numpy()
     model = GaussianMixture(3, n_init=6, init_params="random_from_data", random_state=11,
                             max_iter=500).fit(x)
-    family = get_family("full")
-    scaling = AffineScaling.fit(x)
-    internal = scaling.transform(x)
-    with compute_context(np.float64):
-        keys = jax.random.split(jax.random.PRNGKey(_seed(11)), 6)
-        state, degenerate = fit_restarts(
-            keys, to_blocks(internal, np.float64, family), 1e-6 / scaling.scale**2, 1e-3,
-            internal.var(axis=0), InitOverride(), family=family, n_components=3,
-            init="random_from_data", max_iter=500)
-    bounds = np.asarray(state.lower_bound) - scaling.log_det(2)
+    result, scaling = run_core_batch(x, 6, 3, max_iter=500, seed=_seed(11))
+    bounds = np.asarray(result.state.lower_bound) - scaling.log_det(2)
     assert len(np.unique(np.round(bounds, 6))) > 1, "restarts should differ"
-    usable = ~np.asarray(degenerate).any(axis=1)
+    usable = ~np.asarray(result.degenerate).any(axis=1)
     assert model.lower_bound_ == pytest.approx(bounds[usable].max(), rel=1e-10)
 
 
@@ -87,10 +76,10 @@ def test_warm_start_continues(faithful):
 def test_same_shapes_do_not_recompile(faithful):
     x = faithful.to_numpy()
     GaussianMixture(2, random_state=0).fit(x)
-    before = fit_restarts._cache_size()
+    before = fit_batch._cache_size()
     GaussianMixture(2, random_state=1).fit(x[::-1] + 1.0)
     GaussianMixture(2, random_state=2, tol=1e-4, reg_covar=1e-5).fit(x[:265])  # same bucket
-    assert fit_restarts._cache_size() == before
+    assert fit_batch._cache_size() == before
 
 
 def test_verbose_reports_every_restart(faithful, capsys):

@@ -3,7 +3,8 @@
 A family knows, for its parameter shapes,
 
 * which second-moment features the E-step needs (:class:`FullMoments` or :class:`DiagMoments`),
-* the M-step from additive sufficient statistics to a covariance (with ``reg_covar``),
+* the M-step from additive sufficient statistics to a covariance (with ``reg_covar``), maximum
+  likelihood or MAP under the conjugate prior of Fraley & Raftery (2007),
 * the Cholesky factor of the precision and the natural parameters used by the E-step,
 * the number of free parameters (for BIC/AIC).
 
@@ -65,6 +66,27 @@ class NaturalParams(NamedTuple):
     linear: Array
     quadratic: Array
     constant: Array
+
+
+class ConjugatePrior(NamedTuple):
+    """Conjugate prior for MAP EM (Fraley & Raftery 2007), in internal units (a pytree).
+
+    ``mu_k | S_k ~ N(mean, S_k / shrinkage)`` and ``S_k ~ inverse-Wishart(dof, scale)`` (full,
+    tied), or per-variance inverse-gamma ``(dof / 2, scale / 2)`` (diag, spherical). Mixing
+    weights have no prior (as mclust).
+
+    Attributes
+    ----------
+    mean : (D,)
+    shrinkage : () ``kappa``, the prior's weight on the mean in pseudo-observations
+    dof : () ``nu``
+    scale : (D, D) full/tied, () diag/spherical (mclust's scalar)
+    """
+
+    mean: Array
+    shrinkage: Array
+    dof: Array
+    scale: Array
 
 
 class FullMoments:
@@ -131,6 +153,11 @@ def _outer(means: Array) -> Array:
     return means[:, :, None] * means[:, None, :]
 
 
+def _dims_from_vech(n_columns: int) -> int:
+    """D from the D (D + 1) / 2 columns of an upper triangle."""
+    return round((np.sqrt(8 * n_columns + 1) - 1) / 2)
+
+
 def variance_floor(reg_covar: Array, dtype) -> Array:
     """Smallest variance a repaired covariance may have: ``max(reg_covar, eps)``.
 
@@ -166,8 +193,15 @@ class CovarianceFamily:
     name: str
     moments: type[FullMoments] | type[DiagMoments]
 
-    def covariance(self, counts: Array, means: Array, second: Array, reg_covar: Array) -> Array:
-        """M-step covariance from weighted sums.
+    def covariance(self, counts: Array, means: Array, second: Array, reg_covar: Array,
+                   prior: ConjugatePrior | None = None, offsets: Array | None = None,
+                   n_active: Array | None = None) -> Array:
+        """M-step covariance from weighted sums: ``spread / denominator + reg_covar``.
+
+        Maximum likelihood: ``spread`` is the within-component scatter ``W`` (pooled as the type
+        requires) and ``denominator`` the effective count. MAP (Fraley & Raftery 2007): ``spread
+        = scale + W + kappa n_k / (kappa + n_k) d_k d_k'`` with ``d_k = xbar_k - prior.mean``,
+        over the posterior-mode denominator of :meth:`map_denominator`.
 
         Parameters
         ----------
@@ -175,7 +209,49 @@ class CovarianceFamily:
         means : (K, D) component means relative to the origin of ``second``
         second : (K, F) weighted sums of the second-moment features about that origin
         reg_covar : scalar added to the diagonal
+        prior : :class:`ConjugatePrior` or None for maximum likelihood
+        offsets : (K, D) ``xbar_k - prior.mean`` (with a prior)
+        n_active : number of components in use (tied MAP only; defaults to K)
         """
+        n_dims = means.shape[1]
+        spread = self.pooled_second(second) - self.pooled_outer(counts, means)
+        if prior is None:
+            spread = self.clip(spread)
+            denominator = self.ml_denominator(counts, n_dims)
+        else:
+            kappa = prior.shrinkage * counts / (prior.shrinkage + counts)
+            spread = (self.clip(spread) + self.pooled_outer(kappa, offsets)
+                      + prior.scale)
+            n_active = counts.shape[0] if n_active is None else n_active
+            denominator = self.map_denominator(counts, n_dims, n_active, prior.dof)
+        return spread / denominator + reg_covar * self.identity(n_dims, spread.dtype)
+
+    def pooled_second(self, second: Array) -> Array:
+        """Second-moment sums (K, F) in this type's covariance format."""
+        raise NotImplementedError
+
+    def pooled_outer(self, weights: Array, vectors: Array) -> Array:
+        """``sum_k weights_k v_k v_k'`` (K,), (K, D) in this type's covariance format."""
+        raise NotImplementedError
+
+    def clip(self, spread: Array) -> Array:
+        """Remove rounding below zero where the format allows (variances)."""
+        return spread
+
+    def ml_denominator(self, counts: Array, n_dims: int) -> Array:
+        raise NotImplementedError
+
+    def map_denominator(self, counts: Array, n_dims: int, n_active, dof: Array) -> Array:
+        """Posterior-mode denominators (Fraley & Raftery 2007, Table 2)."""
+        raise NotImplementedError
+
+    def identity(self, n_dims: int, dtype) -> Array:
+        """The covariance format's identity, to add ``reg_covar``."""
+        raise NotImplementedError
+
+    def default_prior_scale(self, data_cov: np.ndarray, n_components: int) -> np.ndarray:
+        """mclust's ``defaultPrior`` scale: ``G^(-2/D)`` times the data covariance (full, tied)
+        or times the mean column variance (diag, spherical)."""
         raise NotImplementedError
 
     def precisions_cholesky(self, cov: Array, reg_covar: Array) -> tuple[Array, Array]:
@@ -238,6 +314,12 @@ class _MatrixCovariance(CovarianceFamily):
     def precisions(self, prec_chol: Array) -> Array:
         return prec_chol @ jnp.swapaxes(prec_chol, -1, -2)
 
+    def identity(self, n_dims, dtype):
+        return jnp.eye(n_dims, dtype=dtype)
+
+    def default_prior_scale(self, data_cov, n_components):
+        return data_cov * n_components ** (-2.0 / data_cov.shape[0])
+
     def covariances_from_precisions(self, precisions: Array) -> Array:
         return jnp.linalg.inv(precisions)
 
@@ -260,10 +342,14 @@ class _ElementwiseCovariance(CovarianceFamily):
 
     moments = DiagMoments
 
-    def _variances(self, counts: Array, means: Array, second: Array) -> Array:
-        # Clipped at zero: rounding can make E[x^2] - mu^2 slightly negative for a collapsed
-        # component, which must not produce a NaN precision.
-        return jnp.maximum(second / counts[:, None] - means**2, 0.0)
+    def clip(self, spread: Array) -> Array:
+        # Rounding can make sum x^2 - n mu^2 slightly negative for a collapsed component,
+        # which must not produce a NaN precision.
+        return jnp.maximum(spread, 0.0)
+
+    def default_prior_scale(self, data_cov, n_components):
+        n_dims = data_cov.shape[0]
+        return np.trace(data_cov) / n_dims * n_components ** (-2.0 / n_dims)
 
     def precisions_cholesky(self, cov: Array, reg_covar: Array) -> tuple[Array, Array]:
         cov = jnp.maximum(cov, variance_floor(reg_covar, cov.dtype))
@@ -296,10 +382,17 @@ class Full(_MatrixCovariance):
 
     name = "full"
 
-    def covariance(self, counts, means, second, reg_covar):
-        n_dims = means.shape[1]
-        cov = FullMoments.to_matrix(second, n_dims) / counts[:, None, None] - _outer(means)
-        return cov + reg_covar * jnp.eye(n_dims, dtype=cov.dtype)
+    def pooled_second(self, second):
+        return FullMoments.to_matrix(second, _dims_from_vech(second.shape[-1]))
+
+    def pooled_outer(self, weights, vectors):
+        return weights[:, None, None] * _outer(vectors)
+
+    def ml_denominator(self, counts, n_dims):
+        return counts[:, None, None]
+
+    def map_denominator(self, counts, n_dims, n_active, dof):
+        return (dof + counts + n_dims + 2)[:, None, None]
 
     def _n_cov_parameters(self, n_components, n_dims):
         return n_components * n_dims * (n_dims + 1) / 2.0
@@ -316,12 +409,17 @@ class Tied(_MatrixCovariance):
 
     name = "tied"
 
-    def covariance(self, counts, means, second, reg_covar):
-        n_dims = means.shape[1]
-        total_second = FullMoments.to_matrix(jnp.sum(second, axis=0), n_dims)
-        between = jnp.einsum("k,ki,kj->ij", counts, means, means)
-        cov = (total_second - between) / jnp.sum(counts)
-        return cov + reg_covar * jnp.eye(n_dims, dtype=cov.dtype)
+    def pooled_second(self, second):
+        return FullMoments.to_matrix(jnp.sum(second, axis=0), _dims_from_vech(second.shape[-1]))
+
+    def pooled_outer(self, weights, vectors):
+        return jnp.einsum("k,ki,kj->ij", weights, vectors, vectors)
+
+    def ml_denominator(self, counts, n_dims):
+        return jnp.sum(counts)
+
+    def map_denominator(self, counts, n_dims, n_active, dof):
+        return dof + jnp.sum(counts) + n_dims + 1 + n_active
 
     def _n_cov_parameters(self, n_components, n_dims):
         return n_dims * (n_dims + 1) / 2.0
@@ -338,8 +436,20 @@ class Diag(_ElementwiseCovariance):
 
     name = "diag"
 
-    def covariance(self, counts, means, second, reg_covar):
-        return self._variances(counts, means, second) + reg_covar
+    def pooled_second(self, second):
+        return second
+
+    def pooled_outer(self, weights, vectors):
+        return weights[:, None] * vectors**2
+
+    def ml_denominator(self, counts, n_dims):
+        return counts[:, None]
+
+    def map_denominator(self, counts, n_dims, n_active, dof):
+        return (dof + counts + 3)[:, None]
+
+    def identity(self, n_dims, dtype):
+        return jnp.ones(n_dims, dtype)
 
     def _per_dim_precision(self, prec_chol, n_dims):
         return prec_chol
@@ -356,8 +466,20 @@ class Spherical(_ElementwiseCovariance):
 
     name = "spherical"
 
-    def covariance(self, counts, means, second, reg_covar):
-        return jnp.mean(self._variances(counts, means, second), axis=1) + reg_covar
+    def pooled_second(self, second):
+        return jnp.sum(second, axis=-1)
+
+    def pooled_outer(self, weights, vectors):
+        return weights * jnp.sum(vectors**2, axis=-1)
+
+    def ml_denominator(self, counts, n_dims):
+        return n_dims * counts
+
+    def map_denominator(self, counts, n_dims, n_active, dof):
+        return dof + (counts + 1) * n_dims + 2
+
+    def identity(self, n_dims, dtype):
+        return jnp.asarray(1.0, dtype)
 
     def _per_dim_precision(self, prec_chol, n_dims):
         return jnp.broadcast_to(prec_chol[:, None], (prec_chol.shape[0], n_dims))

@@ -2,8 +2,9 @@
 
 The shape follows BlackJAX: a small state (:class:`EMState`), a pure step
 (:func:`em_step`), and a loop that binds them (:func:`run_em`, a ``lax.while_loop``).
-:func:`fit_restarts` runs every restart, initialisation included, as one ``vmap`` inside one
-``jit``; picking the winner is left to the caller.
+:func:`fit_batch` runs a batch of fits (restarts, and in a model-selection sweep every component
+count too), initialisation included, as one ``vmap`` inside one ``jit``; picking the winner is
+left to the caller.
 
 Stopping rule (scikit-learn's): stop when the change in the mean log-likelihood between two
 E-steps is below ``tol``, or after ``max_iter`` iterations. As in scikit-learn, the reported
@@ -13,6 +14,7 @@ final M-step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -20,11 +22,12 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.covariance import CovarianceFamily, MixtureParams
+from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
 from bayesgmm.core.init import initial_responsibilities
 from bayesgmm.core.stats import (
     BlockedData,
     SuffStats,
+    assignment_summary,
     centred_e_step,
     data_columns,
     e_step,
@@ -42,7 +45,7 @@ _ROUNDING_NOISE_FACTOR = 32.0
 
 
 class EMState(NamedTuple):
-    """State of one EM run (a pytree; batched over restarts by :func:`fit_restarts`).
+    """State of one EM run (a pytree; batched over fits by :func:`fit_batch`).
 
     Attributes
     ----------
@@ -53,7 +56,7 @@ class EMState(NamedTuple):
     lower_bound : () mean log-likelihood at the last E-step (``-inf`` before the first)
     n_iter : () int32, E/M iterations done
     converged : () bool
-    history : (max_iter,) lower bound after each iteration, NaN where not run
+    history : (max(max_iter, 1),) lower bound after each iteration, NaN where not run
     """
 
     params: MixtureParams
@@ -78,13 +81,33 @@ class InitOverride(NamedTuple):
         return all(field is not None for field in self)
 
 
-def em_step(state: EMState, data: BlockedData, family: CovarianceFamily, reg_covar: Array,
+class BatchResult(NamedTuple):
+    """What :func:`fit_batch` returns, with a leading fit axis (B,).
+
+    Attributes
+    ----------
+    state : :class:`EMState`
+    degenerate : (B, K) bool, by :func:`degenerate_components` (False for inactive components)
+    loglik : (B,) total log-likelihood at the final parameters (``summarise=True``, else 0)
+    map_log_resp : (B,) ``sum_i log r_i,map(i)`` at the final parameters, for ICL (likewise)
+    """
+
+    state: EMState
+    degenerate: Array
+    loglik: Array
+    map_log_resp: Array
+
+
+Update = Callable[[SuffStats, "Array | float"], MixtureParams]
+
+
+def em_step(state: EMState, data: BlockedData, family: CovarianceFamily, update: Update,
             tol: Array) -> EMState:
-    """One E-step and M-step (pure)."""
+    """One E-step and M-step (pure). ``update(stats, centre)`` is the M-step."""
     stats = e_step(data, state.params, family)
     lower_bound = stats.loglik / stats.total_weight
     return EMState(
-        params=m_step(stats, family, reg_covar),
+        params=update(stats, 0.0),
         stats=stats,
         stats_params=state.params,
         lower_bound=lower_bound,
@@ -95,21 +118,21 @@ def em_step(state: EMState, data: BlockedData, family: CovarianceFamily, reg_cov
 
 
 def run_em(params: MixtureParams, stats: SuffStats, data: BlockedData, family: CovarianceFamily,
-           reg_covar: Array, tol: Array, max_iter: int) -> EMState:
+           update: Update, tol: Array, max_iter: int) -> EMState:
     """Iterate :func:`em_step` from ``params`` inside ``lax.while_loop``."""
     dtype = data.features.dtype
-    state = EMState(params, stats, params, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32),
-                    jnp.asarray(False), jnp.full((max(max_iter, 1),), jnp.nan, dtype))
+    state = EMState(params, stats, params, jnp.asarray(-jnp.inf, dtype),
+                    jnp.asarray(0, jnp.int32), jnp.asarray(False),
+                    jnp.full((max(max_iter, 1),), jnp.nan, dtype))
 
     def keep_going(state):
         return (state.n_iter < max_iter) & ~state.converged
 
-    return jax.lax.while_loop(keep_going,
-                              lambda s: em_step(s, data, family, reg_covar, tol), state)
+    return jax.lax.while_loop(keep_going, lambda s: em_step(s, data, family, update, tol), state)
 
 
 def refine_last_m_step(state: EMState, data: BlockedData, family: CovarianceFamily,
-                       reg_covar: Array) -> tuple[EMState, Array]:
+                       update: Update) -> tuple[EMState, Array]:
     """Redo the last M-step from statistics centred on its own means.
 
     The responsibilities are those of the last E-step, so the result is the same M-step as in
@@ -123,39 +146,48 @@ def refine_last_m_step(state: EMState, data: BlockedData, family: CovarianceFami
     """
     centre = state.params.means
     stats = centred_e_step(data, state.stats_params, centre, family)
-    return state._replace(params=m_step(stats, family, reg_covar, centre), stats=stats), centre
+    return state._replace(params=update(stats, centre), stats=stats), centre
 
 
 def degenerate_components(stats: SuffStats, centre: Array | float, family: CovarianceFamily,
-                          feature_variance: Array) -> Array:
+                          feature_variance: Array, active: Array | None = None,
+                          prior: ConjugatePrior | None = None) -> Array:
     """Which components are degenerate: (K,) bool.
 
     A component is degenerate when either
 
-    * its effective size ``n_k`` is below what its covariance needs
+    * (maximum likelihood only) its effective size ``n_k`` is below what its covariance needs
       (:meth:`CovarianceFamily.min_count`: ``D + 1`` for full, 2 for diag and spherical, 1 for
-      tied), or
+      tied); with a prior the estimate is regularised and small components are legitimate; or
     * it has collapsed: the smallest eigenvalue of ``V^-1/2 S_k V^-1/2`` is below
       ``max(COLLAPSE_VARIANCE_RATIO, 32 eps max_d (m_kd^2 + S_kdd) / v_d)``, where ``S_k`` is its
-      covariance *without* ``reg_covar``, ``m_k`` its mean relative to the origin ``centre`` of
-      the statistics, ``V = diag(v)`` the data's per-feature variances and ``eps`` the compute
-      dtype's precision. The second term is the rounding noise of forming a covariance from
-      moments about ``centre``. A collapsed component sits on repeated values or a
-      lower-dimensional set, and only ``reg_covar`` bounds its likelihood.
+      covariance *without* ``reg_covar`` (ML or MAP, as fitted), ``m_k`` its mean relative to
+      the origin ``centre`` of the statistics, ``V = diag(v)`` the data's per-feature variances
+      and ``eps`` the compute dtype's precision. The second term is the rounding noise of
+      forming a covariance from moments about ``centre``. A collapsed component sits on
+      repeated values or a lower-dimensional set, and only ``reg_covar`` bounds its likelihood.
+
+    Components with ``active`` False are never degenerate.
     """
     dtype = stats.counts.dtype
     eps = jnp.finfo(dtype).eps
     counts = stats.counts + 10 * eps
     n_components, n_dims = stats.sum_x.shape
-    means = stats.sum_x / counts[:, None] - centre
-    cov = family.as_full(family.covariance(counts, means, stats.sum_second, 0.0),
-                         n_components, n_dims)
+    means = stats.sum_x / counts[:, None]
+    offsets = None if prior is None else means - prior.mean
+    n_active = None if active is None else jnp.sum(active)
+    cov = family.as_full(
+        family.covariance(counts, means - centre, stats.sum_second, 0.0, prior, offsets,
+                          n_active), n_components, n_dims)
     inv_sd = 1.0 / jnp.sqrt(feature_variance)
     smallest = jnp.linalg.eigvalsh(cov * inv_sd[:, None] * inv_sd[None, :])[..., 0]
-    second_moment = (means**2 + jnp.diagonal(cov, axis1=-2, axis2=-1)) / feature_variance
+    second_moment = ((means - centre) ** 2 + jnp.diagonal(cov, axis1=-2, axis2=-1)
+                     ) / feature_variance
     noise = _ROUNDING_NOISE_FACTOR * eps * jnp.max(second_moment, axis=-1)
     collapsed = ~(smallest >= jnp.maximum(COLLAPSE_VARIANCE_RATIO, noise))  # NaN: collapsed
-    return (stats.counts < family.min_count(n_dims)) | collapsed
+    degenerate = collapsed if prior is not None else (
+        collapsed | (stats.counts < family.min_count(n_dims)))
+    return degenerate if active is None else degenerate & active
 
 
 def _apply_override(params: MixtureParams, override: InitOverride) -> MixtureParams:
@@ -163,42 +195,55 @@ def _apply_override(params: MixtureParams, override: InitOverride) -> MixturePar
                            for computed, given in zip(params, override, strict=True)))
 
 
-@partial(jax.jit, static_argnames=("family", "n_components", "init", "max_iter"))
-def fit_restarts(keys: Array, data: BlockedData, reg_covar: Array, tol: Array,
-                 feature_variance: Array, override: InitOverride, *, family: CovarianceFamily,
-                 n_components: int, init: str, max_iter: int) -> tuple[EMState, Array]:
-    """Initialise and run EM for every restart key, vmapped in one compiled program.
+@partial(jax.jit, static_argnames=("family", "init", "max_iter", "summarise"))
+def fit_batch(keys: Array, active: Array, data: BlockedData, reg_covar: Array, tol: Array,
+              feature_variance: Array, override: InitOverride,
+              prior: ConjugatePrior | None = None, *, family: CovarianceFamily, init: str,
+              max_iter: int, summarise: bool = False) -> BatchResult:
+    """Initialise and run EM for a batch of fits, vmapped in one compiled program.
+
+    Each fit has its own ``jax.random`` key and its own set of active components, so one
+    program runs all restarts of all component counts of a sweep: a fit with K active
+    components out of ``K_max`` is the K-component fit, the others keep weight exactly 0.
 
     Parameters
     ----------
-    keys : (R, 2) ``jax.random`` keys, one per restart
+    keys : (B, 2) ``jax.random`` keys, one per fit
+    active : (B, K_max) bool
     data : :class:`BlockedData`
     feature_variance : (D,) per-feature data variance, for :func:`degenerate_components`
     override : :class:`InitOverride` applied after the ``init`` responsibilities' M-step
-
-    Returns
-    -------
-    state : :class:`EMState` with a leading restart axis (R,)
-    degenerate : (R, K) bool
+    prior : :class:`ConjugatePrior` with a leading fit axis (B, ...) for MAP EM (its default
+        scale depends on K), or None for maximum likelihood
+    summarise : also score the final parameters (log-likelihood and ICL's assignment term)
     """
     n_blocks, block_rows, _ = data.features.shape
     n_dims = feature_variance.shape[0]
+    n_components = active.shape[1]
     flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
     flat_weight = data.weight.reshape(-1)
 
-    def one_restart(key):
+    def one_fit(key, active, prior):
+        def update(stats, centre):
+            return m_step(stats, family, reg_covar, centre, active, prior)
+
         if override.complete:
             params = MixtureParams(*override)
             stats = e_step(data, params, family)
         else:
-            resp = initial_responsibilities(key, flat_x, flat_weight, n_components, init)
+            resp = initial_responsibilities(key, flat_x, flat_weight, n_components, init, active)
             stats = stats_from_responsibilities(
                 data, resp.reshape(n_blocks, block_rows, n_components), n_dims)
-            params = _apply_override(m_step(stats, family, reg_covar), override)
-        state = run_em(params, stats, data, family, reg_covar, tol, max_iter)
+            params = _apply_override(update(stats, 0.0), override)
+        state = run_em(params, stats, data, family, update, tol, max_iter)
         centre = 0.0
         if max_iter > 0:
-            state, centre = refine_last_m_step(state, data, family, reg_covar)
-        return state, degenerate_components(state.stats, centre, family, feature_variance)
+            state, centre = refine_last_m_step(state, data, family, update)
+        degenerate = degenerate_components(state.stats, centre, family, feature_variance,
+                                           active, prior)
+        loglik = map_log_resp = jnp.zeros((), data.features.dtype)
+        if summarise:
+            loglik, map_log_resp = assignment_summary(data, state.params, family)
+        return BatchResult(state, degenerate, loglik, map_log_resp)
 
-    return jax.vmap(one_restart)(keys)
+    return jax.vmap(one_fit)(keys, active, prior)

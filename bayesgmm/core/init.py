@@ -65,13 +65,13 @@ def kmeans_plusplus(key: Array, x: Array, weight: Array, n_components: int) -> A
     return indices
 
 
-def lloyd(x: Array, weight: Array, centers: Array, max_iter: int = LLOYD_MAX_ITER,
-          tol: float = LLOYD_TOL) -> Array:
+def lloyd(x: Array, weight: Array, centers: Array, active: Array | None = None,
+          max_iter: int = LLOYD_MAX_ITER, tol: float = LLOYD_TOL) -> Array:
     """Weighted Lloyd iterations from ``centers`` (K, D); returns final labels (N,).
 
     Stops, as scikit-learn's ``KMeans``, when the summed squared centre shift is at most
     ``tol`` times the mean per-feature variance, or after ``max_iter`` iterations. An empty
-    cluster keeps its previous centre.
+    cluster keeps its previous centre. Centres with ``active`` (K,) False are never nearest.
     """
     n_components = centers.shape[0]
     mean = jnp.sum(weight[:, None] * x, axis=0) / jnp.sum(weight)
@@ -79,7 +79,10 @@ def lloyd(x: Array, weight: Array, centers: Array, max_iter: int = LLOYD_MAX_ITE
     threshold = tol * jnp.mean(variance)
 
     def labels_for(centers):
-        return jnp.argmin(squared_distances(x, centers), axis=1)
+        dist = squared_distances(x, centers)
+        if active is not None:
+            dist = jnp.where(active, dist, jnp.inf)
+        return jnp.argmin(dist, axis=1)
 
     def update(state):
         centers, _, n_iter = state
@@ -99,15 +102,21 @@ def lloyd(x: Array, weight: Array, centers: Array, max_iter: int = LLOYD_MAX_ITE
 
 
 def initial_responsibilities(key: Array, x: Array, weight: Array, n_components: int,
-                             method: str) -> Array:
-    """Initial responsibilities (N, K) for ``method`` (one of :data:`INIT_METHODS`)."""
+                             method: str, active: Array | None = None) -> Array:
+    """Initial responsibilities (N, K) for ``method`` (one of :data:`INIT_METHODS`).
+
+    Components with ``active`` (K,) False get no responsibility. Greedy k-means++ picks the
+    first seeds independently of later ones, so the active components' seeds equal those of
+    a fit with only the active components.
+    """
     n_rows = x.shape[0]
+    mask = jnp.ones(n_components, x.dtype) if active is None else active.astype(x.dtype)
     if method == "kmeans":
         seeds = kmeans_plusplus(key, x, weight, n_components)
-        labels = lloyd(x, weight, x[seeds])
+        labels = lloyd(x, weight, x[seeds], active)
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
     if method == "random":
-        resp = jax.random.uniform(key, (n_rows, n_components), dtype=x.dtype)
+        resp = jax.random.uniform(key, (n_rows, n_components), dtype=x.dtype) * mask
         return resp / jnp.sum(resp, axis=1, keepdims=True)
     if method == "k-means++":
         seeds = kmeans_plusplus(key, x, weight, n_components)
@@ -116,4 +125,4 @@ def initial_responsibilities(key: Array, x: Array, weight: Array, n_components: 
                                   p=weight / jnp.sum(weight))
     else:
         raise ValueError(f"init_params={method!r} is not supported; choose one of {INIT_METHODS}")
-    return jnp.zeros((n_rows, n_components), x.dtype).at[seeds, jnp.arange(n_components)].set(1.0)
+    return jnp.zeros((n_rows, n_components), x.dtype).at[seeds, jnp.arange(n_components)].set(mask)
