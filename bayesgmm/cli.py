@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from bayesgmm.datasets import load_faithful
 from bayesgmm.estimator import GaussianMixture
+from bayesgmm.selection import select_model
 
 
 def _format_fit(model: GaussianMixture, data: pd.DataFrame) -> str:
@@ -41,10 +43,24 @@ def _format_fit(model: GaussianMixture, data: pd.DataFrame) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     data = load_faithful()
-    model = GaussianMixture(n_components=2, covariance_type="full", n_init=5,
-                            random_state=args.seed).fit(data)
-    print("Old Faithful (bundled): EM fit with bayesgmm\n")
-    print(_format_fit(model, data))
+    print("Old Faithful (bundled, 272 eruptions): choosing K and the covariance type by BIC\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = select_model(data, n_components=range(1, 10), n_init=5, random_state=args.seed)
+    table = result.table
+    print(f"Top of the selection table ({len(table)} models, lower BIC is better):")
+    shown = table.head(10).drop(columns=["aic", "n_degenerate_inits"])
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    excluded = int(table["degenerate"].sum())
+    if excluded:
+        print(f"\n{excluded} models were degenerate in every restart (a component collapsed onto "
+              "repeated waiting times) and were excluded.")
+    for warning in caught:
+        if not issubclass(warning.category, UserWarning):
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
+    print("\nSelected model\n")
+    print(_format_fit(result.best_, data))
     return 0
 
 
@@ -52,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bayesgmm",
                                      description="Gaussian mixture clustering.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="fit the bundled Old Faithful data and print it")
+    demo = commands.add_parser(
+        "demo", help="select and fit a mixture for the bundled Old Faithful data, and print it")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(run=run_demo)
     return parser

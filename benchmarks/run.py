@@ -1,9 +1,12 @@
-"""EM time per iteration: bayesgmm vs scikit-learn (the anchor) and gmmx.
+"""Benchmarks against scikit-learn (the anchor) and gmmx; see benchmarks/README.md.
 
 Usage::
 
-    make bench                                  # full grid, rewrites the table in README.md
-    .venv/bin/python benchmarks/run.py --quick  # smaller grid, prints only
+    make bench                                  # everything; rewrites the tables in README.md
+    .venv/bin/python benchmarks/run.py --suite em --quick   # smaller EM grid, prints only
+
+Suites: ``em`` (time per EM iteration, issue #2) and ``sweep`` (model selection over the
+default grid, issue #3).
 
 Protocol (issue #2): full covariance, the same initial parameters for every library (from a
 k-means fit on a subsample), ``tol=0`` so that exactly ``n_iter`` iterations run. "first" is
@@ -34,12 +37,10 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGMM
 
-from bayesgmm import GaussianMixture
+from bayesgmm import GaussianMixture, load_faithful, select_model
 
 HERE = Path(__file__).parent
 README = HERE / "README.md"
-MARK_BEGIN = "<!-- em-iteration:begin -->"
-MARK_END = "<!-- em-iteration:end -->"
 
 FULL_GRID = [(10_000, 8, 8), (100_000, 8, 8), (1_000_000, 8, 8), (100_000, 32, 16)]
 QUICK_GRID = [(10_000, 8, 8), (100_000, 8, 8)]
@@ -146,7 +147,7 @@ def run_grid(grid, dtypes, n_iter, sklearn_iter, repeats, libraries):
             for name in libraries:
                 if (name, dtype) in UNSUPPORTED:
                     continue
-                iters = sklearn_iter(n, d, k) if name == "sklearn" else n_iter
+                iters = n_iter if name == "bayesgmm" else sklearn_iter(n, d, k)
                 first, steady = LIBRARIES[name](x, weights, means, covs, dtype, iters,
                                                 repeats if name != "sklearn" else 1)
                 row = dict(n=n, d=d, k=k, dtype=dtype, library=name, n_iter=iters,
@@ -172,33 +173,112 @@ def markdown_table(rows) -> str:
     return "\n".join(lines)
 
 
-def write_readme(rows) -> None:
-    block = (f"{MARK_BEGIN}\nMeasured {dt.date.today().isoformat()} on "
-             f"{machine_description()}.\n\n{markdown_table(rows)}\n{MARK_END}")
+def write_readme(name: str, table: str) -> None:
+    """Replace the block between ``<!-- name:begin -->`` and ``<!-- name:end -->``."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = (f"{begin}\nMeasured {dt.date.today().isoformat()} on {machine_description()}.\n\n"
+             f"{table}\n{end}")
     text = README.read_text()
-    text = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), block, text,
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text,
                   flags=re.DOTALL)
     README.write_text(text)
+
+
+SWEEP_PROBLEMS = {
+    "272 x 2 (Old Faithful)": lambda: load_faithful().to_numpy(),
+    "10,000 x 8": lambda: make_problem(10_000, 8, 4, seed=1)[0],
+    "100,000 x 8": lambda: make_problem(100_000, 8, 4, seed=2)[0],
+}
+SWEEP_TYPES = ("spherical", "diag", "tied", "full")
+
+
+def sklearn_sweep(x, ks, n_init):
+    """The same grid as a Python loop of scikit-learn fits; BIC picks the model."""
+    best = (np.inf, None)
+    for covariance_type in SWEEP_TYPES:
+        for k in ks:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = SklearnGMM(k, covariance_type=covariance_type, n_init=n_init,
+                                   random_state=0).fit(x)
+            best = min(best, (model.bic(x), (covariance_type, k, model)), key=lambda b: b[0])
+    return best[1]
+
+
+def run_sweeps(ks=range(1, 10), n_init=5):
+    rows = []
+    for label, make in SWEEP_PROBLEMS.items():
+        x = make()
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = select_model(x, n_components=ks, n_init=n_init, random_state=0)
+        ours = time.perf_counter() - start
+        start = time.perf_counter()
+        sk_type, sk_k, sk_model = sklearn_sweep(x, ks, n_init)
+        theirs = time.perf_counter() - start
+        best = result.best_
+        sk_collapsed = bool(np.linalg.eigvalsh(_as_full(sk_model)).min()
+                            <= 2 * sk_model.reg_covar)
+        rows.append(dict(problem=label, ours=ours, sklearn=theirs, ratio=theirs / ours,
+                         ours_pick=f"{best.covariance_type} K={best.n_components}",
+                         sk_pick=f"{sk_type} K={sk_k}" + (" (collapsed)" if sk_collapsed
+                                                          else "")))
+        print(f"{label:24s} bayesgmm {ours:8.1f} s  sklearn loop {theirs:8.1f} s  "
+              f"x{theirs / ours:.1f}  picks: {rows[-1]['ours_pick']} / {rows[-1]['sk_pick']}",
+              flush=True)
+    return rows
+
+
+def _as_full(model) -> np.ndarray:
+    """A scikit-learn model's covariances as (K, D, D)."""
+    cov = np.asarray(model.covariances_)
+    d = model.means_.shape[1]
+    if model.covariance_type == "full":
+        return cov
+    if model.covariance_type == "tied":
+        return cov[None]
+    if model.covariance_type == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return cov[:, None, None] * np.eye(d)
+
+
+def sweep_table(rows) -> str:
+    lines = ["| data | bayesgmm `select_model` (s, compile included) | scikit-learn loop (s) "
+             "| speed-up | bayesgmm picks | scikit-learn loop picks |",
+             "|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['problem']} | {r['ours']:.1f} | {r['sklearn']:.1f} | "
+                     f"{r['ratio']:.1f}x | {r['ours_pick']} | {r['sk_pick']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small grid; README untouched")
+    parser.add_argument("--suite", choices=("all", "em", "sweep"), default="all")
+    parser.add_argument("--quick", action="store_true", help="small EM grid; README untouched")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--libraries", default="sklearn,bayesgmm,gmmx")
     args = parser.parse_args()
-    grid = QUICK_GRID if args.quick else FULL_GRID
 
-    def sklearn_iter(n, d, k):  # fewer iterations where sklearn takes minutes; per-iter times
-        return 100 if n * d * d * k <= 100_000 * 8 * 8 * 8 else 10
+    if args.suite in ("all", "em"):
+        def sklearn_iter(n, d, k):  # fewer iterations where sklearn/gmmx take minutes
+            return 100 if n * d * d * k <= 100_000 * 8 * 8 * 8 else 10
 
-    rows = run_grid(grid, ("float64", "float32"), 100, sklearn_iter, args.repeats,
-                    args.libraries.split(","))
-    print()
-    print(markdown_table(rows))
-    if not args.quick:
-        write_readme(rows)
+        grid = QUICK_GRID if args.quick else FULL_GRID
+        rows = run_grid(grid, ("float64", "float32"), 100, sklearn_iter, args.repeats,
+                        args.libraries.split(","))
+        print()
+        print(markdown_table(rows))
+        if not args.quick:
+            write_readme("em-iteration", markdown_table(rows))
+    if args.suite in ("all", "sweep"):
+        rows = run_sweeps()
+        print()
+        print(sweep_table(rows))
+        if not args.quick:
+            write_readme("sweep", sweep_table(rows))
 
 
 if __name__ == "__main__":

@@ -60,3 +60,9 @@ def test_criteria_equal_sklearn_at_same_parameters(covariance_type, faithful):
     assert ours.aic(X) == pytest.approx(reference.aic(X), rel=1e-10)
     assert ours.score(X) == pytest.approx(reference.score(X), rel=1e-10)
     np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
+
+
+def test_faithful_matches_mclust_published_fit(faithful):
+    """mclust's Mclust(faithful, G=2, modelNames="VVV") reports log-likelihood -1130.264."""
+    model = GaussianMixture(2, n_init=5, tol=1e-8, random_state=0).fit(faithful)
+    assert model.score(faithful) * len(faithful) == pytest.approx(-1130.264, abs=5e-3)

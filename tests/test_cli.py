@@ -8,14 +8,17 @@ import pytest
 from bayesgmm.cli import main
 
 
-def test_demo_prints_the_fit(capsys):
+def test_demo_prints_the_selection_and_the_fit(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    # mclust's VVV, G=2 fit of faithful has log-likelihood -1130.264 (a published value).
-    assert "log-likelihood: -1130.26" in out
-    for needle in ("weight", "mean eruptions", "mean waiting", "BIC:", "size",
+    assert "Top of the selection table (36 models" in out
+    for needle in ("covariance_type", "icl", "degenerate", "Selected model", "weight",
+                   "mean eruptions", "mean waiting", "BIC:", "log-likelihood:",
                    "covariance of component 1"):
         assert needle in out
+    # The selected model is the table's first row.
+    first = out.split("Top of the selection table")[1].splitlines()[2].split()
+    assert f"GaussianMixture(n_components={first[1]}, covariance_type='{first[0]}')" in out
 
 
 def test_module_entry_point_and_help():

@@ -180,11 +180,16 @@ def degenerate_components(stats: SuffStats, centre: Array | float, family: Covar
         family.covariance(counts, means - centre, stats.sum_second, 0.0, prior, offsets,
                           n_active), n_components, n_dims)
     inv_sd = 1.0 / jnp.sqrt(feature_variance)
-    smallest = jnp.linalg.eigvalsh(cov * inv_sd[:, None] * inv_sd[None, :])[..., 0]
     second_moment = ((means - centre) ** 2 + jnp.diagonal(cov, axis1=-2, axis2=-1)
                      ) / feature_variance
-    noise = _ROUNDING_NOISE_FACTOR * eps * jnp.max(second_moment, axis=-1)
-    collapsed = ~(smallest >= jnp.maximum(COLLAPSE_VARIANCE_RATIO, noise))  # NaN: collapsed
+    threshold = jnp.maximum(COLLAPSE_VARIANCE_RATIO,
+                            _ROUNDING_NOISE_FACTOR * eps * jnp.max(second_moment, axis=-1))
+    # smallest eigenvalue < threshold  <=>  the Cholesky factorisation of (C - threshold I)
+    # fails. A direct factorisation, not an iterative eigensolver: XLA's float32 eigvalsh never
+    # finished on some 32-D covariances. NaN input also fails it, i.e. counts as collapsed.
+    shifted = (cov * inv_sd[:, None] * inv_sd[None, :]
+               - threshold[:, None, None] * jnp.eye(n_dims, dtype=dtype))
+    collapsed = ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(shifted)), axis=(-2, -1))
     degenerate = collapsed if prior is not None else (
         collapsed | (stats.counts < family.min_count(n_dims)))
     return degenerate if active is None else degenerate & active

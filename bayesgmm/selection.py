@@ -1,0 +1,342 @@
+"""Choosing the number of components and the covariance type: BIC, AIC and ICL.
+
+One compiled program per covariance type fits every (K, restart) pair at once. Fits are padded
+to the largest K: a K-component fit carries ``max(K) - K`` extra components whose weight is
+exactly zero (the ``active`` mask of :func:`bayesgmm.core.em.fit_batch`), so all fits share one
+shape and one ``vmap``. Batching also turns the E-step's two matrix products into wide ones that
+read the data once for all fits, which is what makes the sweep cheap; the price is that fits
+with few components pay for ``max(K)`` components and that the batch runs until its slowest fit
+stops.
+
+Criteria (scikit-learn's sign: lower is better), with ``log L`` at the fitted parameters, ``p``
+free parameters and ``n`` rows:
+
+* ``bic = -2 log L + p log n``
+* ``aic = -2 log L + 2 p``
+* ``icl = bic - 2 sum_i log r_i,map(i)``: BIC plus twice the entropy of the hard (MAP)
+  assignments, ``r_i,map(i)`` being each row's largest posterior probability. This is mclust's
+  ICL (Biernacki, Celeux & Govaert 2000) with the sign flipped: mclust reports
+  ``BIC_mclust = 2 log L - p log n = -bic`` and ``ICL_mclust = BIC_mclust + 2 sum_i log
+  r_i,map(i) = -icl``, higher being better there.
+
+Degenerate fits (see :func:`bayesgmm.core.em.degenerate_components`) have an unbounded
+likelihood and a spuriously good criterion. A (type, K) whose every restart is degenerate is
+flagged in the ``degenerate`` column and, by default, excluded from selection, as mclust reports
+NA for it.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+
+from bayesgmm.core.covariance import ConjugatePrior, get_family
+from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
+from bayesgmm.estimator import GaussianMixture, _seed
+from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.prior import resolve_prior
+from bayesgmm.validation import (
+    ColumnSummary,
+    DegenerateFitError,
+    check_array_input,
+    check_columns_informative,
+    check_enough_samples,
+    warn_if_regularisation_dominates,
+)
+
+CRITERIA = ("bic", "aic", "icl")
+COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
+TABLE_COLUMNS = ["covariance_type", "n_components", "log_likelihood", "n_parameters", "bic",
+                 "aic", "icl", "converged", "degenerate", "n_degenerate_inits", "selected"]
+
+
+@dataclass
+class SelectionResult:
+    """The outcome of :func:`select_model`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per (covariance_type, n_components): ``log_likelihood`` (total, at the fitted
+        parameters; at the MAP estimate with a prior), ``n_parameters``, ``bic``, ``aic``,
+        ``icl``, ``converged``, ``degenerate`` (every restart degenerate), ``n_degenerate_inits``
+        and ``selected``. Sorted by the criterion, best first.
+    best_ : GaussianMixture
+        The selected model, fitted (the sweep's own fit, not a refit).
+    criterion : str
+    """
+
+    table: pd.DataFrame
+    best_: GaussianMixture
+    criterion: str
+    _sweep: _Sweep
+
+    def model(self, covariance_type: str, n_components: int) -> GaussianMixture:
+        """The fitted model of any row of the table (the best restart of that (type, K))."""
+        return self._sweep.model(covariance_type, n_components)
+
+    def plot(self, ax=None, criterion: str | None = None):
+        """The criterion against K, one line per covariance type (mclust's BIC plot)."""
+        from bayesgmm.plotting import plot_selection
+
+        return plot_selection(self.table, criterion or self.criterion, ax=ax)
+
+
+@dataclass
+class _Sweep:
+    """Everything needed to turn a row of the sweep back into a fitted GaussianMixture."""
+
+    fits: dict[str, BatchResult]
+    ks: list[int]
+    n_init: int
+    scaling: AffineScaling
+    n_dims: int
+    names: np.ndarray | None
+    settings: dict
+
+    def model(self, covariance_type: str, n_components: int) -> GaussianMixture:
+        if covariance_type not in self.fits or n_components not in self.ks:
+            raise ValueError(f"({covariance_type!r}, {n_components}) is not in the sweep: "
+                             f"types {list(self.fits)}, n_components {self.ks}")
+        result = self.fits[covariance_type]
+        index = _chosen_index(result, self.ks.index(n_components), self.n_init)
+        model = GaussianMixture(n_components, covariance_type=covariance_type, **self.settings)
+        model._store_fit(result, index, self.scaling, np.arange(n_components))
+        block = slice(index - index % self.n_init, index - index % self.n_init + self.n_init)
+        model.n_degenerate_inits_ = int(np.asarray(result.degenerate[block]).any(axis=1).sum())
+        model.n_features_in_ = self.n_dims
+        if self.names is not None:
+            model.feature_names_in_ = self.names
+        return model
+
+
+def _check_grid(n_components, covariance_types, criterion) -> tuple[list[int], list[str]]:
+    values = ([n_components] if isinstance(n_components, numbers.Integral)
+              else list(n_components))
+    if not values or not all(isinstance(k, numbers.Integral) and k >= 1 for k in values):
+        raise ValueError(f"n_components={n_components!r} must be integers >= 1")
+    if isinstance(covariance_types, str):
+        covariance_types = (covariance_types,)
+    types = list(dict.fromkeys(covariance_types))
+    if not types:
+        raise ValueError("covariance_types is empty")
+    for name in types:
+        get_family(name)
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion={criterion!r} is not supported; choose one of {CRITERIA}")
+    return sorted({int(k) for k in values}), types
+
+
+def _stack_priors(priors: list[ConjugatePrior | None]) -> ConjugatePrior | None:
+    if priors[0] is None:
+        return None
+    return ConjugatePrior(*(jnp.stack(leaves) for leaves in zip(*priors, strict=True)))
+
+
+def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES,
+                 criterion="bic", n_init=5, random_state=None, prior=None, *, tol=1e-3,
+                 reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64",
+                 exclude_degenerate=True) -> SelectionResult:
+    """Fit every (covariance type, K) with ``n_init`` restarts and pick the best by a criterion.
+
+    Parameters
+    ----------
+    X : array-like (n_samples, n_features)
+    n_components : iterable of int, default range(1, 10)
+    covariance_types : iterable of {'spherical', 'diag', 'tied', 'full'}
+    criterion : {'bic', 'aic', 'icl'}, default 'bic' (lower is better)
+    n_init : int, restarts per (type, K); the best non-degenerate lower bound wins
+    random_state : int, numpy RandomState or Generator, or None
+    prior : None, 'default' or :class:`bayesgmm.MAPPrior`
+        MAP EM under mclust's conjugate prior (scale set per K, as mclust's ``defaultPrior``);
+        the criteria then use the log-likelihood at the MAP estimate, as mclust does.
+    tol, reg_covar, max_iter, init_params, dtype :
+        As :class:`bayesgmm.GaussianMixture`.
+    exclude_degenerate : bool, default True
+        Leave (type, K) pairs whose every restart is degenerate out of the selection (with a
+        warning giving their number).
+
+    Returns
+    -------
+    SelectionResult
+    """
+    ks, types = _check_grid(n_components, covariance_types, criterion)
+    template = GaussianMixture(max(ks), tol=tol, reg_covar=reg_covar, max_iter=max_iter,
+                               n_init=n_init, init_params=init_params, dtype=dtype, prior=prior,
+                               random_state=random_state)
+    template._check_parameters()
+    X = check_array_input(X, template, reset=True, ensure_min_samples=2)
+    n_samples, n_dims = X.shape
+    names = getattr(template, "feature_names_in_", None)
+    check_enough_samples(n_samples, max(ks))
+    summary = ColumnSummary.of(X)
+    check_columns_informative(X, summary, names)
+    warn_if_regularisation_dominates(summary, reg_covar, names)
+    scaling = AffineScaling.from_moments(summary.mean, summary.var)
+    internal = scaling.transform(X)
+    compute = compute_dtype(dtype)
+    seed = _seed(random_state)
+
+    rows, fits = [], {}
+    with compute_context(compute):
+        for t, name in enumerate(types):
+            family = get_family(name)
+            # One program: every K of the grid, each with n_init restarts, padded to max(ks).
+            active = np.repeat(np.arange(max(ks))[None, :] < np.array(ks)[:, None], n_init, 0)
+            keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), t),
+                                    len(active))
+            prior_by_k = {k: resolve_prior(prior, family, X, k, scaling, compute) for k in ks}
+            prior_batch = _stack_priors([prior_by_k[k] for k in ks for _ in range(n_init)])
+            result = jax.device_get(fit_batch(
+                keys, jnp.asarray(active), to_blocks(internal, compute, family),
+                jnp.asarray(reg_covar / scaling.scale**2, compute), jnp.asarray(tol, compute),
+                jnp.asarray(summary.var / scaling.scale**2, compute), InitOverride(),
+                prior_batch, family=family, init=init_params, max_iter=max_iter,
+                summarise=True))
+            fits[name] = result
+            rows += _rows_for_type(result, name, ks, n_init, n_samples, n_dims, scaling)
+
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:-1])
+    table["selected"] = False
+    candidates = table[~table["degenerate"]] if exclude_degenerate else table
+    excluded = int(table["degenerate"].sum())
+    if exclude_degenerate and excluded:
+        pairs = ", ".join(f"{r.covariance_type} K={r.n_components}"
+                          for r in table[table["degenerate"]].itertuples())
+        warnings.warn(f"{excluded} of {len(table)} models were degenerate in every restart and "
+                      f"are excluded from selection ({pairs}); see the 'degenerate' column.",
+                      UserWarning, stacklevel=2)
+    if candidates.empty:
+        raise DegenerateFitError(
+            "Every (covariance type, K) in the grid was degenerate in every restart. Use fewer "
+            "components, prior='default', a larger reg_covar or more n_init.")
+    chosen = candidates[criterion].idxmin()
+    table.loc[chosen, "selected"] = True
+    best = table.loc[chosen]
+    table = table.sort_values(criterion, kind="stable").reset_index(drop=True)
+
+    sweep = _Sweep(fits, ks, n_init, scaling, n_dims, names, dict(
+        tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+        random_state=random_state, dtype=dtype, prior=prior))
+    return SelectionResult(table, sweep.model(best.covariance_type, int(best.n_components)),
+                           criterion, sweep)
+
+
+def _chosen_index(result: BatchResult, k_position: int, n_init: int) -> int:
+    """Index in the batch of the restart that represents the ``k_position``-th K: the best
+    lower bound among non-degenerate restarts (all restarts if every one is degenerate)."""
+    block = slice(k_position * n_init, (k_position + 1) * n_init)
+    bounds = np.asarray(result.state.lower_bound[block], dtype=np.float64)
+    usable = ~np.asarray(result.degenerate[block]).any(axis=1) & np.isfinite(bounds)
+    pool = usable if usable.any() else np.isfinite(bounds)
+    if not pool.any():
+        pool = np.ones_like(usable)
+    return k_position * n_init + int(np.argmax(np.where(pool, bounds, -np.inf)))
+
+
+def _rows_for_type(result: BatchResult, name: str, ks: list[int], n_init: int, n_samples: int,
+                   n_dims: int, scaling: AffineScaling) -> list[list]:
+    family = get_family(name)
+    rows = []
+    for position, k in enumerate(ks):
+        index = _chosen_index(result, position, n_init)
+        block = slice(position * n_init, (position + 1) * n_init)
+        n_degenerate = int(np.asarray(result.degenerate[block]).any(axis=1).sum())
+        loglik = float(result.loglik[index]) - n_samples * scaling.log_det(n_dims)
+        n_params = family.n_parameters(k, n_dims)
+        bic = -2.0 * loglik + n_params * np.log(n_samples)
+        rows.append([name, k, loglik, n_params, bic, -2.0 * loglik + 2.0 * n_params,
+                     bic - 2.0 * float(result.map_log_resp[index]),
+                     bool(result.state.converged[index]), n_degenerate == n_init,
+                     n_degenerate])
+    return rows
+
+
+class AutoGaussianMixture(DensityMixin, BaseEstimator):
+    """A Gaussian mixture whose K and covariance type are chosen by :func:`select_model`.
+
+    After ``fit`` it behaves as the selected :class:`GaussianMixture` (``predict``,
+    ``predict_proba``, ``score_samples``, ``score``, ``sample``, ``bic``, ``aic`` and the fitted
+    attributes), so it can stand in a ``Pipeline``.
+
+    Parameters
+    ----------
+    As :func:`select_model`.
+
+    Attributes
+    ----------
+    best_estimator_ : GaussianMixture
+    selection_ : SelectionResult
+    n_components_, covariance_type_ : the selected K and covariance type
+    weights_, means_, covariances_, precisions_, precisions_cholesky_, converged_, n_iter_,
+    lower_bound_, n_features_in_, feature_names_in_ : those of ``best_estimator_``
+    """
+
+    _FITTED = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
+               "converged_", "n_iter_", "lower_bound_", "degenerate_", "n_features_in_",
+               "feature_names_in_")
+
+    def __init__(self, n_components=range(1, 10), *, covariance_types=COVARIANCE_TYPES,
+                 criterion="bic", n_init=5, random_state=None, prior=None, tol=1e-3,
+                 reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64"):
+        self.n_components = n_components
+        self.covariance_types = covariance_types
+        self.criterion = criterion
+        self.n_init = n_init
+        self.random_state = random_state
+        self.prior = prior
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.init_params = init_params
+        self.dtype = dtype
+
+    def fit(self, X, y=None):
+        """Run the sweep and keep the selected model."""
+        self.selection_ = select_model(
+            X, self.n_components, self.covariance_types, self.criterion, self.n_init,
+            self.random_state, self.prior, tol=self.tol, reg_covar=self.reg_covar,
+            max_iter=self.max_iter, init_params=self.init_params, dtype=self.dtype)
+        best = self.best_estimator_ = self.selection_.best_
+        self.n_components_ = best.n_components
+        self.covariance_type_ = best.covariance_type
+        for name in self._FITTED:
+            if hasattr(best, name):
+                setattr(self, name, getattr(best, name))
+        return self
+
+    def _best(self) -> GaussianMixture:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_
+
+    def predict(self, X):
+        return self._best().predict(X)
+
+    def predict_proba(self, X):
+        return self._best().predict_proba(X)
+
+    def fit_predict(self, X, y=None):
+        return self.fit(X).predict(X)
+
+    def score_samples(self, X):
+        return self._best().score_samples(X)
+
+    def score(self, X, y=None):
+        return self._best().score(X)
+
+    def sample(self, n_samples=1):
+        return self._best().sample(n_samples)
+
+    def bic(self, X):
+        return self._best().bic(X)
+
+    def aic(self, X):
+        return self._best().aic(X)

@@ -1,0 +1,176 @@
+"""Model selection: the table, criteria against scikit-learn, recovery, the degenerate guard."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture as SklearnGMM
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from bayesgmm import AutoGaussianMixture, GaussianMixture, select_model
+from bayesgmm.selection import TABLE_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def faithful_selection(faithful):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return select_model(faithful, n_init=5, random_state=0)
+
+
+def test_table_has_one_row_per_pair_and_one_selection(faithful_selection):
+    table = faithful_selection.table
+    assert list(table.columns) == TABLE_COLUMNS
+    assert len(table) == 4 * 9
+    assert table.groupby(["covariance_type", "n_components"]).size().max() == 1
+    assert table["selected"].sum() == 1
+    assert np.all(np.diff(table["bic"]) >= 0)  # sorted by the criterion
+    best = table[table["selected"]].iloc[0]
+    assert not best["degenerate"]
+    assert best["bic"] == table.loc[~table["degenerate"], "bic"].min()
+    model = faithful_selection.best_
+    assert (model.covariance_type, model.n_components) == (best["covariance_type"],
+                                                           best["n_components"])
+    assert not model.degenerate_.any()
+    assert list(model.feature_names_in_) == ["eruptions", "waiting"]
+
+
+def test_every_row_matches_sklearn_at_its_parameters(faithful_selection, faithful):
+    """BIC and AIC equal scikit-learn's bic()/aic() at the row's fitted parameters; ICL - BIC
+    equals -2 sum log max predict_proba computed by scikit-learn."""
+    x = faithful.to_numpy()
+    for row in faithful_selection.table.itertuples():
+        ours = faithful_selection.model(row.covariance_type, row.n_components)
+        reference = SklearnGMM(row.n_components, covariance_type=row.covariance_type)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            setattr(reference, name, getattr(ours, name))
+        assert row.n_parameters == reference._n_parameters()
+        assert row.bic == pytest.approx(reference.bic(x), rel=1e-8), row
+        assert row.aic == pytest.approx(reference.aic(x), rel=1e-8), row
+        entropy = -2 * np.log(reference.predict_proba(x).max(axis=1)).sum()
+        assert row.icl - row.bic == pytest.approx(entropy, rel=1e-6, abs=1e-6), row
+
+
+def test_degenerate_fits_never_win_where_sklearn_loop_picks_one(faithful):
+    """On Old Faithful (whole-minute waiting times), a plain scikit-learn BIC loop over the
+    default grid with random_from_data starts selects a fit with a collapsed component (its
+    smallest covariance eigenvalue is reg_covar); the sweep, same grid and starts, does not."""
+    x = faithful.to_numpy()
+    best_bic, pick = np.inf, None
+    for covariance_type in ("spherical", "diag", "tied", "full"):
+        for k in range(1, 10):
+            model = SklearnGMM(k, covariance_type=covariance_type, n_init=5,
+                               init_params="random_from_data", random_state=0).fit(x)
+            if model.bic(x) < best_bic:
+                best_bic, pick = model.bic(x), model
+    picked = GaussianMixture(pick.n_components, covariance_type=pick.covariance_type)
+    picked.covariances_, picked.means_ = pick.covariances_, pick.means_
+    assert np.linalg.eigvalsh(picked._full_covariances()).min() < 2e-6  # a collapse
+
+    with pytest.warns(UserWarning, match="degenerate"):
+        result = select_model(x, n_init=5, init_params="random_from_data", random_state=0)
+    assert result.table["degenerate"].any() and result.table["n_degenerate_inits"].sum() > 0
+    chosen = result.best_
+    assert not chosen.degenerate_.any()
+    assert np.linalg.eigvalsh(chosen._full_covariances()).min() > 100 * chosen.reg_covar
+
+
+def test_excluded_models_are_counted_in_a_warning():
+    x = np.repeat(np.array([[0.0, 0.0], [5.0, 1.0], [1.0, 6.0], [7.0, 7.0]]), 25, axis=0)
+    x = x + np.random.default_rng(0).normal(size=x.shape) * [0.5, 0.0]  # y repeats exactly
+    with pytest.warns(UserWarning, match=r"\d+ of 12 models were degenerate"):
+        result = select_model(x, n_components=range(1, 7), covariance_types=("full", "diag"),
+                              n_init=3, random_state=0)
+    assert result.table["degenerate"].any()
+    assert not result.table.loc[result.table["selected"], "degenerate"].item()
+
+
+def _true_mixture(covariance_type, seed, n=500):
+    """Three well-separated 2-D clusters whose covariance structure is ``covariance_type``."""
+    rng = np.random.default_rng(seed)
+    means = np.array([[0.0, 0.0], [9.0, 0.0], [0.0, 9.0]])
+    rotation = np.array([[np.cos(0.6), -np.sin(0.6)], [np.sin(0.6), np.cos(0.6)]])
+    covs = {
+        "spherical": [s * np.eye(2) for s in (1.0, 0.5, 2.0)],
+        "diag": [np.diag(v) for v in ([2.0, 0.3], [0.3, 2.0], [1.5, 0.6])],
+        "tied": [rotation @ np.diag([2.5, 0.3]) @ rotation.T] * 3,
+        "full": [r @ np.diag([2.5, 0.3]) @ r.T for r in
+                 (rotation, rotation.T, np.array([[0.0, -1.0], [1.0, 0.0]]))],
+    }[covariance_type]
+    labels = rng.choice(3, size=n, p=[0.4, 0.35, 0.25])
+    return np.stack([rng.multivariate_normal(means[k], covs[k]) for k in labels])
+
+
+@pytest.mark.parametrize("covariance_type", ["spherical", "diag", "tied", "full"])
+def test_bic_recovers_the_true_model(covariance_type):
+    hits = 0
+    for seed in range(10):
+        x = _true_mixture(covariance_type, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            best = select_model(x, n_components=range(1, 6), n_init=3,
+                                random_state=seed).best_
+        hits += (best.covariance_type, best.n_components) == (covariance_type, 3)
+    assert hits >= 9
+
+
+@pytest.mark.parametrize("dataset", ["iris", "wine"])
+def test_bundled_datasets_select_a_healthy_model(dataset):
+    from tests.conftest import DATASETS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = select_model(DATASETS[dataset](), n_components=range(1, 7), n_init=3,
+                              random_state=0)
+    assert not result.best_.degenerate_.any()
+    assert not result.table.loc[result.table["selected"], "degenerate"].item()
+
+
+def test_bad_grid_arguments(faithful):
+    with pytest.raises(ValueError, match="n_components"):
+        select_model(faithful, n_components=[0, 2])
+    with pytest.raises(ValueError, match="covariance_type"):
+        select_model(faithful, covariance_types=("full", "VVV"))
+    with pytest.raises(ValueError, match="criterion"):
+        select_model(faithful, criterion="dic")
+    with pytest.raises(ValueError, match="n_samples >= n_components"):
+        select_model(faithful.iloc[:5], n_components=range(1, 8))
+
+
+def test_other_criteria_select_by_their_column(faithful):
+    for criterion in ("aic", "icl"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = select_model(faithful, n_components=range(1, 5), n_init=2,
+                                  criterion=criterion, random_state=0)
+        table = result.table
+        assert table.loc[table["selected"], criterion].item() == table.loc[
+            ~table["degenerate"], criterion].min()
+        assert np.all(table["icl"] >= table["bic"] - 1e-9)  # the entropy term is >= 0
+
+
+def test_auto_estimator_in_a_pipeline(faithful):
+    auto = AutoGaussianMixture(n_components=range(1, 5), n_init=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pipe = make_pipeline(StandardScaler(), auto).fit(faithful)
+    fitted = pipe[-1]
+    assert fitted.n_components_ == fitted.best_estimator_.n_components
+    assert fitted.means_.shape == (fitted.n_components_, 2)
+    labels = pipe.predict(faithful)
+    assert labels.max() == fitted.n_components_ - 1
+    np.testing.assert_allclose(pipe.predict_proba(faithful).sum(1), 1.0)
+    assert pipe.score(faithful) == pytest.approx(
+        fitted.best_estimator_.score(StandardScaler().fit_transform(faithful)))
+
+
+def test_plot_draws_one_line_per_type(faithful_selection, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = faithful_selection.plot()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert {"spherical (VII)", "diag (VVI)", "tied (EEE)", "full (VVV)"} <= set(labels)
+    ax.figure.savefig(tmp_path / "bic.png")
+    assert (tmp_path / "bic.png").stat().st_size > 10_000
