@@ -19,19 +19,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core.covariance import MixtureParams, get_family
-from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
+from bayesgmm.core.em import BatchResult, InitOverride
 from bayesgmm.core.init import INIT_METHODS
 from bayesgmm.core.stats import weighted_log_prob
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.prior import batch_prior, resolve_prior
-from bayesgmm.validation import (
-    ColumnSummary,
-    DegenerateFitError,
-    check_array_input,
-    check_columns_informative,
-    check_enough_samples,
-    warn_if_regularisation_dominates,
-)
+from bayesgmm.training import TrainingData
+from bayesgmm.validation import DegenerateFitError, check_array_input
 
 
 def _seed(random_state) -> int:
@@ -230,21 +224,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._check_parameters()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         previous_features = getattr(self, "n_features_in_", None)
-        X = check_array_input(X, self, reset=True, ensure_min_samples=2)
-        n_samples, n_dims = X.shape
+        data = TrainingData.prepare(X, self, self.n_components, self.reg_covar)
+        n_dims = data.x.shape[1]
         if warm and n_dims != previous_features:
             raise ValueError(f"warm_start: X has {n_dims} features but the previous fit had "
                              f"{previous_features}")
-        names = getattr(self, "feature_names_in_", None)
-        check_enough_samples(n_samples, self.n_components)
-        summary = ColumnSummary.of(X)
-        check_columns_informative(X, summary, names)
-        warn_if_regularisation_dominates(summary, self.reg_covar, names)
-
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
-        scaling = AffineScaling.from_moments(summary.mean, summary.var)
-        internal = scaling.transform(X)
+        scaling = data.scaling
         n_init = 1 if warm else self.n_init
         with compute_context(dtype):
             with compute_context(np.float64):
@@ -252,15 +239,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                             else self._user_init(n_dims, scaling))
             override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
                                       for a in override))
-            prior = batch_prior(resolve_prior(self.prior, family, X, self.n_components, scaling,
-                                              dtype), n_init)
-            data = to_blocks(internal, dtype, family)
+            prior = batch_prior(resolve_prior(self.prior, family, data.x, self.n_components,
+                                              scaling, dtype), n_init)
             keys = jax.random.split(jax.random.PRNGKey(_seed(self.random_state)), n_init)
-            result = jax.device_get(fit_batch(
-                keys, jnp.ones((n_init, self.n_components), bool), data,
-                jnp.asarray(self.reg_covar / scaling.scale**2, dtype),
-                jnp.asarray(self.tol, dtype), jnp.asarray(summary.var / scaling.scale**2, dtype),
-                override, prior, family=family, init=self.init_params, max_iter=self.max_iter))
+            result = data.fit(keys, np.ones((n_init, self.n_components), bool), family=family,
+                              dtype=dtype, reg_covar=self.reg_covar, tol=self.tol,
+                              init=self.init_params, max_iter=self.max_iter,
+                              override=override, prior=prior)
         best = self._choose_restart(result)
         self._store_fit(result, best, scaling)
         self._report(result, scaling.log_det(n_dims), best)

@@ -39,18 +39,12 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core.covariance import ConjugatePrior, get_family
-from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
+from bayesgmm.core.em import BatchResult
 from bayesgmm.estimator import GaussianMixture, _seed
-from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype
 from bayesgmm.prior import resolve_prior
-from bayesgmm.validation import (
-    ColumnSummary,
-    DegenerateFitError,
-    check_array_input,
-    check_columns_informative,
-    check_enough_samples,
-    warn_if_regularisation_dominates,
-)
+from bayesgmm.training import TrainingData
+from bayesgmm.validation import DegenerateFitError
 
 CRITERIA = ("bic", "aic", "icl")
 COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
@@ -173,15 +167,8 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
                                n_init=n_init, init_params=init_params, dtype=dtype, prior=prior,
                                random_state=random_state)
     template._check_parameters()
-    X = check_array_input(X, template, reset=True, ensure_min_samples=2)
-    n_samples, n_dims = X.shape
-    names = getattr(template, "feature_names_in_", None)
-    check_enough_samples(n_samples, max(ks))
-    summary = ColumnSummary.of(X)
-    check_columns_informative(X, summary, names)
-    warn_if_regularisation_dominates(summary, reg_covar, names)
-    scaling = AffineScaling.from_moments(summary.mean, summary.var)
-    internal = scaling.transform(X)
+    data = TrainingData.prepare(X, template, max(ks), reg_covar)
+    n_samples, n_dims = data.x.shape
     compute = compute_dtype(dtype)
     seed = _seed(random_state)
 
@@ -193,16 +180,15 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
             active = np.repeat(np.arange(max(ks))[None, :] < np.array(ks)[:, None], n_init, 0)
             keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), t),
                                     len(active))
-            prior_by_k = {k: resolve_prior(prior, family, X, k, scaling, compute) for k in ks}
-            prior_batch = _stack_priors([prior_by_k[k] for k in ks for _ in range(n_init)])
-            result = jax.device_get(fit_batch(
-                keys, jnp.asarray(active), to_blocks(internal, compute, family),
-                jnp.asarray(reg_covar / scaling.scale**2, compute), jnp.asarray(tol, compute),
-                jnp.asarray(summary.var / scaling.scale**2, compute), InitOverride(),
-                prior_batch, family=family, init=init_params, max_iter=max_iter,
-                summarise=True))
+            prior_by_k = {k: resolve_prior(prior, family, data.x, k, data.scaling, compute)
+                          for k in ks}
+            result = data.fit(keys, active, family=family, dtype=compute, reg_covar=reg_covar,
+                              tol=tol, init=init_params, max_iter=max_iter,
+                              prior=_stack_priors([prior_by_k[k] for k in ks
+                                                   for _ in range(n_init)]),
+                              summarise=True)
             fits[name] = result
-            rows += _rows_for_type(result, name, ks, n_init, n_samples, n_dims, scaling)
+            rows += _rows_for_type(result, name, ks, n_init, n_samples, n_dims, data.scaling)
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:-1])
     table["selected"] = False
@@ -223,7 +209,7 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     best = table.loc[chosen]
     table = table.sort_values(criterion, kind="stable").reset_index(drop=True)
 
-    sweep = _Sweep(fits, ks, n_init, scaling, n_dims, names, dict(
+    sweep = _Sweep(fits, ks, n_init, data.scaling, n_dims, data.names, dict(
         tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
         random_state=random_state, dtype=dtype, prior=prior))
     return SelectionResult(table, sweep.model(best.covariance_type, int(best.n_components)),

@@ -1,0 +1,83 @@
+"""Validated training data and the one way every fit runs the compiled core.
+
+:class:`GaussianMixture.fit <bayesgmm.GaussianMixture.fit>` and
+:func:`~bayesgmm.select_model` both go through :class:`TrainingData`: the same input checks, the
+same internal units, and the same call of :func:`~bayesgmm.core.em.fit_batch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
+from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
+from bayesgmm.core.stats import BlockedData
+from bayesgmm.preprocessing import AffineScaling, to_blocks
+from bayesgmm.validation import (
+    ColumnSummary,
+    check_array_input,
+    check_columns_informative,
+    check_enough_samples,
+    warn_if_regularisation_dominates,
+)
+
+
+@dataclass
+class TrainingData:
+    """Training rows after validation, with their column summary and internal units.
+
+    Attributes
+    ----------
+    x : (N, D) float64, the caller's values (a new array)
+    summary : :class:`~bayesgmm.validation.ColumnSummary`
+    scaling : :class:`~bayesgmm.preprocessing.AffineScaling`
+    names : feature names, or None
+    """
+
+    x: np.ndarray
+    summary: ColumnSummary
+    scaling: AffineScaling
+    names: np.ndarray | None
+    _blocks: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def prepare(cls, X, estimator, n_components: int, reg_covar: float) -> TrainingData:
+        """Validate ``X`` for ``estimator`` (setting its ``n_features_in_`` and
+        ``feature_names_in_``) and for ``n_components`` components."""
+        x = check_array_input(X, estimator, reset=True, ensure_min_samples=2)
+        names = getattr(estimator, "feature_names_in_", None)
+        check_enough_samples(x.shape[0], n_components)
+        summary = ColumnSummary.of(x)
+        check_columns_informative(x, summary, names)
+        warn_if_regularisation_dominates(summary, reg_covar, names)
+        return cls(x, summary, AffineScaling.from_moments(summary.mean, summary.var), names)
+
+    @property
+    def internal(self) -> np.ndarray:
+        """(N, D) the rows in internal units."""
+        return self.scaling.transform(self.x)
+
+    def blocks(self, family: CovarianceFamily, dtype) -> BlockedData:
+        """Feature blocks for ``family`` (shared by families with the same moments)."""
+        key = (family.moments, np.dtype(dtype).name)
+        if key not in self._blocks:
+            self._blocks[key] = to_blocks(self.internal, dtype, family)
+        return self._blocks[key]
+
+    def fit(self, keys, active: np.ndarray, *, family: CovarianceFamily, dtype, reg_covar: float,
+            tol: float, init: str, max_iter: int, override: InitOverride | None = None,
+            prior: ConjugatePrior | None = None, summarise: bool = False) -> BatchResult:
+        """Run :func:`~bayesgmm.core.em.fit_batch` (inside ``compute_context(dtype)``) and
+        return its result as numpy arrays. ``reg_covar`` is in the data's units."""
+        scale2 = self.scaling.scale**2
+        result = fit_batch(
+            keys, jnp.asarray(active), self.blocks(family, dtype),
+            jnp.asarray(reg_covar / scale2, dtype), jnp.asarray(tol, dtype),
+            jnp.asarray(self.summary.var / scale2, dtype), override or InitOverride(), prior,
+            family=family,
+            init=init, max_iter=max_iter, summarise=summarise)
+        return jax.device_get(result)
