@@ -38,6 +38,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGMM
 
 from bayesgmm import GaussianMixture, load_faithful, select_model
+from bayesgmm.core.covariance import get_family
+from bayesgmm.preprocessing import compute_context
 
 HERE = Path(__file__).parent
 README = HERE / "README.md"
@@ -162,15 +164,18 @@ def run_grid(grid, dtypes, n_iter, sklearn_iter, repeats, libraries):
     return rows
 
 
+def render_table(header: str, align: str, lines) -> str:
+    """A Markdown table from its header row, its alignment row and its body rows."""
+    return "\n".join([header, align, *lines])
+
+
 def markdown_table(rows) -> str:
-    lines = ["| N | D | K | dtype | library | iterations | first call (ms/iter, with compile) "
-             "| steady (ms/iter) | speed-up vs sklearn float64 |",
-             "|---:|---:|---:|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['n']:,} | {r['d']} | {r['k']} | {r['dtype']} | {r['library']} | "
-                     f"{r['n_iter']} | {r['first_ms']:.2f} | {r['steady_ms']:.2f} | "
-                     f"{r['ratio']:.1f}x |")
-    return "\n".join(lines)
+    return render_table(
+        "| N | D | K | dtype | library | iterations | first call (ms/iter, with compile) "
+        "| steady (ms/iter) | speed-up vs sklearn float64 |",
+        "|---:|---:|---:|---|---|---:|---:|---:|---:|",
+        (f"| {r['n']:,} | {r['d']} | {r['k']} | {r['dtype']} | {r['library']} | {r['n_iter']} "
+         f"| {r['first_ms']:.2f} | {r['steady_ms']:.2f} | {r['ratio']:.1f}x |" for r in rows))
 
 
 def write_readme(name: str, table: str) -> None:
@@ -231,26 +236,20 @@ def run_sweeps(ks=range(1, 10), n_init=5):
 
 
 def _as_full(model) -> np.ndarray:
-    """A scikit-learn model's covariances as (K, D, D)."""
-    cov = np.asarray(model.covariances_)
-    d = model.means_.shape[1]
-    if model.covariance_type == "full":
-        return cov
-    if model.covariance_type == "tied":
-        return cov[None]
-    if model.covariance_type == "diag":
-        return np.stack([np.diag(c) for c in cov])
-    return cov[:, None, None] * np.eye(d)
+    """A scikit-learn model's covariances as (K, D, D), by bayesgmm's family objects."""
+    k, d = model.means_.shape
+    with compute_context(np.float64):
+        return np.asarray(get_family(model.covariance_type).as_full(
+            jnp.asarray(model.covariances_), k, d))
 
 
 def sweep_table(rows) -> str:
-    lines = ["| data | bayesgmm `select_model` (s, compile included) | scikit-learn loop (s) "
-             "| speed-up | bayesgmm picks | scikit-learn loop picks |",
-             "|---|---:|---:|---:|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['problem']} | {r['ours']:.1f} | {r['sklearn']:.1f} | "
-                     f"{r['ratio']:.1f}x | {r['ours_pick']} | {r['sk_pick']} |")
-    return "\n".join(lines)
+    return render_table(
+        "| data | bayesgmm `select_model` (s, compile included) | scikit-learn loop (s) "
+        "| speed-up | bayesgmm picks | scikit-learn loop picks |",
+        "|---|---:|---:|---:|---|---|",
+        (f"| {r['problem']} | {r['ours']:.1f} | {r['sklearn']:.1f} | {r['ratio']:.1f}x | "
+         f"{r['ours_pick']} | {r['sk_pick']} |" for r in rows))
 
 
 def main() -> None:
