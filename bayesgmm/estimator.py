@@ -203,12 +203,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             cov, prec_chol = family.precisions_cholesky(jnp.asarray(cov), 0.0)
         return InitOverride(weights, means, cov, prec_chol)
 
-    def _previous_fit(self, scaling: AffineScaling) -> InitOverride:
-        """The current fitted parameters in ``scaling``'s internal units (for warm_start)."""
-        params = self._internal_params(scaling)
-        return InitOverride(*params)
-
-    # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
         """Estimate the parameters with EM (``n_init`` restarts, compiled and vmapped).
 
@@ -235,7 +229,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n_init = 1 if warm else self.n_init
         with compute_context(dtype):
             with compute_context(np.float64):
-                override = (self._previous_fit(scaling) if warm
+                override = (InitOverride(*self._internal_params(scaling)) if warm
                             else self._user_init(n_dims, scaling))
             override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
                                       for a in override))
