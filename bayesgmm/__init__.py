@@ -8,10 +8,16 @@ select_model, SelectionResult, AutoGaussianMixture
     choice of K and covariance type by BIC, AIC or ICL in one compiled sweep per type.
 MAPPrior
     mclust's conjugate prior for MAP EM (``prior="default"`` or explicit hyperparameters).
+BayesianGaussianMixture, compare_with_em
+    Dirichlet-process / sparse finite Gaussian mixture in NumPyro (NUTS or VI), with the
+    posterior over the number of clusters and per-point assignment uncertainty; and its
+    side-by-side comparison with the BIC-selected EM fit.
 load_faithful
     The bundled Old Faithful data set.
 """
 
+from bayesgmm.bayes.compare import compare_with_em
+from bayesgmm.bayes.estimator import BayesianGaussianMixture
 from bayesgmm.datasets import load_faithful
 from bayesgmm.estimator import GaussianMixture
 from bayesgmm.prior import MAPPrior
@@ -22,12 +28,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoGaussianMixture",
+    "BayesianGaussianMixture",
     "DegenerateFitError",
     "GaussianMixture",
     "MAPPrior",
     "NonNumericDataError",
     "SelectionResult",
     "__version__",
+    "compare_with_em",
     "load_faithful",
     "select_model",
 ]

@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from bayesgmm.bayes.compare import compare_with_em
+from bayesgmm.bayes.estimator import BayesianGaussianMixture
 from bayesgmm.datasets import load_faithful
 from bayesgmm.estimator import GaussianMixture
 from bayesgmm.selection import select_model
@@ -61,7 +63,38 @@ def run_demo(args: argparse.Namespace) -> int:
                                  warning.lineno)
     print("\nSelected model\n")
     print(_format_fit(result.best_, data))
+    _bayesian_demo(data, args.seed)
     return 0
+
+
+def _bayesian_demo(data: pd.DataFrame, seed: int) -> None:
+    """The Bayesian half of the demo: posterior over K, uncertain points, diagnostics, and
+    the comparison with the BIC-selected EM fit."""
+    print("Bayesian mixture: Dirichlet-process weights (T=10), NUTS, 2 chains x "
+          "(500 warm-up + 500 draws)\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        model = BayesianGaussianMixture(10, random_state=seed).fit(data)
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    print("Posterior over the number of occupied clusters:")
+    print(model.n_clusters_posterior().to_frame().T.to_string(
+        float_format=lambda v: f"{v:.3f}"), "\n")
+    print("Segment sizes (share of points, 90% credible intervals):")
+    sizes = model.segment_sizes()
+    print(sizes[sizes["share"] >= 0.01].to_string(float_format=lambda v: f"{v:.3f}"), "\n")
+    uncertain = model.assignment_uncertainty().sort_values("probability").head(10)
+    print("The ten least certain assignments:")
+    print(pd.concat([data.loc[uncertain.index], uncertain], axis=1).to_string(
+        float_format=lambda v: f"{v:.3f}"), "\n")
+    print("Diagnostics (label-invariant quantities first):")
+    print(model.diagnostics().to_string(float_format=lambda v: f"{v:.3f}"), "\n")
+    n_div = int(model.sample_stats_["diverging"].sum())
+    print(f"divergent transitions: {n_div}\n")
+    print("EM (BIC) vs Bayesian, both fitted on 75% of the rows, scored on the other 25%:")
+    table = compare_with_em(data, BayesianGaussianMixture(10, random_state=seed),
+                            random_state=seed)
+    print(table.T.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def build_parser() -> argparse.ArgumentParser:

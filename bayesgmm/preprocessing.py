@@ -109,17 +109,23 @@ class AffineScaling:
     Attributes
     ----------
     center : (D,)
-    scale : positive scalar
+    scale : positive scalar (EM), or (D,) per-feature scales (:meth:`standardise`, used by
+        the Bayesian model, whose priors are stated per standardised feature)
     """
 
     center: np.ndarray
-    scale: float
+    scale: float | np.ndarray
 
     @classmethod
     def from_moments(cls, mean: np.ndarray, var: np.ndarray) -> AffineScaling:
         """From column means and variances (D,)."""
         scale = float(np.sqrt(np.mean(var)))
         return cls(mean, scale if scale > 0 and np.isfinite(scale) else 1.0)
+
+    @classmethod
+    def standardise(cls, mean: np.ndarray, var: np.ndarray) -> AffineScaling:
+        """Per-feature standardisation ``(x - mean) / sd`` from column means and variances."""
+        return cls(np.asarray(mean, np.float64), np.sqrt(np.asarray(var, np.float64)))
 
     @classmethod
     def fit(cls, x: np.ndarray) -> AffineScaling:
@@ -130,4 +136,4 @@ class AffineScaling:
 
     def log_det(self, n_dims: int) -> float:
         """``log |d internal / d x|``: subtract from internal log densities."""
-        return n_dims * math.log(self.scale)
+        return float(np.sum(np.log(np.broadcast_to(self.scale, (n_dims,)))))

@@ -1,0 +1,1 @@
+"""Bayesian Gaussian mixtures in NumPyro: models, inference, relabelling and summaries."""

@@ -1,0 +1,93 @@
+"""Compiled passes over posterior draws: memberships, densities and occupied clusters.
+
+Every pass loops over draws with ``lax.scan``/``lax.map`` so memory stays O(N T) per step,
+never O(S N T). Draws are :class:`~bayesgmm.bayes.models.MixtureDraws` in the data's units.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from bayesgmm.bayes.models import ComponentNormals, MixtureDraws
+from bayesgmm.preprocessing import AffineScaling
+
+
+def to_data_units(draws: MixtureDraws, scaling: AffineScaling) -> MixtureDraws:
+    """Map draws on standardised data ``(x - center) / scale`` back to the data's units."""
+    scale = np.broadcast_to(np.asarray(scaling.scale, np.float64), scaling.center.shape)
+    return MixtureDraws(np.asarray(draws.log_weights, np.float64),
+                        np.asarray(draws.means) * scale + scaling.center,
+                        scale[:, None] * np.asarray(draws.scale_tril))
+
+
+def component_log_prob(x, draw: MixtureDraws):
+    """``log w_k + log N(x_i | mu_k, L_k L_k')`` of one draw: (N, T), by the model's own
+    component distribution (one matrix product, :class:`ComponentNormals`)."""
+    normals = ComponentNormals(draw.means, scale_tril=draw.scale_tril)
+    return draw.log_weights + normals.log_prob(x[:, None, :])
+
+
+@jax.jit
+def pointwise_log_likelihood(x, draws: MixtureDraws):
+    """Marginal log density of every point under every draw: (S, N)."""
+    return jax.lax.map(lambda d: logsumexp(component_log_prob(x, d), axis=-1), draws)
+
+
+@jax.jit
+def membership_probabilities(x, draws: MixtureDraws):
+    """Per-draw membership probabilities of ``x``: (S, N, T). For small ``N`` only."""
+    return jax.lax.map(lambda d: jax.nn.softmax(component_log_prob(x, d), axis=-1), draws)
+
+
+@jax.jit
+def summarise_draws(x, draws: MixtureDraws, key):
+    """One pass over the draws.
+
+    Returns
+    -------
+    mean_membership : (N, T) posterior-mean membership probabilities
+    log_likelihood : (S,) total marginal log-likelihood of ``x`` under each draw
+    occupancy : (S, T) points per component under assignments sampled from each draw's
+        conditional ``p(z | x, theta_s)`` (a draw from the joint posterior of ``z``)
+    """
+    n_draws = draws.means.shape[0]
+    keys = jax.random.split(key, n_draws)
+
+    def step(total, inputs):
+        draw, k = inputs
+        log_prob = component_log_prob(x, draw)
+        log_norm = logsumexp(log_prob, axis=-1, keepdims=True)
+        membership = jnp.exp(log_prob - log_norm)
+        # Inverse-CDF sampling: one uniform per point (Gumbel-max would need N x T).
+        uniform = jax.random.uniform(k, (x.shape[0], 1), x.dtype)
+        labels = jnp.sum(jnp.cumsum(membership, axis=-1) < uniform, axis=-1)
+        labels = jnp.minimum(labels, log_prob.shape[-1] - 1)
+        counts = jnp.zeros(log_prob.shape[-1], x.dtype).at[labels].add(1.0)
+        return total + membership, (jnp.sum(log_norm), counts)
+
+    total, (log_lik, occupancy) = jax.lax.scan(
+        step, jnp.zeros((x.shape[0], draws.means.shape[1]), x.dtype), (draws, keys))
+    return total / n_draws, log_lik, occupancy
+
+
+@jax.jit
+def label_probability(x, draws: MixtureDraws, labels):
+    """Probability of ``labels`` (N,) for every point under every draw: (S, N)."""
+    def one(draw):
+        membership = jax.nn.softmax(component_log_prob(x, draw), axis=-1)
+        return jnp.take_along_axis(membership, labels[:, None], axis=-1)[:, 0]
+    return jax.lax.map(one, draws)
+
+
+@jax.jit
+def predictive_log_density(x, draws: MixtureDraws):
+    """Posterior predictive log density ``log (1/S) sum_s p(x_i | theta_s)``: (N,)."""
+    def step(running, draw):
+        return jnp.logaddexp(running, logsumexp(component_log_prob(x, draw), axis=-1)), None
+
+    start = jnp.full(x.shape[0], -jnp.inf, x.dtype)
+    total, _ = jax.lax.scan(step, start, draws)
+    return total - jnp.log(draws.means.shape[0])

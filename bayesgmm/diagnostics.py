@@ -1,0 +1,138 @@
+"""The ArviZ adapter: the only module that imports :mod:`arviz` (written for ArviZ 0.23's
+``InferenceData``; Python 3.11 cannot install ArviZ 1.x).
+
+Label-invariant quantities
+    Mixture labels can switch between and within chains, so convergence is judged first on
+    quantities that do not depend on the labels: the concentration (``alpha`` or ``e0``,
+    when it has a prior), the total log-likelihood of the training data, and the number of
+    occupied clusters. Per-cluster parameters are diagnosed after relabelling, and only for
+    clusters whose posterior-mean weight is at least ``OCCUPIED_WEIGHT``; the others are
+    draws from the prior.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+#: Clusters with a posterior-mean weight below this are left out of the per-parameter
+#: diagnostics (their parameters are draws from the prior).
+OCCUPIED_WEIGHT = 0.01
+#: R-hat above this triggers a warning (Vehtari et al. 2021).
+RHAT_WARNING = 1.01
+
+
+def _arviz():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ 0.23 warns about its 1.x refactor on import
+        import arviz
+    return arviz
+
+
+def _by_chain(model, values: np.ndarray) -> np.ndarray:
+    """(S, ...) chain-major draws -> (chains, draws, ...)."""
+    return np.asarray(values).reshape(model._chain_shape + np.shape(values)[1:])
+
+
+def _feature_names(model) -> list[str]:
+    names = getattr(model, "feature_names_in_", None)
+    return ([str(n) for n in names] if names is not None
+            else [f"x{j}" for j in range(model.n_features_in_)])
+
+
+def label_invariant_draws(model) -> dict[str, np.ndarray]:
+    """(chains, draws) arrays of the label-invariant quantities."""
+    out = {}
+    spec = model._model_spec
+    if spec.concentration_site:
+        out[spec.concentration_site] = _by_chain(model, model.concentration_draws_)
+    out["log_likelihood"] = _by_chain(model, model.log_likelihood_draws_)
+    out["n_occupied"] = _by_chain(model, (model.occupied_draws_ > 0).sum(axis=1))
+    return out
+
+
+def to_inference_data(model):
+    """``InferenceData`` with posterior (relabelled, data units), sample_stats,
+    observed_data and the marginal pointwise log-likelihood ``log p(x_i | theta_s)``."""
+    import jax.numpy as jnp
+
+    from bayesgmm.bayes.posterior import pointwise_log_likelihood
+    from bayesgmm.preprocessing import compute_context
+
+    az = _arviz()
+    draws = model.posterior_draws_
+    covariances = draws.scale_tril @ np.swapaxes(draws.scale_tril, -1, -2)
+    posterior = {"weights": _by_chain(model, np.exp(draws.log_weights)),
+                 "means": _by_chain(model, draws.means),
+                 "covariances": _by_chain(model, covariances),
+                 **label_invariant_draws(model)}
+    with compute_context(np.float64):
+        pointwise = np.asarray(pointwise_log_likelihood(
+            jnp.asarray(model._x_train, jnp.float64), model._device_draws()))
+    names = _feature_names(model)
+    coords = {"cluster": np.arange(model.n_components), "feature": names,
+              "feature_": names, "obs": np.arange(len(model._x_train))}
+    dims = {"weights": ["cluster"], "means": ["cluster", "feature"],
+            "covariances": ["cluster", "feature", "feature_"], "x": ["obs", "feature"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return az.from_dict(
+            posterior=posterior, sample_stats=dict(model.sample_stats_) or None,
+            observed_data={"x": model._x_train},
+            log_likelihood={"x": _by_chain(model, pointwise)},
+            coords=coords, dims=dims)
+
+
+def _diagnosed_draws(model) -> dict[str, np.ndarray]:
+    out = label_invariant_draws(model)
+    draws = model.posterior_draws_
+    names = _feature_names(model)
+    for k in np.flatnonzero(model.weights_ >= OCCUPIED_WEIGHT):
+        out[f"weight[{k}]"] = _by_chain(model, np.exp(draws.log_weights[:, k]))
+        for j, name in enumerate(names):
+            out[f"mean[{k}, {name}]"] = _by_chain(model, draws.means[:, k, j])
+    return out
+
+
+def diagnostics(model) -> pd.DataFrame:
+    """``r_hat``, ``ess_bulk`` and ``ess_tail`` (plus posterior mean and sd) of the
+    label-invariant quantities, then of the relabelled weights and means of every cluster
+    with posterior-mean weight >= ``OCCUPIED_WEIGHT``."""
+    az = _arviz()
+    rows = {}
+    for name, values in _diagnosed_draws(model).items():
+        values = np.asarray(values, np.float64)
+        constant = np.ptp(values) == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows[name] = {
+                "mean": values.mean(), "sd": values.std(),
+                "r_hat": np.nan if constant else float(az.rhat(values)),
+                "ess_bulk": np.nan if constant else float(az.ess(values, method="bulk")),
+                "ess_tail": np.nan if constant else float(az.ess(values, method="tail"))}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "quantity"
+    return table
+
+
+def diagnostics_warnings(model) -> list[str]:
+    """Messages for divergences and for R-hat above ``RHAT_WARNING`` (NUTS only)."""
+    messages = []
+    diverging = model.sample_stats_.get("diverging")
+    if diverging is not None and diverging.sum():
+        messages.append(
+            f"NUTS reported {int(diverging.sum())} divergent transitions out of "
+            f"{diverging.size}: the posterior summaries may be biased. Increase "
+            "target_accept_prob or check the data for near-duplicate rows.")
+    if model.method == "nuts" and model.num_chains > 1:
+        table = diagnostics(model)
+        bad = table[table["r_hat"] > RHAT_WARNING]
+        if len(bad):
+            listed = ", ".join(f"{name} ({value:.3f})" for name, value in
+                               bad["r_hat"].head(5).items())
+            messages.append(
+                f"R-hat above {RHAT_WARNING} for {len(bad)} quantities ({listed}): the chains "
+                "have not mixed. Run more warm-up/draws, or see model.diagnostics().")
+    return messages

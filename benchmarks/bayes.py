@@ -1,0 +1,152 @@
+"""Benchmarks of the Bayesian mixture (issue goals in benchmarks/README.md).
+
+    python benchmarks/bayes.py --suite nuts|vi|all [--quick]
+
+nuts  Old Faithful (standardised internally), T=10, 2 chains x (500 warm-up + 500 draws).
+      Each run is a fresh process, so compile time is included ("cold"); a second fit in the
+      same process shows the time once the programs are compiled ("warm").
+vi    make_blobs(110_000, 8, centers=8, cluster_std=1.5, random_state=0), last 10k held out,
+      T=20, against sklearn BayesianGaussianMixture (dirichlet_process, max_iter=500).
+
+Results are printed as Markdown and written between the markers in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import render_table, write_readme  # noqa: E402
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    return render_table("| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                        ("| " + " | ".join(_format(r.get(c, "")) for c in columns) + " |"
+                         for r in rows))
+
+
+def _nuts_once(seed: int) -> dict:
+    from bayesgmm import BayesianGaussianMixture, load_faithful
+
+    data = load_faithful()
+    out = {}
+    for phase in ("cold", "warm"):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = BayesianGaussianMixture(10, random_state=seed, progress_bar=False).fit(data)
+        out[f"{phase}_s"] = time.perf_counter() - start
+    table = model.diagnostics()
+    invariant = table.loc[[q for q in ("alpha", "log_likelihood", "n_occupied")
+                           if q in table.index]]
+    out.update(
+        min_ess_bulk=float(invariant["ess_bulk"].min()),
+        ess_bulk={k: round(float(v), 1) for k, v in invariant["ess_bulk"].items()},
+        max_r_hat=float(invariant["r_hat"].max()),
+        divergences=int(model.sample_stats_["diverging"].sum()),
+        mean_steps=float(model.sample_stats_["n_steps"].mean()),
+        p_k={int(k): round(float(v), 3) for k, v in model.n_clusters_posterior().items()})
+    return out
+
+
+def run_nuts(seeds: list[int]) -> list[dict]:
+    rows = []
+    for seed in seeds:
+        result = subprocess.run([sys.executable, __file__, "--nuts-child", str(seed)],
+                                capture_output=True, text=True, check=True)
+        record = json.loads(result.stdout.strip().splitlines()[-1])
+        record["seed"] = seed
+        rows.append(record)
+        print(record, flush=True)
+    return rows
+
+
+def run_vi(quick: bool) -> list[dict]:
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.mixture import BayesianGaussianMixture as SkBGM
+
+    from bayesgmm import BayesianGaussianMixture
+
+    n_train = 20_000 if quick else 100_000
+    x, y = make_blobs(n_train + 10_000, 8, centers=8, cluster_std=1.5, random_state=0)
+    train, labels, test = x[:n_train], y[:n_train], x[n_train:]
+    rows = []
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = SkBGM(n_components=20, weight_concentration_prior_type="dirichlet_process",
+                   max_iter=500, random_state=0).fit(train)
+    rows.append({"method": "sklearn BayesianGaussianMixture", "fit_s": time.perf_counter() - start,
+                 "ari": adjusted_rand_score(labels, sk.predict(train)),
+                 "components_over_1pct": int((sk.weights_ > 0.01).sum()),
+                 "heldout_loglik": sk.score(test), "converged": sk.converged_})
+    for name, options in [("bayesgmm VI (full batch)", {}),
+                          ("bayesgmm VI (minibatch 10k)", {"subsample_size": 10_000})]:
+        start = time.perf_counter()
+        model = BayesianGaussianMixture(20, method="vi", random_state=0, progress_bar=False,
+                                        **options).fit(train)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        p_k = model.n_clusters_posterior()
+        summary_s = time.perf_counter() - start
+        rows.append({"method": name, "fit_s": fit_s,
+                     "ari": adjusted_rand_score(labels, model.predict(train)),
+                     "components_over_1pct": int((model.weights_ > 0.01).sum()),
+                     "heldout_loglik": model.score(test),
+                     "converged": model.inference_info_["converged"],
+                     "steps": model.inference_info_["n_steps"], "summaries_s": summary_s,
+                     "p_k_mode": f"{int(p_k.idxmax())} ({p_k.max():.2f})"})
+        print(rows[-1], flush=True)
+    anchor = rows[0]["fit_s"]
+    for row in rows:
+        row["speed-up vs sklearn"] = anchor / row["fit_s"]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--suite", choices=("nuts", "vi", "all"), default="all")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--nuts-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.nuts_child is not None:
+        print(json.dumps(_nuts_once(args.nuts_child)))
+        return
+    if args.suite in ("nuts", "all"):
+        rows = run_nuts([0] if args.quick else [0, 1, 2])
+        columns = ["seed", "cold_s", "warm_s", "min_ess_bulk", "ess_bulk", "max_r_hat",
+                   "divergences", "mean_steps", "p_k"]
+        text = markdown_table(rows, columns)
+        print(text)
+        if not args.quick:
+            write_readme("bayes-nuts", text)
+    if args.suite in ("vi", "all"):
+        rows = run_vi(args.quick)
+        columns = ["method", "fit_s", "speed-up vs sklearn", "ari", "components_over_1pct",
+                   "heldout_loglik", "converged", "steps", "summaries_s", "p_k_mode"]
+        text = markdown_table(rows, columns)
+        print(text)
+        if not args.quick:
+            write_readme("bayes-vi", text)
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()

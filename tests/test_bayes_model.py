@@ -1,0 +1,108 @@
+"""The NumPyro model's priors and the relabelling, against independent references (scipy)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer import Predictive
+from scipy import stats
+
+from bayesgmm.bayes.models import (
+    ModelSpec,
+    draws_from_sites,
+    mixture_distribution,
+    mixture_model,
+    stick_breaking_log_weights,
+)
+from bayesgmm.bayes.relabel import permute, stephens_relabel
+
+N_PRIOR_DRAWS = 4000
+
+
+def _prior_draws(spec: ModelSpec, seed=0) -> dict:
+    y = jnp.zeros((3, spec.n_features))
+    with jax.enable_x64(True):
+        draws = Predictive(mixture_model, num_samples=N_PRIOR_DRAWS)(
+            jax.random.PRNGKey(seed), y.astype(jnp.float64), spec)
+        return {k: np.asarray(v) for k, v in draws.items()}
+
+
+def _weights(sites: dict, spec: ModelSpec) -> np.ndarray:
+    with jax.enable_x64(True):
+        return np.asarray(draws_from_sites(sites, spec).weights)
+
+
+def test_dp_sticks_follow_beta_one_alpha():
+    """Non-centred sticks 1 - u^(1/alpha) are Beta(1, alpha) (KS test against scipy), and the
+    k-th weight has the closed-form mean E[w_k] = alpha^(k-1) / (1+alpha)^k."""
+    alpha = 0.7
+    spec = ModelSpec(6, 2, alpha=alpha)
+    sites = _prior_draws(spec)
+    weights = _weights(sites, spec)
+    assert stats.kstest(weights[:, 0], stats.beta(1, alpha).cdf).pvalue > 1e-3
+    second_stick = weights[:, 1] / (1 - weights[:, 0])
+    assert stats.kstest(second_stick, stats.beta(1, alpha).cdf).pvalue > 1e-3
+    k = np.arange(1, 6)
+    expected = alpha ** (k - 1) / (1 + alpha) ** k
+    np.testing.assert_allclose(weights[:, :5].mean(axis=0), expected, atol=0.02)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_sparse_weights_follow_dirichlet():
+    """g = G u^(1/e0) with G ~ Gamma(e0+1) is Gamma(e0), so the weights are Dirichlet(e0):
+    the marginal of one weight is Beta(e0, (T-1) e0)."""
+    e0, t = 0.3, 4
+    spec = ModelSpec(t, 2, weights="sparse", e0=e0)
+    weights = _weights(_prior_draws(spec, seed=1), spec)
+    for k in range(t):
+        assert stats.kstest(weights[:, k], stats.beta(e0, (t - 1) * e0).cdf).pvalue > 1e-3
+
+
+def test_concentration_priors_are_the_documented_gammas():
+    dp = _prior_draws(ModelSpec(5, 2))["alpha"]
+    assert stats.kstest(dp, stats.gamma(2.0, scale=1 / 4.0).cdf).pvalue > 1e-3
+    sparse = _prior_draws(ModelSpec(5, 2, weights="sparse"), seed=2)["e0"]
+    assert stats.kstest(sparse, stats.gamma(10.0, scale=0.01 / 10.0).cdf).pvalue > 1e-3
+
+
+def test_tail_weights_do_not_underflow():
+    """Log weights are computed in log space: deep sticks stay finite where exp underflows."""
+    log_u = jnp.full((1, 49), -5.0, jnp.float32)
+    log_w = stick_breaking_log_weights(log_u, jnp.asarray([0.05], jnp.float32))
+    assert np.all(np.isfinite(np.asarray(log_w)))
+    assert float(log_w[0, -1]) < -1000
+
+
+def test_mixture_log_prob_matches_scipy():
+    rng = np.random.default_rng(0)
+    spec = ModelSpec(3, 2)
+    sites = {k: v[0] for k, v in _prior_draws(spec, seed=3).items() if k != "y"}
+    with jax.enable_x64(True):
+        draw = draws_from_sites(sites, spec)
+        x = rng.normal(size=(7, 2))
+        ours = np.asarray(mixture_distribution(draw).log_prob(jnp.asarray(x)))
+        weights = np.asarray(draw.weights)
+    tril = np.asarray(draw.scale_tril)
+    covs = tril @ np.swapaxes(tril, -1, -2)
+    dens = sum(w * stats.multivariate_normal(m, c).pdf(x)
+               for w, m, c in zip(weights, np.asarray(draw.means), covs, strict=True))
+    np.testing.assert_allclose(ours, np.log(dens), rtol=1e-10)
+
+
+@pytest.mark.parametrize("n_components", [3, 6])
+def test_relabelling_restores_permuted_draws(n_components):
+    """Draws scrambled by random permutations are put back in the original labelling."""
+    rng = np.random.default_rng(n_components)
+    n_draws, n_points = 200, 60
+    truth = rng.dirichlet(np.full(n_components, 0.3), size=n_points)        # (n, T)
+    noisy = truth[None] * rng.uniform(0.8, 1.2, size=(n_draws, n_points, n_components))
+    noisy /= noisy.sum(axis=2, keepdims=True)
+    scramble = np.array([rng.permutation(n_components) for _ in range(n_draws)])
+    scrambled = permute(noisy, scramble, axis=2)
+    perms, _ = stephens_relabel(scrambled, reference=truth)
+    np.testing.assert_allclose(permute(scrambled, perms, axis=2), noisy)
+    # Without a reference the labelling is restored up to one global permutation.
+    perms, _ = stephens_relabel(scrambled)
+    restored = permute(scrambled, perms, axis=2)
+    global_perm = np.argmax(np.einsum("ik,sij->kj", truth, restored), axis=1)
+    np.testing.assert_allclose(restored[:, :, global_perm], noisy)
