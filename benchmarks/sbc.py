@@ -4,7 +4,7 @@
 
 For each replicate: draw (alpha, weights, means, scales) from the DP model's prior (T=4, D=1,
 standardised units, so the model is exactly the one the data come from), simulate N=60 points,
-fit NUTS (one chain, EM start as in the estimator, 300 warm-up), thin to ``draws`` draws, and
+fit NUTS (one chain, started from a one-component EM fit, 300 warm-up), thin to ``draws`` draws, and
 record the rank of the true value among the draws for alpha and for the log-likelihood of the
 simulated data. If the posterior is calibrated, ranks are uniform on 0..draws; a chi-square
 test over 10 bins reports the p-value.
@@ -39,11 +39,12 @@ def _log_likelihood(y, sites) -> np.ndarray:
 def one_replicate(seed: int, n_draws: int) -> tuple[int, int]:
     key = jax.random.PRNGKey(seed)
     prior = Predictive(mixture_model, num_samples=1)(key, jnp.zeros((N_POINTS, 1)), SPEC)
-    truth = {k: v[0] for k, v in prior.items() if k != "y"}
-    y = prior["y"][0]
+    truth = {k: v[0] for k, v in prior.items() if k != "y"}        # "y" is the observed input
+    y = mixture_distribution(draws_from_sites(truth, SPEC)).sample(
+        jax.random.fold_in(key, 2), (N_POINTS,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        em = GaussianMixture(2, random_state=seed).fit(np.asarray(y))
+        em = GaussianMixture(1, random_state=seed).fit(np.asarray(y))  # never degenerate
     start = initial_sites(em.weights_, em.means_, em._full_covariances(), SPEC, N_POINTS)
     result = run_nuts(y, SPEC, start, jax.random.fold_in(key, 1), num_warmup=300,
                       num_samples=3 * n_draws, num_chains=1, target_accept_prob=0.8,
