@@ -218,7 +218,11 @@ def test_sample_draws_from_posterior_predictive(nuts_fit):
     assert x.shape == (4000, 2)
     occupied = nuts_fit.segment_sizes().index
     assert np.isin(labels, occupied).mean() > 0.99
-    np.testing.assert_allclose(x.mean(axis=0) / UNITS, TRUE_WEIGHTS @ TRUE_MEANS, atol=0.3)
+    # The posterior predictive mean is the posterior mean of sum_k w_k mu_k: close to the
+    # training mean under these weak priors (Monte Carlo se ~0.05 here).
+    train, _ = _three_clusters()
+    np.testing.assert_allclose(x.mean(axis=0) / UNITS, train.mean().to_numpy() / UNITS,
+                               atol=0.25)
 
 
 @pytest.mark.parametrize("option, message", [

@@ -29,7 +29,7 @@ from bayesgmm.bayes.posterior import (
     to_data_units,
 )
 from bayesgmm.bayes.relabel import permute, stephens_relabel
-from bayesgmm.estimator import GaussianMixture, _numpy_rng, _seed
+from bayesgmm.estimator import GaussianMixture, _seed
 from bayesgmm.preprocessing import AffineScaling, compute_context
 from bayesgmm.validation import (
     ColumnSummary,
@@ -155,14 +155,13 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
                 or positive_real(self.weight_concentration_prior),
                 "weight_concentration_prior", "it must be None (Gamma prior) or a number > 0")
         require(self.method in METHODS, "method", f"choose one of {METHODS}")
-        for name in ("num_warmup",):
-            require(isinstance(getattr(self, name), numbers.Integral)
-                    and getattr(self, name) >= 0, name, "it must be an integer >= 0")
+        require(isinstance(self.num_warmup, numbers.Integral) and self.num_warmup >= 0,
+                "num_warmup", "it must be an integer >= 0")
         for name in ("num_samples", "num_chains", "max_tree_depth", "max_steps", "check_every"):
             require(positive_int(getattr(self, name)), name, "it must be an integer >= 1")
         require(positive_real(self.target_accept_prob) and self.target_accept_prob < 1,
                 "target_accept_prob", "it must lie in (0, 1)")
-        require(self.init_components == "bic" or (positive_int(self.init_components)),
+        require(self.init_components == "bic" or positive_int(self.init_components),
                 "init_components", "use 'bic' or an integer >= 1")
         for name in ("learning_rate", "init_scale"):
             require(positive_real(getattr(self, name)), name, "it must be a number > 0")
@@ -353,15 +352,13 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f"n_samples={n_samples!r} is invalid: it must be an integer >= 1")
-        rng = _numpy_rng(self.random_state)
+        rng = np.random.default_rng(_seed(self.random_state))
         draws = self.posterior_draws_
-        which = rng.integers(len(draws.means), size=n_samples) if isinstance(
-            rng, np.random.Generator) else rng.randint(len(draws.means), size=n_samples)
+        which = rng.integers(len(draws.means), size=n_samples)
         weights = np.exp(draws.log_weights[which])
         cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-        labels = (rng.random_sample(n_samples) if hasattr(rng, "random_sample")
-                  else rng.random(n_samples))[:, None] > cumulative
-        labels = np.minimum(labels.sum(axis=1), cumulative.shape[1] - 1)
+        labels = np.minimum((rng.random(n_samples)[:, None] > cumulative).sum(axis=1),
+                            cumulative.shape[1] - 1)
         noise = rng.standard_normal((n_samples, draws.means.shape[-1]))
         factor = draws.scale_tril[which, labels]
         return draws.means[which, labels] + np.einsum("nij,nj->ni", factor, noise), labels

@@ -37,7 +37,7 @@ class InferenceResult:
 
     ``sample_stats`` holds arrays of shape (chains, draws) (NUTS: diverging, tree_depth,
     n_steps, accept_prob, step_size, energy); ``info`` holds scalars and histories
-    (VI: ``elbo`` per step, ``n_steps``, ``converged``).
+    (VI: ``loss``, the negative ELBO per step; ``n_steps``; ``converged``).
     """
 
     sites: dict
