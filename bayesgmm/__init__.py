@@ -12,6 +12,8 @@ BayesianGaussianMixture, compare_with_em
     Dirichlet-process / sparse finite Gaussian mixture in NumPyro (NUTS or VI), with the
     posterior over the number of clusters and per-point assignment uncertainty; and its
     side-by-side comparison with the BIC-selected EM fit.
+load, ModelFileError
+    read a model saved with ``model.save(path)`` (versioned npz + JSON, never pickle).
 load_faithful
     The bundled Old Faithful data set.
 """
@@ -20,6 +22,7 @@ from bayesgmm.bayes.compare import compare_with_em
 from bayesgmm.bayes.estimator import BayesianGaussianMixture
 from bayesgmm.datasets import load_faithful
 from bayesgmm.estimator import GaussianMixture
+from bayesgmm.io import ModelFileError, load
 from bayesgmm.prior import MAPPrior
 from bayesgmm.selection import AutoGaussianMixture, SelectionResult, select_model
 from bayesgmm.validation import DegenerateFitError, NonNumericDataError
@@ -32,10 +35,12 @@ __all__ = [
     "DegenerateFitError",
     "GaussianMixture",
     "MAPPrior",
+    "ModelFileError",
     "NonNumericDataError",
     "SelectionResult",
     "__version__",
     "compare_with_em",
+    "load",
     "load_faithful",
     "select_model",
 ]

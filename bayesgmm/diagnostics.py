@@ -105,11 +105,12 @@ def diagnostics(model) -> pd.DataFrame:
     for name, values in _diagnosed_draws(model).items():
         values = np.asarray(values, np.float64)
         constant = np.ptp(values) == 0
+        single_chain = values.shape[0] < 2  # VI: R-hat undefined
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rows[name] = {
                 "mean": values.mean(), "sd": values.std(),
-                "r_hat": np.nan if constant else float(az.rhat(values)),
+                "r_hat": np.nan if constant or single_chain else float(az.rhat(values)),
                 "ess_bulk": np.nan if constant else float(az.ess(values, method="bulk")),
                 "ess_tail": np.nan if constant else float(az.ess(values, method="tail"))}
     table = pd.DataFrame.from_dict(rows, orient="index")

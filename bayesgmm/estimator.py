@@ -22,6 +22,7 @@ from bayesgmm.core.covariance import MixtureParams, get_family
 from bayesgmm.core.em import BatchResult, InitOverride
 from bayesgmm.core.init import INIT_METHODS
 from bayesgmm.core.stats import weighted_log_prob
+from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.prior import batch_prior, resolve_prior
 from bayesgmm.training import TrainingData
@@ -55,7 +56,7 @@ def _block_log_prob(data, params, family):
     return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, compiled with JAX; a drop-in for
     :class:`sklearn.mixture.GaussianMixture`.
 

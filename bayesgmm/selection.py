@@ -41,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from bayesgmm.core.covariance import ConjugatePrior, get_family
 from bayesgmm.core.em import BatchResult
 from bayesgmm.estimator import GaussianMixture, _seed
+from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype
 from bayesgmm.prior import resolve_prior
 from bayesgmm.training import TrainingData
@@ -53,7 +54,7 @@ TABLE_COLUMNS = ["covariance_type", "n_components", "log_likelihood", "n_paramet
 
 
 @dataclass
-class SelectionResult:
+class SelectionResult(Persistable):
     """The outcome of :func:`select_model`.
 
     Attributes
@@ -71,7 +72,7 @@ class SelectionResult:
     table: pd.DataFrame
     best_: GaussianMixture
     criterion: str
-    _sweep: _Sweep
+    _sweep: _Sweep | SavedSweep
 
     def model(self, covariance_type: str, n_components: int) -> GaussianMixture:
         """The fitted model of any row of the table (the best restart of that (type, K))."""
@@ -112,6 +113,20 @@ class _Sweep:
         return model
 
 
+@dataclass
+class SavedSweep:
+    """The per-row models of a :class:`SelectionResult` read back by :func:`bayesgmm.load`."""
+
+    models: dict[tuple[str, int], GaussianMixture]
+
+    def model(self, covariance_type: str, n_components: int) -> GaussianMixture:
+        try:
+            return self.models[covariance_type, n_components]
+        except KeyError:
+            raise ValueError(f"({covariance_type!r}, {n_components}) is not in the sweep: "
+                             f"{sorted(self.models)}") from None
+
+
 def _check_grid(n_components, covariance_types, criterion) -> tuple[list[int], list[str]]:
     values = ([n_components] if isinstance(n_components, numbers.Integral)
               else list(n_components))
@@ -138,7 +153,7 @@ def _stack_priors(priors: list[ConjugatePrior | None]) -> ConjugatePrior | None:
 def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES,
                  criterion="bic", n_init=5, random_state=None, prior=None, *, tol=1e-3,
                  reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64",
-                 exclude_degenerate=True) -> SelectionResult:
+                 exclude_degenerate=True, progress_bar=False) -> SelectionResult:
     """Fit every (covariance type, K) with ``n_init`` restarts and pick the best by a criterion.
 
     Parameters
@@ -157,6 +172,8 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     exclude_degenerate : bool, default True
         Leave (type, K) pairs whose every restart is degenerate out of the selection (with a
         warning giving their number).
+    progress_bar : bool, default False
+        Show a progress bar over the covariance types (one compiled program each).
 
     Returns
     -------
@@ -173,8 +190,9 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     seed = _seed(random_state)
 
     rows, fits = [], {}
-    with compute_context(compute):
+    with compute_context(compute), _progress(types, progress_bar) as bar:
         for t, name in enumerate(types):
+            bar.set_postfix_str(f"{name}: K={ks[0]}..{ks[-1]} x {n_init} restarts")
             family = get_family(name)
             # One program: every K of the grid, each with n_init restarts, padded to max(ks).
             active = np.repeat(np.arange(max(ks))[None, :] < np.array(ks)[:, None], n_init, 0)
@@ -188,6 +206,7 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
                                                    for _ in range(n_init)]),
                               summarise=True)
             fits[name] = result
+            bar.update()
             rows += _rows_for_type(result, name, ks, n_init, n_samples, n_dims, data.scaling)
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:-1])
@@ -214,6 +233,13 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
         random_state=random_state, dtype=dtype, prior=prior))
     return SelectionResult(table, sweep.model(best.covariance_type, int(best.n_components)),
                            criterion, sweep)
+
+
+def _progress(types: list[str], enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(types), desc="model selection", unit="type", disable=not enabled,
+                leave=False)
 
 
 def _chosen_index(result: BatchResult, k_position: int, n_init: int) -> int:
@@ -246,7 +272,7 @@ def _rows_for_type(result: BatchResult, name: str, ks: list[int], n_init: int, n
     return rows
 
 
-class AutoGaussianMixture(DensityMixin, BaseEstimator):
+class AutoGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     """A Gaussian mixture whose K and covariance type are chosen by :func:`select_model`.
 
     After ``fit`` it behaves as the selected :class:`GaussianMixture` (``predict``,

@@ -8,9 +8,14 @@ import pytest
 from bayesgmm.cli import main
 
 
-def test_demo_prints_the_selection_and_the_fit(capsys):
-    assert main(["demo"]) == 0
+def test_demo_prints_the_selection_and_the_fit(capsys, tmp_path):
+    assert main(["demo", "--quiet", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    assert {p.name for p in tmp_path.iterdir()} >= {"assignments.csv", "model.bgmm",
+                                                    "selection.csv", "report.html"}
+    for needle in ("Posterior over the number of occupied clusters", "Diagnostics",
+                   "EM (BIC) vs Bayesian"):
+        assert needle in out
     assert "Top of the selection table (36 models" in out
     for needle in ("covariance_type", "icl", "degenerate", "Selected model", "weight",
                    "mean eruptions", "mean waiting", "BIC:", "log-likelihood:",

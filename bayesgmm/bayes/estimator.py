@@ -30,6 +30,7 @@ from bayesgmm.bayes.posterior import (
 )
 from bayesgmm.bayes.relabel import permute, stephens_relabel
 from bayesgmm.estimator import GaussianMixture, _seed
+from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling, compute_context
 from bayesgmm.validation import (
     ColumnSummary,
@@ -48,7 +49,7 @@ RELABEL_ROWS = 1000
 _ROW_CHUNK = 4096
 
 
-class BayesianGaussianMixture(DensityMixin, BaseEstimator):
+class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     """Bayesian Gaussian mixture with Dirichlet-process or sparse Dirichlet weights, fitted by
     NUTS or variational inference in NumPyro (model: :mod:`bayesgmm.bayes.models`).
 

@@ -1,0 +1,288 @@
+"""A self-contained HTML report of a :class:`~bayesgmm.workflow.Clustering` (images embedded).
+
+Sections: data summary; the selection criteria by covariance type; the clusters in 2-D with
+covariance ellipses; assignment uncertainty; cluster sizes and means in the data's units (with
+credible intervals for a Bayesian fit); the posterior over K, diagnostics with trace and rank
+plots of the label-invariant quantities, and the EM-vs-Bayesian comparison (Bayesian fit only);
+anomalies; and every warning raised during the fit.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayesgmm import __version__
+from bayesgmm.workflow import Clustering
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { border-bottom: 2px solid #4a7ab5; }
+h2 { margin-top: 1.8em; color: #2c4f7c; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #eef3f9; }
+img { max-width: 100%; display: block; margin: 0.6em 0; }
+.note { color: #555; font-size: 0.9em; }
+.warn { color: #8a4b00; }
+"""
+
+
+def figure_html(fig, alt: str) -> str:
+    """A matplotlib figure as an embedded PNG ``<img>`` (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
+    return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", index=index, border=0,
+                         na_rep="")
+
+
+def _para(text: str, cls: str = "note") -> str:
+    return f'<p class="{cls}">{html.escape(text)}</p>'
+
+
+class _Projection:
+    """Two display coordinates: the two features, or the first two principal components of the
+    training rows (in the data's units)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        x = frame.to_numpy()
+        self.centre = x.mean(axis=0)
+        if x.shape[1] <= 2:
+            self.basis = np.eye(x.shape[1])[:, :2]
+            self.names = list(frame.columns[:2])
+            self.note = ""
+        else:
+            _, singular, vt = np.linalg.svd(x - self.centre, full_matrices=False)
+            self.basis = vt[:2].T
+            share = singular[:2] ** 2 / np.sum(singular**2)
+            self.names = [f"PC{i + 1} ({100 * s:.0f}% of variance)" for i, s in enumerate(share)]
+            self.note = ("The data have more than two columns: shown on their first two "
+                         "principal components (of the standardised columns when fitted with "
+                         "standardisation), with each component's covariance projected onto "
+                         "them.")
+        if x.shape[1] == 1:  # one feature: plot it against zero
+            self.basis = np.hstack([self.basis, np.zeros((1, 1))])
+            self.names = [*self.names, "(none)"]
+
+    def points(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.centre) @ self.basis
+
+    def covariance(self, cov: np.ndarray) -> np.ndarray:
+        return self.basis.T @ cov @ self.basis
+
+
+def _component_moments(clustering: Clustering, data_units: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Means (K, D) and covariances (K, D, D) in the data's units (else in the units the model
+    was fitted in), and their labels."""
+    model = clustering.model_
+    labels = clustering.cluster_labels()
+    if clustering.bayes_model_ is not None:
+        means, covs = model.means_[labels], model.covariances_[labels]
+    else:
+        means, covs = model.means_, model._full_covariances()
+    scaling = clustering.input_scaling_
+    if scaling is not None and data_units:
+        means = means * scaling.scale + scaling.center
+        covs = covs * np.outer(scaling.scale, scaling.scale)
+    return means, covs, labels
+
+
+def _data_section(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
+    describe = frame.describe().T
+    describe.insert(0, "missing", frame.isna().sum())
+    parts = ["<h2>Data</h2>",
+             _para(f"{len(frame)} rows x {frame.shape[1]} columns used: "
+                   f"{', '.join(clustering.columns_)}."
+                   + (f" Not used (not numeric): {', '.join(clustering.skipped_columns_)}."
+                      if clustering.skipped_columns_ else "")
+                   + (" Columns standardised to mean 0, variance 1 before clustering; "
+                      "results are in the data's units." if clustering.standardize else "")),
+             _table(describe)]
+    return parts
+
+
+def _selection_section(clustering: Clustering) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    from bayesgmm.plotting import plot_selection
+
+    table = clustering.selection_.table
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    plot_selection(table, "bic", ax=axes[0])
+    plot_selection(table, "icl", ax=axes[1])
+    fig.tight_layout()
+    best = clustering.em_model_
+    shown = table.head(10).drop(columns=["n_degenerate_inits"])
+    return ["<h2>Choosing K and the covariance type</h2>",
+            _para(f"Selected by {clustering.criterion.upper()}: {best.covariance_type} "
+                  f"covariances, K = {best.n_components}. scikit-learn's sign: lower is better "
+                  "(mclust's BIC is the negative). Degenerate fits (a component collapsed onto "
+                  "repeated values) are excluded from the choice."),
+            figure_html(fig, "BIC and ICL by number of components and covariance type"),
+            _table(shown, 2, index=False)]
+
+
+def _cluster_section(clustering: Clustering, frame: pd.DataFrame,
+                     assigned: pd.DataFrame) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    from bayesgmm.plotting import plot_clusters, plot_uncertainty
+
+    # Two columns: drawn in the data's units. More: principal components of what the model saw.
+    data_units = frame.shape[1] <= 2
+    shown = frame if data_units else clustering._model_input(frame)
+    projection = _Projection(shown)
+    points = projection.points(shown.to_numpy())
+    means, covs, labels = _component_moments(clustering, data_units)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    plot_clusters(points, assigned["label"].to_numpy(),
+                  {k: projection.points(m[None])[0] for k, m in zip(labels, means, strict=True)},
+                  {k: projection.covariance(c) for k, c in zip(labels, covs, strict=True)},
+                  projection.names, ax=axes[0])
+    plot_uncertainty(points, assigned["uncertainty"].to_numpy(), projection.names, ax=axes[1])
+    fig.tight_layout()
+    n_ambiguous = int(assigned["ambiguous"].sum())
+    parts = ["<h2>Clusters</h2>", figure_html(fig, "clusters and assignment uncertainty")]
+    if projection.note:
+        parts.append(_para(projection.note))
+    parts.append(_para(f"{n_ambiguous} of {len(assigned)} rows "
+                       f"({100 * n_ambiguous / len(assigned):.1f}%) are ambiguous: the "
+                       "probability of their label is below 0.8."))
+    least = assigned.sort_values("probability").head(10)
+    columns = [c for c in ("label", "probability", "probability_lower", "probability_upper",
+                           "entropy") if c in least]
+    parts += ["<h3>The ten least certain rows</h3>",
+              _table(pd.concat([frame.loc[least.index], least[columns]], axis=1))]
+    return parts
+
+
+def _sizes_and_means(clustering: Clustering, assigned: pd.DataFrame) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    from bayesgmm.plotting import plot_cluster_means, plot_interval_bars
+
+    means, _, labels = _component_moments(clustering)
+    columns = clustering.columns_
+    parts = ["<h2>Cluster sizes and means</h2>"]
+    bayes = clustering.bayes_model_
+    if bayes is None:
+        counts = assigned["label"].value_counts().reindex(labels, fill_value=0)
+        sizes = pd.DataFrame({"weight": clustering.em_model_.weights_, "rows": counts.to_numpy(),
+                              "share": counts.to_numpy() / len(assigned)},
+                             index=pd.Index(labels, name="cluster"))
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        plot_interval_bars(sizes, "weight", None, None, "mixing weight", ax=ax)
+        lower = upper = None
+        parts.append(_para("EM gives point estimates; fit with a Bayesian method (--bayes vi "
+                           "or nuts) for credible intervals on sizes and means."))
+    else:
+        sizes = bayes.segment_sizes()
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        plot_interval_bars(sizes, "share", "share_lower", "share_upper",
+                           f"share of rows ({100 * bayes.credible_level:.0f}% interval)", ax=ax)
+        draws = bayes.posterior_draws_.means[:, labels]  # (S, K, D)
+        scaling = clustering.input_scaling_
+        if scaling is not None:
+            draws = draws * scaling.scale + scaling.center
+        low, high = bayes._interval(draws)
+        lower = pd.DataFrame(low, index=labels, columns=columns)
+        upper = pd.DataFrame(high, index=labels, columns=columns)
+    mean_table = pd.DataFrame(means, index=pd.Index(labels, name="cluster"), columns=columns)
+    parts += [figure_html(fig, "cluster sizes"), _table(sizes),
+              figure_html(plot_cluster_means(mean_table, lower, upper), "cluster means"),
+              "<h3>Means in the data's units</h3>", _table(mean_table)]
+    if lower is not None:
+        level = f"{100 * bayes.credible_level:.0f}%"
+        parts += [f"<h3>{level} credible intervals of the means (lower, upper)</h3>",
+                  _table(lower.add_suffix(" lower").join(upper.add_suffix(" upper")))]
+    return parts
+
+
+def _bayes_sections(clustering: Clustering) -> list[str]:
+    from bayesgmm.plotting import plot_posterior_k, plot_trace_rank
+
+    bayes = clustering.bayes_model_
+    if bayes is None:
+        return ["<h2>Bayesian analysis</h2>",
+                _para("Not run. Fit with --bayes vi or --bayes nuts for the posterior over the "
+                      "number of clusters, credible intervals and diagnostics.")]
+    posterior = bayes.n_clusters_posterior()
+    ax = plot_posterior_k(posterior)
+    parts = ["<h2>Posterior over the number of clusters</h2>",
+             _para(f"{bayes.method.upper()}, {bayes.weight_concentration_prior_type} weights, "
+                   f"truncation T = {bayes.n_components}; a cluster counts when at least one "
+                   "row is assigned to it in a posterior draw (sampled assignments)."),
+             figure_html(ax.figure, "posterior over the number of clusters"),
+             _table(posterior.to_frame().T)]
+    parts += ["<h2>Diagnostics</h2>",
+              _para("R-hat and effective sample sizes; the label-invariant quantities "
+                    "(concentration, total log-likelihood, number of occupied clusters) do "
+                    "not depend on relabelling. Variational fits have one 'chain' of "
+                    "independent draws from the approximation, so R-hat does not apply."),
+              _table(bayes.diagnostics())]
+    chains, n_draws = bayes._chain_shape
+    quantities = {"log-likelihood": bayes.log_likelihood_draws_.reshape(chains, n_draws),
+                  "occupied clusters": (bayes.occupied_draws_ > 0).sum(axis=1).reshape(
+                      chains, n_draws)}
+    if bayes.concentration_draws_ is not None:
+        quantities = {"concentration": bayes.concentration_draws_.reshape(chains, n_draws),
+                      **quantities}
+    parts.append(figure_html(plot_trace_rank(quantities), "trace and rank plots"))
+    if bayes.method == "nuts":
+        parts.append(_para(f"Divergent transitions: {int(bayes.sample_stats_['diverging'].sum())}"))
+    parts += ["<h2>EM vs Bayesian</h2>",
+              _para("Both on the training rows. The mean log density is in-sample (optimistic "
+                    "for both); bayesgmm.compare_with_em gives a held-out comparison."),
+              _table(clustering.comparison())]
+    return parts
+
+
+def build_report(clustering: Clustering, data: pd.DataFrame) -> str:
+    """The report for ``clustering`` on ``data`` (training or new rows), as an HTML string."""
+    frame = clustering._input(data)
+    assigned = clustering.assign(data)
+    model = clustering.model_
+    title = "bayesgmm clustering report"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>{title}</h1>",
+             _para(f"bayesgmm {__version__}; model: {type(model).__name__}; "
+                   f"{len(frame)} rows reported (model fitted on {clustering.n_rows_} rows).")]
+    parts += _data_section(clustering, frame)
+    parts += _selection_section(clustering)
+    parts += _cluster_section(clustering, frame, assigned)
+    parts += _sizes_and_means(clustering, assigned)
+    parts += _bayes_sections(clustering)
+    n_anomalies = int(assigned["anomaly"].sum())
+    parts += ["<h2>Anomalies</h2>",
+              _para(f"{n_anomalies} rows have a log density below "
+                    f"{clustering.anomaly_threshold_:.3f}, the "
+                    f"{100 * clustering.anomaly_quantile:g}% quantile of the training rows' log "
+                    "densities.")]
+    if clustering.warnings_:
+        parts.append("<h2>Warnings during the fit</h2>")
+        parts += [_para(w, "warn") for w in clustering.warnings_]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(clustering: Clustering, data: pd.DataFrame, out_dir) -> Path:
+    """Write ``report.html`` into ``out_dir`` (created if needed); returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.html"
+    path.write_text(build_report(clustering, data), encoding="utf-8")
+    return path

@@ -1,0 +1,266 @@
+"""The whole clustering job on a table, as one object: what ``bayesgmm fit`` runs.
+
+:class:`Clustering` chooses K and the covariance type by a criterion (:func:`select_model`),
+optionally fits the Bayesian mixture on top, and keeps everything needed to assign new rows:
+the columns used, the optional per-column standardisation and an anomaly threshold. Saved with
+``save(path)`` and read back with :func:`bayesgmm.load`, it assigns raw new data exactly as the
+fit did (``bayesgmm predict`` and ``bayesgmm report`` use it that way).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.metrics import adjusted_rand_score
+from sklearn.utils.validation import check_is_fitted
+
+from bayesgmm.bayes.estimator import BayesianGaussianMixture
+from bayesgmm.io import Persistable
+from bayesgmm.preprocessing import AffineScaling
+from bayesgmm.selection import COVARIANCE_TYPES, select_model
+from bayesgmm.validation import ColumnSummary, NonNumericDataError, check_finite
+
+BAYES_METHODS = ("none", "vi", "nuts")
+#: Probability below which an assignment is called ambiguous (as BayesianGaussianMixture).
+AMBIGUITY_THRESHOLD = 0.8
+#: Smallest mean share of rows for which a Bayesian cluster is reported on its own.
+REPORTED_SHARE = 0.01
+
+
+def select_columns(data: pd.DataFrame, columns=None) -> tuple[pd.DataFrame, list[str]]:
+    """The numeric columns to cluster on, as float64.
+
+    ``columns`` None takes every numeric column and returns the names of the other columns
+    (left out); named columns must exist and be numeric. Errors name the column.
+    """
+    if data.shape[0] == 0:
+        raise ValueError("the data have no rows")
+    if columns is None:
+        numeric = [c for c in data.columns if pd.api.types.is_numeric_dtype(data[c])
+                   and not pd.api.types.is_bool_dtype(data[c])]
+        skipped = [str(c) for c in data.columns if c not in numeric]
+        if not numeric:
+            raise NonNumericDataError(
+                f"the data have no numeric columns (columns: {', '.join(map(str, data.columns))})")
+        columns = numeric
+    else:
+        skipped = []
+        missing = [c for c in columns if c not in data.columns]
+        if missing:
+            raise ValueError(f"unknown column {missing[0]!r}; the data have columns: "
+                             f"{', '.join(map(str, data.columns))}")
+        for c in columns:
+            if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
+                sample = data[c].dropna().astype(str).head(3).tolist()
+                raise NonNumericDataError(f"column {c!r} is not numeric (e.g. {sample}); "
+                                          "choose numeric columns with --columns")
+    frame = data[list(columns)].astype(np.float64)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, skipped
+
+
+def _parse_components(n_components) -> range:
+    if isinstance(n_components, numbers.Integral):
+        return range(int(n_components), int(n_components) + 1)
+    return range(n_components.start, n_components.stop) if isinstance(n_components, range) \
+        else range(min(n_components), max(n_components) + 1)
+
+
+class Clustering(Persistable, BaseEstimator):
+    """Select, fit and keep a Gaussian mixture for a table, with its preprocessing.
+
+    Parameters
+    ----------
+    columns : list of str, optional
+        Columns to cluster on; default every numeric column.
+    n_components : int or range, default range(1, 10)
+        K, or the Ks to choose from.
+    covariance_type : 'auto' or one of {'spherical', 'diag', 'tied', 'full'}
+        'auto' chooses among all four.
+    criterion : {'bic', 'aic', 'icl'}
+    bayes : {'none', 'vi', 'nuts'}
+        Also fit a :class:`~bayesgmm.BayesianGaussianMixture` (truncation ``max(10, 2 K)``
+        with K the selected EM count; full covariances, or diag when EM chose diag or
+        spherical). Its assignments and uncertainty are then the ones reported.
+    standardize : bool, default False
+        Scale each column to mean 0 and variance 1 before clustering (the spherical and diag
+        models and ``reg_covar`` are not invariant to per-column scale; full and tied are).
+        Results are always reported in the data's own units.
+    anomaly_quantile : float, default 0.01
+        Rows whose log density is below this quantile of the training rows' log densities are
+        flagged as anomalies by :meth:`assign`.
+    n_init : int, EM restarts per (type, K)
+    random_state : int or None
+    progress_bar : bool
+    """
+
+    def __init__(self, columns=None, n_components=range(1, 10), *, covariance_type="auto",
+                 criterion="bic", bayes="none", standardize=False, anomaly_quantile=0.01,
+                 n_init=5, random_state=None, progress_bar=False):
+        self.columns = columns
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.criterion = criterion
+        self.bayes = bayes
+        self.standardize = standardize
+        self.anomaly_quantile = anomaly_quantile
+        self.n_init = n_init
+        self.random_state = random_state
+        self.progress_bar = progress_bar
+
+    def _check_parameters(self) -> None:
+        if self.bayes not in BAYES_METHODS:
+            raise ValueError(f"bayes={self.bayes!r}: choose one of {BAYES_METHODS}")
+        if self.covariance_type != "auto" and self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type={self.covariance_type!r}: choose 'auto' or one "
+                             f"of {COVARIANCE_TYPES}")
+        if not 0 < self.anomaly_quantile < 1:
+            raise ValueError(f"anomaly_quantile={self.anomaly_quantile!r} must be in (0, 1)")
+
+    def fit(self, data: pd.DataFrame, y=None):
+        """Fit on the rows of ``data`` (a DataFrame; other array-likes get columns x0, x1...)."""
+        self._check_parameters()
+        data = _as_frame(data)
+        frame, self.skipped_columns_ = select_columns(data, self.columns)
+        self.columns_ = list(frame.columns)
+        check_finite(frame.to_numpy(), np.array(self.columns_, dtype=object))
+        summary = ColumnSummary.of(frame.to_numpy())
+        self.input_scaling_ = (AffineScaling.standardise(summary.mean, summary.var)
+                               if self.standardize else None)
+        x = self._model_input(frame)
+        types = COVARIANCE_TYPES if self.covariance_type == "auto" else (self.covariance_type,)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.selection_ = select_model(
+                x, _parse_components(self.n_components), types, self.criterion, self.n_init,
+                self.random_state, progress_bar=self.progress_bar)
+            self.em_model_ = self.selection_.best_
+            self.bayes_model_ = None
+            if self.bayes != "none":
+                k = self.em_model_.n_components
+                covariance = ("diag" if self.em_model_.covariance_type in ("diag", "spherical")
+                              else "full")
+                self.bayes_model_ = BayesianGaussianMixture(
+                    max(10, 2 * k), covariance_type=covariance, method=self.bayes,
+                    random_state=self.random_state, progress_bar=self.progress_bar).fit(x)
+        relevant = (UserWarning, RuntimeWarning)
+        self.warnings_ = list(dict.fromkeys(str(w.message) for w in caught
+                                            if issubclass(w.category, relevant)))
+        for message in self.warnings_:
+            warnings.warn(message, UserWarning, stacklevel=2)
+        self.n_rows_ = len(frame)
+        log_density = self.log_density(frame)
+        self.anomaly_threshold_ = float(np.quantile(log_density, self.anomaly_quantile))
+        return self
+
+    @property
+    def model_(self):
+        """The model whose assignments are reported: the Bayesian one if fitted, else EM."""
+        check_is_fitted(self, "em_model_")
+        return self.bayes_model_ if self.bayes_model_ is not None else self.em_model_
+
+    def _model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.input_scaling_ is None:
+            return frame
+        return pd.DataFrame(self.input_scaling_.transform(frame.to_numpy()),
+                            columns=frame.columns, index=frame.index)
+
+    def _input(self, data) -> pd.DataFrame:
+        check_is_fitted(self, "em_model_")
+        frame, _ = select_columns(_as_frame(data), self.columns_)
+        return frame
+
+    def log_density(self, data) -> np.ndarray:
+        """(n,) log density of each row in the data's own units (the model's
+        ``score_samples``, corrected for the standardisation)."""
+        frame = self._input(data)
+        values = self.model_.score_samples(self._model_input(frame))
+        if self.input_scaling_ is not None:
+            values = values - self.input_scaling_.log_det(frame.shape[1])
+        return values
+
+    def assign(self, data) -> pd.DataFrame:
+        """One row per input row: ``label``, ``prob_<k>`` per cluster, ``probability`` (of the
+        label), ``probability_lower``/``probability_upper`` (Bayesian only: credible interval
+        across posterior draws), ``uncertainty`` (``1 - probability``, mclust's), ``entropy``
+        (nats), ``ambiguous`` (``probability < 0.8``), ``log_density`` and ``anomaly``
+        (``log_density`` below :attr:`anomaly_threshold_`)."""
+        frame = self._input(data)
+        x = self._model_input(frame)
+        model = self.model_
+        proba = model.predict_proba(x)
+        clusters = self.cluster_labels()
+        out = pd.DataFrame(index=frame.index)
+        if self.bayes_model_ is not None:
+            table = model.assignment_uncertainty(x)
+            table.index = frame.index
+            out["label"] = table["label"].to_numpy()
+            for k in clusters:
+                out[f"prob_{k}"] = proba[:, k]
+            out["prob_other"] = np.maximum(1.0 - proba[:, clusters].sum(axis=1), 0.0)
+            for column in ("probability", "probability_lower", "probability_upper"):
+                out[column] = table[column].to_numpy()
+        else:
+            labels = proba.argmax(axis=1)
+            out["label"] = labels
+            for k in clusters:
+                out[f"prob_{k}"] = proba[:, k]
+            out["probability"] = proba[np.arange(len(labels)), labels]
+        out["uncertainty"] = 1.0 - out["probability"]
+        out["entropy"] = -np.sum(proba * np.log(np.maximum(proba, 1e-300)), axis=1)
+        out["ambiguous"] = out["probability"] < AMBIGUITY_THRESHOLD
+        out["log_density"] = self.log_density(frame)
+        out["anomaly"] = out["log_density"] < self.anomaly_threshold_
+        return out
+
+    def cluster_labels(self) -> list[int]:
+        """Labels of the clusters reported: all EM components; for the Bayesian model, the
+        components that are the label of some training row or hold at least
+        :data:`REPORTED_SHARE` of the rows on average over the posterior (the truncation's
+        other components are (nearly) empty and are summed into ``prob_other``)."""
+        if self.bayes_model_ is None:
+            return list(range(self.model_.n_components))
+        bayes = self.bayes_model_
+        labels = set(np.unique(bayes._summaries()[0].argmax(axis=1)).tolist())
+        sizes = bayes.segment_sizes()
+        labels |= set(sizes.index[sizes["share"] >= REPORTED_SHARE].tolist())
+        return sorted(int(k) for k in labels)
+
+    def comparison(self) -> pd.DataFrame:
+        """EM (criterion-selected) next to the Bayesian fit on the training rows: K, its
+        posterior probability, BIC, mean log density (in-sample, so optimistic for both; see
+        :func:`bayesgmm.compare_with_em` for a held-out comparison) and the adjusted Rand
+        index between their labels."""
+        check_is_fitted(self, "em_model_")
+        if self.bayes_model_ is None:
+            raise ValueError("no Bayesian model was fitted (bayes='none')")
+        bayes, em = self.bayes_model_, self.em_model_
+        x = pd.DataFrame(bayes._x_train, columns=self.columns_)
+        posterior = bayes.n_clusters_posterior()
+        mode = int(posterior.idxmax())
+        rows = [
+            {"approach": f"EM ({self.criterion.upper()})",
+             "model": f"{em.covariance_type}, K={em.n_components}",
+             "n_clusters": em.n_components, "p_n_clusters": np.nan,
+             "bic": float(em.bic(x)), "mean_log_density": float(em.score(x))},
+            {"approach": f"Bayesian ({bayes.method.upper()})",
+             "model": f"{bayes.covariance_type}, T={bayes.n_components}",
+             "n_clusters": mode, "p_n_clusters": float(posterior[mode]), "bic": np.nan,
+             "mean_log_density": float(bayes.score(x))},
+        ]
+        table = pd.DataFrame(rows).set_index("approach")
+        table["ari_em_vs_bayes"] = adjusted_rand_score(em.predict(x), bayes.predict(x))
+        return table
+
+
+def _as_frame(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    array = np.asarray(data)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D table, got an array of shape {array.shape}")
+    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
