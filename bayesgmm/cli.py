@@ -228,6 +228,11 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_and_data(command: argparse.ArgumentParser) -> None:
+    command.add_argument("model", metavar="MODEL", help="model.bgmm written by 'bayesgmm fit'")
+    command.add_argument("data", metavar="DATA", help="CSV or Parquet file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesgmm", description="Gaussian mixture clustering: EM with BIC/ICL model "
@@ -271,16 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the rows of DATA with label, per-cluster probabilities, "
         "uncertainty, log density and an anomaly flag (log density below the training "
         "quantile stored with the model).")
-    predict.add_argument("model", metavar="MODEL", help="model.bgmm written by 'bayesgmm fit'")
-    predict.add_argument("data", metavar="DATA", help="CSV or Parquet file")
+    _model_and_data(predict)
     predict.add_argument("--out", required=True, metavar="FILE", help="output CSV file")
     predict.set_defaults(run=run_predict)
 
     report = commands.add_parser(
         "report", help="write the HTML report of a saved model on some data",
         description="Write report.html for MODEL evaluated on DATA into --out.")
-    report.add_argument("model", metavar="MODEL", help="model.bgmm written by 'bayesgmm fit'")
-    report.add_argument("data", metavar="DATA", help="CSV or Parquet file")
+    _model_and_data(report)
     report.add_argument("--out", required=True, metavar="DIR", help="output directory")
     report.set_defaults(run=run_report)
     for command in (demo, fit, predict, report):

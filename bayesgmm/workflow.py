@@ -9,7 +9,6 @@ fit did (``bayesgmm predict`` and ``bayesgmm report`` use it that way).
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -19,6 +18,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.bayes.estimator import BayesianGaussianMixture
+from bayesgmm.bayes.posterior import membership_entropy
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling
 from bayesgmm.selection import COVARIANCE_TYPES, select_model
@@ -63,13 +63,6 @@ def select_columns(data: pd.DataFrame, columns=None) -> tuple[pd.DataFrame, list
     return frame, skipped
 
 
-def _parse_components(n_components) -> range:
-    if isinstance(n_components, numbers.Integral):
-        return range(int(n_components), int(n_components) + 1)
-    return range(n_components.start, n_components.stop) if isinstance(n_components, range) \
-        else range(min(n_components), max(n_components) + 1)
-
-
 class Clustering(Persistable, BaseEstimator):
     """Select, fit and keep a Gaussian mixture for a table, with its preprocessing.
 
@@ -77,8 +70,8 @@ class Clustering(Persistable, BaseEstimator):
     ----------
     columns : list of str, optional
         Columns to cluster on; default every numeric column.
-    n_components : int or range, default range(1, 10)
-        K, or the Ks to choose from.
+    n_components : int or iterable of int, default range(1, 10)
+        K, or the Ks to choose from (as :func:`select_model`).
     covariance_type : 'auto' or one of {'spherical', 'diag', 'tied', 'full'}
         'auto' chooses among all four.
     criterion : {'bic', 'aic', 'icl'}
@@ -136,7 +129,7 @@ class Clustering(Persistable, BaseEstimator):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.selection_ = select_model(
-                x, _parse_components(self.n_components), types, self.criterion, self.n_init,
+                x, self.n_components, types, self.criterion, self.n_init,
                 self.random_state, progress_bar=self.progress_bar)
             self.em_model_ = self.selection_.best_
             self.bayes_model_ = None
@@ -196,8 +189,7 @@ class Clustering(Persistable, BaseEstimator):
         clusters = self.cluster_labels()
         out = pd.DataFrame(index=frame.index)
         if self.bayes_model_ is not None:
-            table = model.assignment_uncertainty(x)
-            table.index = frame.index
+            table = model._uncertainty_table(model._validated(x), proba)
             out["label"] = table["label"].to_numpy()
             for k in clusters:
                 out[f"prob_{k}"] = proba[:, k]
@@ -211,7 +203,7 @@ class Clustering(Persistable, BaseEstimator):
                 out[f"prob_{k}"] = proba[:, k]
             out["probability"] = proba[np.arange(len(labels)), labels]
         out["uncertainty"] = 1.0 - out["probability"]
-        out["entropy"] = -np.sum(proba * np.log(np.maximum(proba, 1e-300)), axis=1)
+        out["entropy"] = membership_entropy(proba)
         out["ambiguous"] = out["probability"] < AMBIGUITY_THRESHOLD
         out["log_density"] = self.log_density(frame)
         out["anomaly"] = out["log_density"] < self.anomaly_threshold_

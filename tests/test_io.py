@@ -1,5 +1,6 @@
 """Saving and loading: bit-identical round trips, and clear refusals of damaged files."""
 
+import hashlib
 import io
 import json
 import zipfile
@@ -80,6 +81,20 @@ def _rewrite(path, edit):
             archive.writestr(name, edit(name, data))
 
 
+def _edit_metadata(path, change, *, fix_digest=False):
+    """Apply ``change(metadata)`` to the archive's metadata, optionally re-signing it."""
+    def edit(name, data):
+        if name != METADATA:
+            return data
+        metadata = json.loads(data)
+        change(metadata)
+        if fix_digest:
+            metadata["digest"] = _metadata_digest(metadata)
+        return json.dumps(metadata).encode()
+
+    _rewrite(path, edit)
+
+
 def test_truncated_file_is_refused(saved):
     data = saved.read_bytes()
     saved.write_bytes(data[: len(data) // 2])
@@ -106,28 +121,17 @@ def test_changed_array_is_refused(saved):
 
 
 def test_edited_metadata_is_refused(saved):
-    def edit(name, data):
-        if name != METADATA:
-            return data
-        metadata = json.loads(data)
+    def to_diag(metadata):
         metadata["content"]["__model__"]["params"]["covariance_type"] = "diag"
-        return json.dumps(metadata).encode()
 
-    _rewrite(saved, edit)
+    _edit_metadata(saved, to_diag)
     with pytest.raises(ModelFileError, match="modified"):
         load(saved)
 
 
 def test_newer_format_version_is_refused_with_advice(saved):
-    def bump(name, data):
-        if name != METADATA:
-            return data
-        metadata = json.loads(data)
-        metadata["format_version"] = FORMAT_VERSION + 1
-        metadata["digest"] = _metadata_digest(metadata)
-        return json.dumps(metadata).encode()
-
-    _rewrite(saved, bump)
+    _edit_metadata(saved, lambda metadata: metadata.update(format_version=FORMAT_VERSION + 1),
+                   fix_digest=True)
     with pytest.raises(ModelFileError, match="Upgrade bayesgmm"):
         load(saved)
 
@@ -155,17 +159,10 @@ def test_pickled_array_is_never_unpickled(saved, tmp_path):
 
     _rewrite(saved, edit)
 
-    def fix_digests(name, data):
-        if name != METADATA:
-            return data
-        import hashlib
-
-        metadata = json.loads(data)
+    def point_digests_at_payload(metadata):
         metadata["arrays"] = {k: hashlib.sha256(evil).hexdigest() for k in metadata["arrays"]}
-        metadata["digest"] = _metadata_digest(metadata)
-        return json.dumps(metadata).encode()
 
-    _rewrite(saved, fix_digests)
+    _edit_metadata(saved, point_digests_at_payload, fix_digest=True)
     with pytest.raises(ModelFileError, match="unpickling"):
         load(saved)
     assert not (tmp_path / "executed").exists()

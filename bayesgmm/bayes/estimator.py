@@ -23,6 +23,7 @@ from bayesgmm.bayes.initial import initial_sites
 from bayesgmm.bayes.models import COMPONENT_TYPES, MixtureDraws, ModelSpec, draws_from_sites
 from bayesgmm.bayes.posterior import (
     label_probability,
+    membership_entropy,
     membership_probabilities,
     predictive_log_density,
     summarise_draws,
@@ -405,6 +406,11 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         x = self._x_train if X is None else self._validated(X)
         membership = (self._summaries()[0] if X is None
                       else self._summarise(x, jax.random.PRNGKey(0))[0])
+        return self._uncertainty_table(x, membership)
+
+    def _uncertainty_table(self, x: np.ndarray, membership: np.ndarray) -> pd.DataFrame:
+        """:meth:`assignment_uncertainty` of validated rows ``x`` (n, D) whose posterior-mean
+        memberships (n, T) are already computed."""
         labels = membership.argmax(axis=1)
         lower, upper = np.empty(len(x)), np.empty(len(x))
         with compute_context(np.float64):
@@ -415,10 +421,9 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                                                         draws, jnp.asarray(labels[rows])))
                 lower[rows], upper[rows] = self._interval(per_draw)
         probability = membership[np.arange(len(x)), labels]
-        entropy = -np.sum(membership * np.log(np.maximum(membership, 1e-300)), axis=1)
         return pd.DataFrame({"label": labels, "probability": probability,
                              "probability_lower": lower, "probability_upper": upper,
-                             "entropy": entropy,
+                             "entropy": membership_entropy(membership),
                              "ambiguous": probability < self.ambiguity_threshold})
 
     def to_inference_data(self):

@@ -91,3 +91,8 @@ def predictive_log_density(x, draws: MixtureDraws):
     start = jnp.full(x.shape[0], -jnp.inf, x.dtype)
     total, _ = jax.lax.scan(step, start, draws)
     return total - jnp.log(draws.means.shape[0])
+
+
+def membership_entropy(membership: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row of membership probabilities (n, K) -> (n,)."""
+    return -np.sum(membership * np.log(np.maximum(membership, 1e-300)), axis=1)
