@@ -8,22 +8,30 @@ select_model, SelectionResult, AutoGaussianMixture
     choice of K and covariance type by BIC, AIC or ICL in one compiled sweep per type.
 MAPPrior
     mclust's conjugate prior for MAP EM (``prior="default"`` or explicit hyperparameters).
-BayesianGaussianMixture, compare_with_em
+BayesianGaussianMixture, compare_with_em, compare_cluster_counts
     Dirichlet-process / sparse finite Gaussian mixture in NumPyro (NUTS or VI), with the
-    posterior over the number of clusters and per-point assignment uncertainty; and its
-    side-by-side comparison with the BIC-selected EM fit.
+    posterior over the number of clusters and per-point assignment uncertainty; its
+    side-by-side comparison with the BIC-selected EM fit; and the four answers to "how many
+    clusters?" (BIC, ICL, DP posterior, sparse finite mixture posterior) in one table.
+profile_clusters, cluster_quality, gaussian_checks
+    what each cluster is (per-feature profiles, effect sizes), whether the clustering is any
+    good (scikit-learn's metrics), whether each cluster looks Gaussian (Mardia, Shapiro-Wilk,
+    Mahalanobis QQ) with a verdict in words.
 load, ModelFileError
     read a model saved with ``model.save(path)`` (versioned npz + JSON, never pickle).
 load_faithful
     The bundled Old Faithful data set.
 """
 
-from bayesgmm.bayes.compare import compare_with_em
+from bayesgmm.bayes.compare import compare_cluster_counts, compare_with_em
 from bayesgmm.bayes.estimator import BayesianGaussianMixture
 from bayesgmm.datasets import load_faithful
 from bayesgmm.estimator import GaussianMixture
 from bayesgmm.io import ModelFileError, load
+from bayesgmm.normality import gaussian_checks
 from bayesgmm.prior import MAPPrior
+from bayesgmm.profiles import profile_clusters
+from bayesgmm.quality import cluster_quality
 from bayesgmm.selection import AutoGaussianMixture, SelectionResult, select_model
 from bayesgmm.validation import DegenerateFitError, NonNumericDataError
 
@@ -39,8 +47,12 @@ __all__ = [
     "NonNumericDataError",
     "SelectionResult",
     "__version__",
+    "cluster_quality",
+    "compare_cluster_counts",
     "compare_with_em",
+    "gaussian_checks",
     "load",
     "load_faithful",
+    "profile_clusters",
     "select_model",
 ]

@@ -21,7 +21,7 @@ from bayesgmm.datasets import load_faithful
 from bayesgmm.estimator import GaussianMixture
 from bayesgmm.io import ModelFileError, load
 from bayesgmm.selection import COVARIANCE_TYPES
-from bayesgmm.workflow import BAYES_METHODS, Clustering
+from bayesgmm.workflow import BAYES_METHODS, Clustering, small_settings
 
 
 def _format_fit(model: GaussianMixture, data: pd.DataFrame) -> str:
@@ -55,7 +55,8 @@ def run_demo(args: argparse.Namespace) -> int:
     data = load_faithful()
     print("Old Faithful (bundled, 272 eruptions): choosing K and the covariance type by BIC, "
           "then a Bayesian mixture by NUTS\n")
-    clustering = Clustering(bayes="nuts", random_state=args.seed, progress_bar=not args.quiet)
+    clustering = Clustering(bayes="nuts", random_state=args.seed, progress_bar=not args.quiet,
+                            bayes_options=small_settings() or None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clustering.fit(data)
@@ -102,9 +103,8 @@ def _bayesian_demo(data: pd.DataFrame, clustering: Clustering, seed: int) -> Non
     print("EM (BIC) vs Bayesian, both fitted on 75% of the rows, scored on the other 25%:")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = compare_with_em(data, BayesianGaussianMixture(10, random_state=seed,
-                                                              progress_bar=False),
-                                random_state=seed)
+        table = compare_with_em(data, BayesianGaussianMixture(
+            10, random_state=seed, progress_bar=False, **small_settings()), random_state=seed)
     print(table.T.to_string(float_format=lambda v: f"{v:.3f}"))
 
 

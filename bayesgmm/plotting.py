@@ -97,6 +97,66 @@ def plot_clusters(points, labels, means, covariances, axis_names=("x0", "x1"), a
     return ax
 
 
+class Projection:
+    """Two display coordinates for a table (n, D): its two columns, or its first two principal
+    components when D > 2 (one column: plotted against zero).
+
+    ``points(x)`` maps rows (n, D) to (n, 2); ``covariance(c)`` maps a (D, D) covariance to the
+    (2, 2) covariance of the projected coordinates; ``names`` are the two axis labels and
+    ``note`` says what was projected (empty for two columns)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        x = frame.to_numpy()
+        self.centre = x.mean(axis=0)
+        if x.shape[1] <= 2:
+            self.basis = np.eye(x.shape[1])[:, :2]
+            self.names = list(frame.columns[:2])
+            self.note = ""
+        else:
+            _, singular, vt = np.linalg.svd(x - self.centre, full_matrices=False)
+            self.basis = vt[:2].T
+            share = singular[:2] ** 2 / np.sum(singular**2)
+            self.names = [f"PC{i + 1} ({100 * s:.0f}% of variance)" for i, s in enumerate(share)]
+            self.note = ("The data have more than two columns: shown on their first two "
+                         "principal components (of the standardised columns when fitted with "
+                         "standardisation), with each component's covariance projected onto "
+                         "them.")
+        if x.shape[1] == 1:  # one feature: plot it against zero
+            self.basis = np.hstack([self.basis, np.zeros((1, 1))])
+            self.names = [*self.names, "(none)"]
+
+    def points(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.centre) @ self.basis
+
+    def covariance(self, cov: np.ndarray) -> np.ndarray:
+        return self.basis.T @ cov @ self.basis
+
+
+
+def plot_model_clusters(model, X, ax=None):
+    """Points coloured by the model's label with each cluster's 95% covariance ellipse.
+
+    ``model`` is a fitted :class:`~bayesgmm.GaussianMixture` (any covariance type) or
+    :class:`~bayesgmm.BayesianGaussianMixture` (posterior means; only clusters that hold a
+    point are drawn). ``X`` (n, D) is an array or DataFrame in the units the model was fitted
+    in; with D > 2 the plot is on X's first two principal components, with the covariances
+    projected onto them.
+    """
+    frame = pd.DataFrame(X).reset_index(drop=True)
+    if not isinstance(X, pd.DataFrame):
+        frame.columns = [f"x{j}" for j in range(frame.shape[1])]
+    labels = np.asarray(model.predict(X))
+    bayesian = not hasattr(model, "_full_covariances")  # its covariances_ are (T, D, D)
+    covariances = model.covariances_ if bayesian else model._full_covariances()
+    shown = sorted(set(labels.tolist())) if bayesian else range(len(model.means_))
+    projection = Projection(frame)
+    ax = plot_clusters(projection.points(frame.to_numpy()), labels,
+                       {k: projection.points(model.means_[k][None])[0] for k in shown},
+                       {k: projection.covariance(covariances[k]) for k in shown},
+                       projection.names, ax=ax)
+    return ax
+
+
 def _cluster_colours():
     import matplotlib.pyplot as plt
 
@@ -213,3 +273,66 @@ def plot_trace_rank(quantities: dict):
     axes[0, 0].legend(fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+def plot_profile_heatmap(profile: pd.DataFrame, ax=None):
+    """Clusters x features heatmap of the standardised mean difference (``smd`` of
+    :func:`bayesgmm.profiles.profile_clusters`): red above the rest of the data, blue below."""
+    table = profile.pivot(index="cluster", columns="feature", values="smd")
+    table = table[list(dict.fromkeys(profile["feature"]))]  # the data's column order
+    ax = _axes(ax, (max(4.5, 1.5 + 0.9 * table.shape[1]), max(3.0, 1.2 + 0.6 * table.shape[0])))
+    limit = max(1.0, float(np.nanmax(np.abs(table.to_numpy()))))
+    image = ax.imshow(table.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    for (i, j), value in np.ndenumerate(table.to_numpy()):
+        ax.text(j, i, f"{value:+.1f}", ha="center", va="center", fontsize="small")
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
+    ax.set_yticks(range(table.shape[0]), [f"cluster {k}" for k in table.index])
+    ax.figure.colorbar(image, ax=ax, label="standardised mean difference vs the rest")
+    ax.set_title("cluster profiles")
+    return ax
+
+
+def plot_qq(qq: dict, n_features: int):
+    """One panel per cluster: ordered squared Mahalanobis distances against chi-square
+    quantiles (:func:`bayesgmm.normality.mahalanobis_qq`). Points above the diagonal at the
+    right end: heavier tails than the Gaussian component."""
+    import matplotlib.pyplot as plt
+
+    n_cols = min(len(qq), 4)
+    n_rows = -(-len(qq) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 3.2 * n_rows),
+                             squeeze=False)
+    cmap = _cluster_colours()
+    for ax, (k, (theoretical, observed)) in zip(axes.flat, qq.items(), strict=False):
+        top = max(theoretical.max(), observed.max())
+        ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1)
+        ax.scatter(theoretical, observed, s=8, color=cmap(int(k) % cmap.N))
+        ax.set_title(f"cluster {k} ({len(observed)} rows)", fontsize="medium")
+        ax.set_xlabel(f"chi-square({n_features}) quantile")
+        ax.set_ylabel("squared Mahalanobis distance")
+    for ax in list(axes.flat)[len(qq):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_silhouette(silhouette: pd.DataFrame, ax=None):
+    """Silhouette plot: each sampled row's silhouette, sorted within its cluster
+    (``ClusterQuality.silhouette``); the dashed line is the mean."""
+    ax = _axes(ax, (6.0, 4.5))
+    cmap = _cluster_colours()
+    bottom = 0
+    left = float(min(silhouette["silhouette"].min(), 0.0)) - 0.05
+    for k, group in silhouette.groupby("cluster", sort=True):
+        values = np.sort(group["silhouette"].to_numpy())
+        ax.fill_betweenx(np.arange(bottom, bottom + len(values)), 0, values,
+                         color=cmap(int(k) % cmap.N), alpha=0.8)
+        ax.text(left, bottom + len(values) / 2, str(k), ha="right", va="center")
+        bottom += len(values) + 10
+    ax.axvline(float(silhouette["silhouette"].mean()), color="black", linestyle="--")
+    ax.set_xlim(left - 0.1, 1.0)
+    ax.set_xlabel("silhouette")
+    ax.set_yticks([])
+    ax.set_ylabel("rows, by cluster")
+    ax.set_title("silhouette")
+    return ax

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayesgmm import __version__
+from bayesgmm.fitted import FittedClusters
 from bayesgmm.workflow import Clustering
 
 _STYLE = """
@@ -51,37 +52,6 @@ def _table(frame: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
 
 def _para(text: str, cls: str = "note") -> str:
     return f'<p class="{cls}">{html.escape(text)}</p>'
-
-
-class _Projection:
-    """Two display coordinates: the two features, or the first two principal components of the
-    training rows (in the data's units)."""
-
-    def __init__(self, frame: pd.DataFrame):
-        x = frame.to_numpy()
-        self.centre = x.mean(axis=0)
-        if x.shape[1] <= 2:
-            self.basis = np.eye(x.shape[1])[:, :2]
-            self.names = list(frame.columns[:2])
-            self.note = ""
-        else:
-            _, singular, vt = np.linalg.svd(x - self.centre, full_matrices=False)
-            self.basis = vt[:2].T
-            share = singular[:2] ** 2 / np.sum(singular**2)
-            self.names = [f"PC{i + 1} ({100 * s:.0f}% of variance)" for i, s in enumerate(share)]
-            self.note = ("The data have more than two columns: shown on their first two "
-                         "principal components (of the standardised columns when fitted with "
-                         "standardisation), with each component's covariance projected onto "
-                         "them.")
-        if x.shape[1] == 1:  # one feature: plot it against zero
-            self.basis = np.hstack([self.basis, np.zeros((1, 1))])
-            self.names = [*self.names, "(none)"]
-
-    def points(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.centre) @ self.basis
-
-    def covariance(self, cov: np.ndarray) -> np.ndarray:
-        return self.basis.T @ cov @ self.basis
 
 
 def _component_moments(clustering: Clustering, data_units: bool = True
@@ -140,12 +110,12 @@ def _cluster_section(clustering: Clustering, frame: pd.DataFrame,
                      assigned: pd.DataFrame) -> list[str]:
     import matplotlib.pyplot as plt
 
-    from bayesgmm.plotting import plot_clusters, plot_uncertainty
+    from bayesgmm.plotting import Projection, plot_clusters, plot_uncertainty
 
     # Two columns: drawn in the data's units. More: principal components of what the model saw.
     data_units = frame.shape[1] <= 2
     shown = frame if data_units else clustering._model_input(frame)
-    projection = _Projection(shown)
+    projection = Projection(shown)
     points = projection.points(shown.to_numpy())
     means, covs, labels = _component_moments(clustering, data_units)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
@@ -170,7 +140,8 @@ def _cluster_section(clustering: Clustering, frame: pd.DataFrame,
     return parts
 
 
-def _sizes_and_means(clustering: Clustering, assigned: pd.DataFrame) -> list[str]:
+def _sizes_and_means(clustering: Clustering, assigned: pd.DataFrame,
+                     view: FittedClusters) -> list[str]:
     import matplotlib.pyplot as plt
 
     from bayesgmm.plotting import plot_cluster_means, plot_interval_bars
@@ -194,10 +165,7 @@ def _sizes_and_means(clustering: Clustering, assigned: pd.DataFrame) -> list[str
         fig, ax = plt.subplots(figsize=(5, 3.5))
         plot_interval_bars(sizes, "share", "share_lower", "share_upper",
                            f"share of rows ({100 * bayes.credible_level:.0f}% interval)", ax=ax)
-        draws = bayes.posterior_draws_.means[:, labels]  # (S, K, D)
-        scaling = clustering.input_scaling_
-        if scaling is not None:
-            draws = draws * scaling.scale + scaling.center
+        draws = view.mean_draws[:, labels]  # (S, K, D), data units
         low, high = bayes._interval(draws)
         lower = pd.DataFrame(low, index=labels, columns=columns)
         upper = pd.DataFrame(high, index=labels, columns=columns)
@@ -210,6 +178,55 @@ def _sizes_and_means(clustering: Clustering, assigned: pd.DataFrame) -> list[str
         parts += [f"<h3>{level} credible intervals of the means (lower, upper)</h3>",
                   _table(lower.add_suffix(" lower").join(upper.add_suffix(" upper")))]
     return parts
+
+
+def _profile_section(view: FittedClusters) -> list[str]:
+    from bayesgmm.plotting import plot_profile_heatmap
+    from bayesgmm.profiles import distinctive_features, profile_clusters
+
+    profile = profile_clusters(view, None)
+    ax = plot_profile_heatmap(profile)
+    ax.figure.tight_layout()
+    shown = profile.drop(columns=[c for c in ("share_lower", "share_upper") if c in profile])
+    return ["<h2>Cluster profiles</h2>",
+            _para("Each cluster's rows (most probable cluster) against the rest of the data: "
+                  "the standardised mean difference (Cohen's d) per feature; |d| of 0.5 is a "
+                  "medium effect, 0.8 a large one."),
+            figure_html(ax.figure, "cluster profile heatmap"),
+            _table(distinctive_features(profile).to_frame()),
+            "<h3>Per cluster and feature (data units)</h3>", _table(shown, index=False)]
+
+
+def _quality_section(view: FittedClusters) -> list[str]:
+    from bayesgmm.plotting import plot_silhouette
+    from bayesgmm.quality import cluster_quality
+
+    quality = cluster_quality(view, None)
+    parts = ["<h2>Cluster quality</h2>",
+             _para("scikit-learn's metrics on the most probable labels, in the space the model "
+                   "was fitted in. Silhouette (higher is better, at most 1) and Davies-Bouldin "
+                   "(lower is better) reward compact round clusters; the mean entropy and the "
+                   "share of ambiguous rows (label probability below 0.8) measure how sure "
+                   "the assignments are."),
+             _table(quality.metrics.to_frame())]
+    if quality.silhouette["silhouette"].notna().any():
+        parts.append(figure_html(plot_silhouette(quality.silhouette).figure, "silhouette"))
+    return parts
+
+
+def _gaussian_section(view: FittedClusters) -> list[str]:
+    from bayesgmm.normality import gaussian_checks, mahalanobis_qq
+    from bayesgmm.plotting import plot_qq
+
+    checks = gaussian_checks(view, None)
+    return ["<h2>Is each cluster Gaussian?</h2>",
+            _para("Mardia's multivariate skewness and kurtosis tests and per-feature "
+                  "Shapiro-Wilk tests, Holm-corrected within each cluster; tail_ratio above 1 "
+                  "means more rows far from the centre than the fitted Gaussian expects. The "
+                  "QQ plots compare squared Mahalanobis distances with chi-square quantiles."),
+            _table(checks),
+            figure_html(plot_qq(mahalanobis_qq(view, None), view.n_features),
+                        "Mahalanobis QQ plots")]
 
 
 def _bayes_sections(clustering: Clustering) -> list[str]:
@@ -264,7 +281,11 @@ def build_report(clustering: Clustering, data: pd.DataFrame) -> str:
     parts += _data_section(clustering, frame)
     parts += _selection_section(clustering)
     parts += _cluster_section(clustering, frame, assigned)
-    parts += _sizes_and_means(clustering, assigned)
+    view = FittedClusters.of(clustering, frame)
+    parts += _sizes_and_means(clustering, assigned, view)
+    parts += _profile_section(view)
+    parts += _quality_section(view)
+    parts += _gaussian_section(view)
     parts += _bayes_sections(clustering)
     n_anomalies = int(assigned["anomaly"].sum())
     parts += ["<h2>Anomalies</h2>",

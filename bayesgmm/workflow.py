@@ -9,6 +9,7 @@ fit did (``bayesgmm predict`` and ``bayesgmm report`` use it that way).
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -29,6 +30,18 @@ BAYES_METHODS = ("none", "vi", "nuts")
 AMBIGUITY_THRESHOLD = 0.8
 #: Smallest mean share of rows for which a Bayesian cluster is reported on its own.
 REPORTED_SHARE = 0.01
+
+
+#: NUTS settings when ``BAYESGMM_SMALL=1`` (how the test suite runs the demo, the examples
+#: and the notebooks): one short chain with capped trajectories. It exercises every code path;
+#: its posterior is not fit for inference.
+SMALL_NUTS = {"num_warmup": 100, "num_samples": 100, "num_chains": 1, "max_tree_depth": 6}
+
+
+def small_settings() -> dict:
+    """``SMALL_NUTS`` when the environment variable ``BAYESGMM_SMALL`` is ``1``, else ``{}``
+    (the defaults)."""
+    return dict(SMALL_NUTS) if os.environ.get("BAYESGMM_SMALL") == "1" else {}
 
 
 def select_columns(data: pd.DataFrame, columns=None) -> tuple[pd.DataFrame, list[str]]:
@@ -78,7 +91,8 @@ class Clustering(Persistable, BaseEstimator):
     bayes : {'none', 'vi', 'nuts'}
         Also fit a :class:`~bayesgmm.BayesianGaussianMixture` (truncation ``max(10, 2 K)``
         with K the selected EM count; full covariances, or diag when EM chose diag or
-        spherical). Its assignments and uncertainty are then the ones reported.
+        spherical), its chains started from an EM fit with the selected K. Its assignments
+        and uncertainty are then the ones reported.
     standardize : bool, default False
         Scale each column to mean 0 and variance 1 before clustering (the spherical and diag
         models and ``reg_covar`` are not invariant to per-column scale; full and tied are).
@@ -89,11 +103,15 @@ class Clustering(Persistable, BaseEstimator):
     n_init : int, EM restarts per (type, K)
     random_state : int or None
     progress_bar : bool
+    bayes_options : dict, optional
+        Further :class:`~bayesgmm.BayesianGaussianMixture` parameters (e.g.
+        ``{"num_samples": 2000}`` or ``{"weight_concentration_prior_type":
+        "dirichlet_distribution"}``); they override the choices above.
     """
 
     def __init__(self, columns=None, n_components=range(1, 10), *, covariance_type="auto",
                  criterion="bic", bayes="none", standardize=False, anomaly_quantile=0.01,
-                 n_init=5, random_state=None, progress_bar=False):
+                 n_init=5, random_state=None, progress_bar=False, bayes_options=None):
         self.columns = columns
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -104,6 +122,7 @@ class Clustering(Persistable, BaseEstimator):
         self.n_init = n_init
         self.random_state = random_state
         self.progress_bar = progress_bar
+        self.bayes_options = bayes_options
 
     def _check_parameters(self) -> None:
         if self.bayes not in BAYES_METHODS:
@@ -111,6 +130,10 @@ class Clustering(Persistable, BaseEstimator):
         if self.covariance_type != "auto" and self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type={self.covariance_type!r}: choose 'auto' or one "
                              f"of {COVARIANCE_TYPES}")
+        unknown = set(self.bayes_options or {}) - set(BayesianGaussianMixture().get_params())
+        if unknown:
+            raise ValueError(f"bayes_options: unknown BayesianGaussianMixture parameter(s) "
+                             f"{sorted(unknown)}")
         if not 0 < self.anomaly_quantile < 1:
             raise ValueError(f"anomaly_quantile={self.anomaly_quantile!r} must be in (0, 1)")
 
@@ -137,9 +160,13 @@ class Clustering(Persistable, BaseEstimator):
                 k = self.em_model_.n_components
                 covariance = ("diag" if self.em_model_.covariance_type in ("diag", "spherical")
                               else "full")
-                self.bayes_model_ = BayesianGaussianMixture(
-                    max(10, 2 * k), covariance_type=covariance, method=self.bayes,
-                    random_state=self.random_state, progress_bar=self.progress_bar).fit(x)
+                # The chains start from an EM fit with the K just selected on all rows
+                # (instead of the Bayesian model re-running its own BIC sweep on a subsample).
+                options = {"n_components": max(10, 2 * k), "covariance_type": covariance,
+                           "init_components": k,
+                           "method": self.bayes, "random_state": self.random_state,
+                           "progress_bar": self.progress_bar, **(self.bayes_options or {})}
+                self.bayes_model_ = BayesianGaussianMixture(**options).fit(x)
         relevant = (UserWarning, RuntimeWarning)
         self.warnings_ = list(dict.fromkeys(str(w.message) for w in caught
                                             if issubclass(w.category, relevant)))

@@ -51,19 +51,41 @@ def _check_images(sources) -> None:
 
 @pytest.fixture(scope="module")
 def bayes_clustering(faithful):
-    return Clustering(n_components=range(1, 5), bayes="vi", random_state=0).fit(faithful)
+    return Clustering(n_components=range(1, 5), bayes="vi", random_state=0,
+                      bayes_options={"max_steps": 1600}).fit(faithful)
+
+
+def test_bayes_options_reach_the_bayesian_model(bayes_clustering):
+    assert bayes_clustering.bayes_model_.inference_info_["n_steps"] <= 1600
+    with pytest.raises(ValueError, match="num_smaples"):
+        Clustering(bayes="vi", bayes_options={"num_smaples": 10}).fit(np.ones((20, 2)))
 
 
 def test_bayesian_report_has_every_section(bayes_clustering, faithful):
     parsed = _parse(build_report(bayes_clustering, faithful))
     for heading in ("Data", "Choosing K and the covariance type", "Clusters",
                     "Cluster sizes and means", "Posterior over the number of clusters",
-                    "Diagnostics", "EM vs Bayesian", "Anomalies"):
+                    "Diagnostics", "EM vs Bayesian", "Anomalies", "Cluster profiles",
+                    "Cluster quality", "Is each cluster Gaussian?"):
         assert heading in parsed.headings
     assert any("credible intervals of the means" in h for h in parsed.headings)
-    # selection (BIC+ICL), clusters+uncertainty, sizes, means, posterior K, trace plots
-    assert len(parsed.sources) == 6
+    # selection (BIC+ICL), clusters+uncertainty, sizes, means, profile heatmap, silhouette,
+    # QQ plots, posterior K, trace plots
+    assert len(parsed.sources) == 9
     _check_images(parsed.sources)
+
+
+def test_bayesian_profile_has_credible_intervals(bayes_clustering, faithful):
+    from bayesgmm.profiles import profile_clusters
+
+    profile = profile_clusters(bayes_clustering, faithful)
+    assert set(profile["cluster"]) == set(bayes_clustering.assign(faithful)["label"])
+    assert (profile["component_mean_lower"] <= profile["component_mean"]).all()
+    assert (profile["component_mean"] <= profile["component_mean_upper"]).all()
+    assert (profile["share_lower"] <= profile["share_upper"]).all()
+    # posterior means of the component means sit near the rows' means in data units
+    big = profile[profile["share"] > 0.2]
+    np.testing.assert_allclose(big["component_mean"], big["mean"], rtol=0.05)
 
 
 def test_em_report_on_many_columns_uses_principal_components():
@@ -75,6 +97,29 @@ def test_em_report_on_many_columns_uses_principal_components():
     parsed = _parse(html)
     assert "Posterior over the number of clusters" not in parsed.headings
     _check_images(parsed.sources)
+
+
+def test_model_cluster_plot_draws_95_percent_ellipses(faithful):
+    from matplotlib.patches import Ellipse
+    from scipy.stats import chi2
+
+    from bayesgmm import GaussianMixture
+    from bayesgmm.plotting import plot_model_clusters
+
+    model = GaussianMixture(3, covariance_type="diag", random_state=0).fit(faithful)
+    ax = plot_model_clusters(model, faithful)
+    ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
+    assert len(ellipses) == 3
+    # Axis-aligned (diag): the axes are 2 sqrt(chi2_2(0.95) variance) of each feature.
+    radius = np.sqrt(chi2.ppf(0.95, df=2))
+    for ellipse, variances in zip(ellipses, model.covariances_, strict=True):
+        assert sorted([ellipse.width, ellipse.height]) == pytest.approx(
+            sorted(2 * radius * np.sqrt(variances)), rel=1e-9)
+    assert ax.get_xlabel() == "eruptions"
+
+    wine = load_wine(as_frame=True).data
+    ax = plot_model_clusters(GaussianMixture(3, random_state=0).fit(wine), wine)
+    assert ax.get_xlabel().startswith("PC1")
 
 
 def _browser() -> str | None:

@@ -53,6 +53,8 @@ def compare_with_em(X, bayes: BayesianGaussianMixture | None = None, *, test_siz
     template = BayesianGaussianMixture() if bayes is None else bayes
     if template.random_state is None:
         template = clone(template).set_params(random_state=seed)
+    if template.init_components == "bic":  # the sweep above already chose K on these rows
+        template = clone(template).set_params(init_components=em.n_components)
     model = clone(template).fit(train)
     posterior = model.n_clusters_posterior()
     mode = int(posterior.idxmax())
@@ -71,3 +73,74 @@ def compare_with_em(X, bayes: BayesianGaussianMixture | None = None, *, test_siz
     table = pd.DataFrame(rows).set_index("approach")
     table["ari_em_vs_bayes"] = adjusted_rand_score(em.predict(X), model.predict(X))
     return (table, selection, model) if return_models else table
+
+
+#: The Bayesian answers of :func:`compare_cluster_counts`: row name -> weight prior type.
+_WEIGHT_PRIORS = {"DP": "dirichlet_process", "sparse": "dirichlet_distribution"}
+
+
+def compare_cluster_counts(X, bayes: BayesianGaussianMixture | None = None, *,
+                           labels_true=None, random_state=None, return_models: bool = False,
+                           **selection_options):
+    """How many clusters? BIC and ICL over the EM sweep, the DP and the sparse finite mixture.
+
+    Parameters
+    ----------
+    X : array-like (n_samples, n_features)
+    bayes : BayesianGaussianMixture, optional
+        Unfitted template for both Bayesian fits (cloned; its
+        ``weight_concentration_prior_type`` is set to each of the two). Default
+        ``BayesianGaussianMixture()`` (NUTS, full covariances, T = 10).
+    labels_true : array-like (n_samples,), optional
+        Known classes, used only to score each answer's partition (adjusted Rand index).
+    random_state : int or None
+        Seeds the sweep and (when ``bayes`` has none) the Bayesian fits.
+    return_models : bool
+        Also return ``{"selection": SelectionResult, "DP": fit, "sparse": fit}``.
+    **selection_options
+        Passed to :func:`bayesgmm.select_model` (e.g. ``n_components``).
+
+    Returns
+    -------
+    table : DataFrame indexed by approach (``BIC``, ``ICL``, ``DP``, ``sparse``)
+        ``n_clusters``: the selected K (BIC, ICL; degenerate fits excluded) or the posterior
+        mode of the number of occupied clusters (DP, sparse); ``probability``: the posterior
+        probability of that mode (NaN for BIC and ICL); ``posterior``: the whole posterior;
+        ``model``: what was fitted; ``ari_vs_truth`` with ``labels_true``.
+    """
+    from bayesgmm.selection import select_model
+
+    seed = _seed(random_state)
+    selection = select_model(X, random_state=seed, **selection_options)
+    usable = selection.table[~selection.table["degenerate"]]
+
+    def best_by(criterion):
+        row = usable.loc[usable[criterion].idxmin()]
+        return selection.model(row["covariance_type"], int(row["n_components"]))
+
+    bic_model, icl_model = best_by("bic"), best_by("icl")
+    rows = {name: {"n_clusters": model.n_components, "probability": np.nan, "posterior": "",
+                   "model": f"EM {model.covariance_type}, K={model.n_components}",
+                   "labels": model.predict(X)}
+            for name, model in (("BIC", bic_model), ("ICL", icl_model))}
+    template = BayesianGaussianMixture() if bayes is None else bayes
+    if template.random_state is None:
+        template = clone(template).set_params(random_state=seed)
+    models = {"selection": selection}
+    for name, weights in _WEIGHT_PRIORS.items():
+        fit = clone(template).set_params(weight_concentration_prior_type=weights).fit(X)
+        posterior = fit.n_clusters_posterior()
+        mode = int(posterior.idxmax())
+        rows[name] = {"n_clusters": mode, "probability": float(posterior[mode]),
+                      "posterior": _describe_posterior(posterior),
+                      "model": f"{name} {fit.covariance_type}, T={fit.n_components}, "
+                               f"{fit.method.upper()}",
+                      "labels": fit.predict(X)}
+        models[name] = fit
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "approach"
+    if labels_true is not None:
+        table["ari_vs_truth"] = [adjusted_rand_score(labels_true, labels)
+                                 for labels in table["labels"]]
+    table = table.drop(columns="labels").astype({"n_clusters": int, "probability": float})
+    return (table, models) if return_models else table

@@ -1,0 +1,102 @@
+"""One view of any fitted model on some rows: what cluster profiles, quality metrics and the
+Gaussian checks need, whichever estimator produced the clusters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_is_fitted
+
+
+@dataclass
+class FittedClusters:
+    """A fitted mixture seen on rows ``X``.
+
+    Attributes
+    ----------
+    data : DataFrame (n, D), the rows in the data's own units
+    model_input : ndarray (n, D), the rows as the model saw them (standardised when a
+        ``Clustering`` was fitted with ``standardize=True``, else equal to ``data``)
+    labels : ndarray (n,), the most probable cluster of each row
+    membership : ndarray (n, K), membership probabilities (posterior means for a Bayesian fit)
+    clusters : list of int, the clusters reported (all EM components; for a Bayesian fit the
+        occupied ones)
+    means : ndarray (K, D), covariances : ndarray (K, D, D), in model-input units
+    mean_draws : ndarray (S, K, D) or None, posterior draws of the component means in the
+        data's units (Bayesian fits only)
+    sizes : DataFrame or None, the Bayesian ``segment_sizes()`` (shares with intervals)
+    bayesian : bool
+    """
+
+    data: pd.DataFrame
+    model_input: np.ndarray
+    labels: np.ndarray
+    membership: np.ndarray
+    clusters: list
+    means: np.ndarray
+    covariances: np.ndarray
+    mean_draws: np.ndarray | None
+    sizes: pd.DataFrame | None
+    bayesian: bool
+
+    @classmethod
+    def of(cls, model, X) -> FittedClusters:
+        """``model``: a fitted ``GaussianMixture``, ``AutoGaussianMixture``,
+        ``BayesianGaussianMixture`` or ``workflow.Clustering``; ``X``: rows in the units the
+        model was fitted on (a ``Clustering`` takes the raw table). A ``FittedClusters``
+        passed as ``model`` is returned as it is (``X`` ignored), so callers can share one."""
+        if isinstance(model, FittedClusters):
+            return model
+        if hasattr(model, "assign"):  # workflow.Clustering: raw table, maybe standardised
+            frame = model._input(X)
+            inner = model.model_
+            model_frame = model._model_input(frame)
+            clusters = model.cluster_labels()
+            scaling = model.input_scaling_
+        else:
+            inner = getattr(model, "best_estimator_", model)
+            check_is_fitted(inner)
+            frame = _as_frame(X, getattr(inner, "feature_names_in_", None))
+            model_frame = frame
+            clusters, scaling = None, None
+        bayesian = hasattr(inner, "posterior_draws_")
+        named = hasattr(inner, "feature_names_in_")  # fitted on a DataFrame: give it one
+        membership = np.asarray(inner.predict_proba(model_frame if named
+                                                    else model_frame.to_numpy(float)))
+        model_input = model_frame.to_numpy(float)
+        labels = membership.argmax(axis=1)
+        if bayesian:
+            covariances = inner.covariances_
+            sizes = inner.segment_sizes()
+            if clusters is None:
+                clusters = sorted(set(labels.tolist()) | set(sizes.index.tolist()))
+            mean_draws = np.asarray(inner.posterior_draws_.means)
+            if scaling is not None:
+                mean_draws = mean_draws * scaling.scale + scaling.center
+        else:
+            covariances = inner._full_covariances()
+            clusters = clusters or list(range(inner.n_components))
+            mean_draws, sizes = None, None
+        return cls(frame, model_input, labels, membership, list(clusters),
+                   np.asarray(inner.means_), np.asarray(covariances), mean_draws, sizes,
+                   bayesian)
+
+    @property
+    def n_features(self) -> int:
+        return self.data.shape[1]
+
+    def members(self, k: int) -> np.ndarray:
+        """(n,) bool: the rows whose most probable cluster is ``k``."""
+        return self.labels == k
+
+
+def _as_frame(X, names) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X.reset_index(drop=True)
+    x = np.asarray(X, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {x.shape}")
+    columns = list(names) if names is not None else [f"x{j}" for j in range(x.shape[1])]
+    return pd.DataFrame(x, columns=columns)
