@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean strip-notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,16 +16,19 @@ demo: $(STAMP)
 	$(VENV)/bin/bayesgmm demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples
+	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples notebooks
 	$(PY) -m pytest -n 2 --durations=15
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples
+	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples notebooks
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/bayes.py
+
+strip-notebooks: $(STAMP)
+	$(PY) notebooks/strip_outputs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

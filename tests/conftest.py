@@ -1,10 +1,33 @@
-"""Shared data sets for the tests: all bundled, nothing downloaded."""
+"""Shared data sets for the tests: all bundled, nothing downloaded.
+
+One JAX persistent compilation cache serves the whole run: the two xdist workers, the CLI
+subprocesses and the notebook kernels compile many of the same programs. It lives in a fresh
+temporary folder per run (made by the controller, inherited by every worker and subprocess
+through the environment, removed at the end), so a run never reuses another run's programs.
+"""
+
+import os
+import shutil
+import tempfile
+
+if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain pytest run)
+    os.environ["BAYESGMM_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="bayesgmm-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["BAYESGMM_TEST_JAX_CACHE"]
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    _OWN_CACHE = True
+else:
+    _OWN_CACHE = False
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris, load_wine
 
 from bayesgmm import load_faithful
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ["BAYESGMM_TEST_JAX_CACHE"], ignore_errors=True)
 
 
 def make_mixture(n=600, seed=0, separation=6.0):
