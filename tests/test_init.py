@@ -65,3 +65,21 @@ def test_every_init_fits(init_params, covariance_type):
                             n_init=20, random_state=0).fit(x)
     assert model.converged_
     assert adjusted_rand_score(labels, model.predict(x)) > 0.95
+
+
+def test_kmeans_start_is_not_decided_by_the_column_in_large_units():
+    """Three clusters 6 sd apart along a column of scale 1, next to a column of scale 100
+    with no structure: raw-unit k-means (scikit-learn's start) merges two clusters."""
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    labels = rng.choice(3, size=200, p=[0.5, 0.3, 0.2])
+    x = (means[labels] + rng.normal(size=(200, 2))) * np.array([1.0, 100.0])
+    from_truth = SkGaussianMixture(3, means_init=means * [1.0, 100.0]).fit(x).score(x)
+    model = GaussianMixture(3, n_init=5, random_state=0).fit(x)
+    assert model.score(x) == pytest.approx(from_truth, abs=1e-4)
+    assert adjusted_rand_score(labels, model.predict(x)) > 0.95
+    # scikit-learn's raw-unit k-means start stays in the merged optimum (-1773 vs -1700):
+    sklearn_start = SkGaussianMixture(3, n_init=5, random_state=0).fit(x).score(x)
+    assert sklearn_start < from_truth - 0.1

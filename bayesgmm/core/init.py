@@ -10,6 +10,13 @@
 The initial parameters are the M-step of these responsibilities, as in scikit-learn, so a
 one-point seed starts with covariance ``reg_covar``. Everything here is pure JAX on flat
 ``(N, D)`` rows with per-row weights (0 for padding rows, which are never chosen).
+
+Unlike scikit-learn, the k-means distances (``'kmeans'`` and ``'k-means++'``) are measured on
+columns scaled to unit variance, as mclust initialises on scaled data (its default
+``hcUse = "SVD"``). Otherwise a column in large units decides the start alone: on three
+clusters separated along a column of scale 1 next to a column of scale 100, every k-means
+start (scikit-learn's too) ended at a log-likelihood of -1773 against -1700 from the true
+means, and BIC then chose four clusters. Only the start changes; EM runs on the data.
 """
 
 from __future__ import annotations
@@ -101,6 +108,15 @@ def lloyd(x: Array, weight: Array, centers: Array, active: Array | None = None,
     return labels_for(centers)
 
 
+def unit_variance_columns(x: Array, weight: Array) -> Array:
+    """``x`` (N, D) with each column divided by its weighted standard deviation (constant
+    columns are left as they are)."""
+    share = weight / jnp.sum(weight)
+    mean = share @ x
+    sd = jnp.sqrt(share @ (x - mean) ** 2)
+    return x / jnp.where(sd > 0, sd, 1.0)
+
+
 def initial_responsibilities(key: Array, x: Array, weight: Array, n_components: int,
                              method: str, active: Array | None = None) -> Array:
     """Initial responsibilities (N, K) for ``method`` (one of :data:`INIT_METHODS`).
@@ -111,6 +127,8 @@ def initial_responsibilities(key: Array, x: Array, weight: Array, n_components: 
     """
     n_rows = x.shape[0]
     mask = jnp.ones(n_components, x.dtype) if active is None else active.astype(x.dtype)
+    if method in ("kmeans", "k-means++"):
+        x = unit_variance_columns(x, weight)
     if method == "kmeans":
         seeds = kmeans_plusplus(key, x, weight, n_components)
         labels = lloyd(x, weight, x[seeds], active)
