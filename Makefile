@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples notebooks
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --dist worksteal --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bayesgmm tests benchmarks examples notebooks
