@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from bayesgmm.validation import as_frame
+
 
 @dataclass
 class FittedClusters:
@@ -58,7 +60,7 @@ class FittedClusters:
         else:
             inner = getattr(model, "best_estimator_", model)
             check_is_fitted(inner)
-            frame = _as_frame(X, getattr(inner, "feature_names_in_", None))
+            frame = as_frame(X, getattr(inner, "feature_names_in_", None)).reset_index(drop=True)
             model_frame = frame
             clusters, scaling = None, None
         bayesian = hasattr(inner, "posterior_draws_")
@@ -90,13 +92,3 @@ class FittedClusters:
     def members(self, k: int) -> np.ndarray:
         """(n,) bool: the rows whose most probable cluster is ``k``."""
         return self.labels == k
-
-
-def _as_frame(X, names) -> pd.DataFrame:
-    if isinstance(X, pd.DataFrame):
-        return X.reset_index(drop=True)
-    x = np.asarray(X, dtype=float)
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {x.shape}")
-    columns = list(names) if names is not None else [f"x{j}" for j in range(x.shape[1])]
-    return pd.DataFrame(x, columns=columns)

@@ -142,17 +142,15 @@ def plot_model_clusters(model, X, ax=None):
     in; with D > 2 the plot is on X's first two principal components, with the covariances
     projected onto them.
     """
-    frame = pd.DataFrame(X).reset_index(drop=True)
-    if not isinstance(X, pd.DataFrame):
-        frame.columns = [f"x{j}" for j in range(frame.shape[1])]
-    labels = np.asarray(model.predict(X))
-    bayesian = not hasattr(model, "_full_covariances")  # its covariances_ are (T, D, D)
-    covariances = model.covariances_ if bayesian else model._full_covariances()
-    shown = sorted(set(labels.tolist())) if bayesian else range(len(model.means_))
+    from bayesgmm.fitted import FittedClusters
+
+    view = FittedClusters.of(model, X)
+    shown = sorted(set(view.labels.tolist())) if view.bayesian else view.clusters
+    frame = pd.DataFrame(view.model_input, columns=view.data.columns)
     projection = Projection(frame)
-    ax = plot_clusters(projection.points(frame.to_numpy()), labels,
-                       {k: projection.points(model.means_[k][None])[0] for k in shown},
-                       {k: projection.covariance(covariances[k]) for k in shown},
+    ax = plot_clusters(projection.points(view.model_input), view.labels,
+                       {k: projection.points(view.means[k][None])[0] for k in shown},
+                       {k: projection.covariance(view.covariances[k]) for k in shown},
                        projection.names, ax=ax)
     return ax
 

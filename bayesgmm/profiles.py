@@ -11,6 +11,7 @@ from scipy import stats
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
+from bayesgmm.estimator import _seed
 from bayesgmm.fitted import FittedClusters
 
 #: What every p-value from :func:`feature_tests` on the clustered data carries with it.
@@ -127,9 +128,8 @@ def feature_tests(model, X, split: bool = True, test_size: float = 0.5, random_s
     """
     if split:
         frame = FittedClusters.of(model, X).data
-        seed = None if random_state is None else int(np.random.default_rng(random_state)
-                                                     .integers(2**31))
-        train, test = train_test_split(frame, test_size=test_size, random_state=seed)
+        train, test = train_test_split(frame, test_size=test_size,
+                                       random_state=_seed(random_state))
         refitted = clone(model).fit(train)
         view = FittedClusters.of(refitted, test)
     else:

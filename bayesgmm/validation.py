@@ -167,3 +167,17 @@ def warn_if_regularisation_dominates(summary: ColumnSummary, reg_covar: float,
             f"reg_covar={reg_covar:g} exceeds 1% of the variance of {column_label(names, j)} "
             f"({variance[j]:.3g}); the regularisation, not the data, will shape the fit along "
             "it. Rescale the data or lower reg_covar.", UserWarning, stacklevel=3)
+
+
+def as_frame(data, names=None):
+    """``data`` as a DataFrame: a DataFrame as it is; a 2-D array with columns ``names``, or
+    x0, x1, ... when there are none."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    array = np.asarray(data)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D table, got an array of shape {array.shape}")
+    columns = list(names) if names is not None else [f"x{j}" for j in range(array.shape[1])]
+    return pd.DataFrame(array, columns=columns)

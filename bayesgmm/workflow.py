@@ -23,7 +23,7 @@ from bayesgmm.bayes.posterior import membership_entropy
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling
 from bayesgmm.selection import COVARIANCE_TYPES, select_model
-from bayesgmm.validation import ColumnSummary, NonNumericDataError, check_finite
+from bayesgmm.validation import ColumnSummary, NonNumericDataError, as_frame, check_finite
 
 BAYES_METHODS = ("none", "vi", "nuts")
 #: Probability below which an assignment is called ambiguous (as BayesianGaussianMixture).
@@ -140,7 +140,7 @@ class Clustering(Persistable, BaseEstimator):
     def fit(self, data: pd.DataFrame, y=None):
         """Fit on the rows of ``data`` (a DataFrame; other array-likes get columns x0, x1...)."""
         self._check_parameters()
-        data = _as_frame(data)
+        data = as_frame(data)
         frame, self.skipped_columns_ = select_columns(data, self.columns)
         self.columns_ = list(frame.columns)
         check_finite(frame.to_numpy(), np.array(self.columns_, dtype=object))
@@ -191,7 +191,7 @@ class Clustering(Persistable, BaseEstimator):
 
     def _input(self, data) -> pd.DataFrame:
         check_is_fitted(self, "em_model_")
-        frame, _ = select_columns(_as_frame(data), self.columns_)
+        frame, _ = select_columns(as_frame(data), self.columns_)
         return frame
 
     def log_density(self, data) -> np.ndarray:
@@ -274,12 +274,3 @@ class Clustering(Persistable, BaseEstimator):
         table = pd.DataFrame(rows).set_index("approach")
         table["ari_em_vs_bayes"] = adjusted_rand_score(em.predict(x), bayes.predict(x))
         return table
-
-
-def _as_frame(data) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    array = np.asarray(data)
-    if array.ndim != 2:
-        raise ValueError(f"expected a 2-D table, got an array of shape {array.shape}")
-    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
