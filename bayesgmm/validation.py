@@ -40,6 +40,15 @@ def _row_list(rows: np.ndarray) -> str:
     return f"rows {shown}" + (f", ... ({len(rows)} rows)" if len(rows) > _SHOWN_ROWS else "")
 
 
+def _text_columns(X) -> list:
+    """Names of the DataFrame columns of ``X`` that hold strings (none for arrays)."""
+    if not hasattr(X, "dtypes"):
+        return []
+    return [name for name, dtype in X.dtypes.items()
+            if getattr(dtype, "kind", "O") in ("O", "U", "S")
+            and X[name].map(lambda value: isinstance(value, str)).any()]
+
+
 def _describe_non_numeric(X) -> str | None:
     """Where the first non-numeric value of ``X`` is, or None if it has none we can find."""
     if hasattr(X, "columns"):
@@ -74,6 +83,11 @@ def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1)
         if kind in ("U", "S"):
             raise NonNumericDataError(
                 f"X has a text dtype ({X.dtype}); convert it to numbers before fitting")
+        text = _text_columns(X)
+        if text:  # name the first value that is no number, else say they are numbers as text
+            raise NonNumericDataError(
+                _describe_non_numeric(X) or f"X column(s) {text} hold text (numbers written "
+                "as strings are not converted silently); convert them to numbers or drop them")
     try:
         array = validate_data(estimator, X, reset=reset, dtype=np.float64,
                               ensure_all_finite=False, ensure_min_samples=ensure_min_samples,
@@ -179,5 +193,8 @@ def as_frame(data, names=None):
     array = np.asarray(data)
     if array.ndim != 2:
         raise ValueError(f"expected a 2-D table, got an array of shape {array.shape}")
+    if names is not None and len(names) != array.shape[1]:
+        raise ValueError(f"X has {array.shape[1]} columns; the model was fitted on "
+                         f"{len(names)} ({', '.join(map(str, names))})")
     columns = list(names) if names is not None else [f"x{j}" for j in range(array.shape[1])]
     return pd.DataFrame(array, columns=columns)

@@ -105,3 +105,21 @@ def test_inputs_never_modified(faithful):
     pd.testing.assert_frame_equal(df, faithful)
     np.testing.assert_array_equal(x, faithful.to_numpy())
     np.testing.assert_array_equal(means, means_copy)
+
+
+def test_numbers_written_as_text_are_refused_by_column(faithful):
+    text = faithful.astype(str)
+    with pytest.raises(NonNumericDataError, match=r"\['eruptions', 'waiting'\] hold text"):
+        GaussianMixture(2).fit(text)
+    model = GaussianMixture(2, random_state=0).fit(faithful)
+    with pytest.raises(NonNumericDataError, match="hold text"):
+        model.predict(text.astype(object))
+    model.predict(faithful.astype(object))  # numbers stored as objects stay accepted
+
+
+def test_cluster_summaries_name_a_wrong_column_count(faithful):
+    from bayesgmm import cluster_quality
+
+    model = GaussianMixture(2, random_state=0).fit(faithful)
+    with pytest.raises(ValueError, match="X has 1 columns; the model was fitted on 2"):
+        cluster_quality(model, faithful.to_numpy()[:, :1])
