@@ -11,7 +11,8 @@ Internal units
 Blocks
     Rows are padded with zero-weight rows and split into equal blocks
     (:class:`~bayesgmm.core.stats.BlockedData`). Block sizes are rounded up to a small set of
-    sizes so that data sets of similar size reuse one compiled program; the padding is at most
+    sizes so that data sets of similar size reuse one compiled program: every data set of up
+    to :data:`SMALL_ROWS` rows gets one block of that size; above it the padding is at most
     about 6% of the rows.
 """
 
@@ -33,6 +34,9 @@ from bayesgmm.core.stats import BlockedData, make_features
 #: matrix products of an E-step (measured fastest on the benchmark machine, benchmarks/).
 BLOCK_BYTES = 4 * 2**20
 _MIN_BLOCK_ROWS = 8
+
+#: Row counts up to this are all padded to this one size (see :func:`block_layout`).
+SMALL_ROWS = 1024
 
 SUPPORTED_DTYPES = ("float64", "float32")
 
@@ -72,10 +76,18 @@ def round_up_size(n: int) -> int:
 
 
 def block_layout(n_rows: int, n_columns: int, itemsize: int) -> tuple[int, int]:
-    """``(n_blocks, block_rows)`` for ``n_rows`` feature rows of ``n_columns`` values."""
+    """``(n_blocks, block_rows)`` for ``n_rows`` feature rows of ``n_columns`` values.
+
+    Up to :data:`SMALL_ROWS` rows, one block of exactly that many rows: at such sizes
+    compiling a program costs seconds and running it microseconds, so every small data set
+    (and its train/test splits, and the other small data sets of a session) shares one
+    program per (covariance type, K, restarts, D).
+    """
     fit = max(BLOCK_BYTES // (n_columns * itemsize), 1)
     max_rows = max(_MIN_BLOCK_ROWS, 2 ** int(math.log2(fit)))
     n_blocks = -(-n_rows // max_rows)
+    if n_blocks == 1 and n_rows <= SMALL_ROWS:
+        return 1, SMALL_ROWS
     return n_blocks, round_up_size(-(-n_rows // n_blocks))
 
 
