@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,12 +22,24 @@ from sklearn.utils.validation import check_is_fitted
 from bayesgmm.core.covariance import MixtureParams, get_family
 from bayesgmm.core.em import BatchResult, InitOverride
 from bayesgmm.core.init import INIT_METHODS
-from bayesgmm.core.stats import weighted_log_prob
+from bayesgmm.core.missing import conditional_gaussians, conditional_means
+from bayesgmm.core.stats import (
+    block_log_prob,
+    data_columns,
+    normalise_log_prob,
+    weighted_log_prob,
+)
 from bayesgmm.io import Persistable
-from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.preprocessing import (
+    AffineScaling,
+    compute_context,
+    compute_dtype,
+    to_blocks,
+    to_pattern_blocks,
+)
 from bayesgmm.prior import batch_prior, resolve_prior
 from bayesgmm.training import TrainingData
-from bayesgmm.validation import DegenerateFitError, check_array_input
+from bayesgmm.validation import DegenerateFitError, check_array_input, check_missing_option
 
 
 def _seed(random_state) -> int:
@@ -52,8 +65,46 @@ def _numpy_rng(random_state) -> np.random.RandomState | np.random.Generator:
 
 @partial(jax.jit, static_argnames="family")
 def _block_log_prob(data, params, family):
-    """Weighted component log densities per block: (n_blocks, block_rows, K)."""
-    return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
+    """Weighted component log densities per block: (n_blocks, block_rows, K); of the observed
+    coordinates for pattern blocks."""
+    if data.observed is None:
+        return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
+    return jax.lax.map(lambda block: block_log_prob(*block[:1], params, family, block[1]),
+                       (data.features, data.observed))
+
+
+@partial(jax.jit, static_argnames="family")
+def _block_conditionals(data, params, family):
+    """Per pattern block: memberships (n_blocks, block_rows, K), conditional means of the rows
+    (n_blocks, block_rows, D), and the components' conditional Gaussians
+    (:class:`~bayesgmm.core.missing.ConditionalGaussians` fields with a leading block axis)."""
+    n_dims = params.means.shape[1]
+
+    def one_block(block):
+        features, observed = block
+        conditional = conditional_gaussians(params, family, observed)
+        resp, _ = normalise_log_prob(block_log_prob(features, params, family, observed))
+        means = conditional_means(data_columns(features, n_dims), resp, conditional)
+        return resp, means, conditional.regression, conditional.offset, conditional.residual
+
+    return jax.lax.map(one_block, (data.features, data.observed))
+
+
+class _Conditionals(NamedTuple):
+    """What :meth:`GaussianMixture.impute` and ``sample_missing`` need about rows with missing
+    values, in internal units: ``x`` (N, D) the validated rows; ``resp`` (N, K);
+    ``means`` (N, D) conditional means under the mixture; per block ``regression``
+    (B, K, D, D), ``offset`` (B, K, D) and ``chol`` (B, K, D, D), a factor of each component's
+    conditional covariance plus the identity on the observed coordinates; ``block`` (N,) each
+    row's block."""
+
+    x: np.ndarray
+    resp: np.ndarray
+    means: np.ndarray
+    regression: np.ndarray
+    offset: np.ndarray
+    chol: np.ndarray
+    block: np.ndarray
 
 
 class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
@@ -93,6 +144,16 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         posterior mode under mclust's conjugate prior (:mod:`bayesgmm.prior`, Fraley & Raftery
         2007): no component can collapse, and ``bic``/``aic`` use the log-likelihood at the MAP
         estimate, as mclust does. The stopping rule still watches the log-likelihood.
+    missing : {'error', 'marginalize'}, default='error'
+        'error' refuses NaN with a message naming the columns and rows. 'marginalize' treats
+        NaN as values missing at random and runs exact EM for incomplete data (Ghahramani &
+        Jordan 1994; :mod:`bayesgmm.core.missing`): memberships come from the density of each
+        row's observed values, the M-step from the expected sufficient statistics. The
+        log-likelihood, ``bic`` and ``aic`` are those of the observed data; ``predict``,
+        ``predict_proba`` and ``score_samples`` accept NaN; :meth:`impute` and
+        :meth:`sample_missing` fill the holes. Rows with no observed value are left out of the
+        fit with a warning; a column with none is an error. Without NaN the fit is exactly the
+        complete-data fit.
 
     Attributes
     ----------
@@ -112,6 +173,9 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         repeated values). Restarts with a degenerate component lose to any without one.
     n_degenerate_inits_ : int
         How many restarts ended with a degenerate component.
+    n_missing_values_ : (D,) int
+        Missing values per column in the training data (all 0 unless
+        ``missing='marginalize'``).
     n_features_in_ : int
     feature_names_in_ : (D,) array of str, when fitted on a DataFrame with string column names
 
@@ -124,7 +188,8 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, dtype="float64", prior=None):
+                 verbose=0, verbose_interval=10, dtype="float64", prior=None,
+                 missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -141,6 +206,12 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.dtype = dtype
         self.prior = prior
+        self.missing = missing
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
 
     # ------------------------------------------------------------------ parameters
     def _check_parameters(self) -> None:
@@ -167,6 +238,7 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         require(is_int(self.verbose_interval) and self.verbose_interval >= 1,
                 "verbose_interval", "it must be an integer >= 1")
         compute_dtype(self.dtype)
+        check_missing_option(self.missing)
 
     def _user_init(self, n_dims: int, scaling: AffineScaling) -> InitOverride:
         """weights_init / means_init / precisions_init, checked and put in internal units."""
@@ -219,7 +291,7 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self._check_parameters()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         previous_features = getattr(self, "n_features_in_", None)
-        data = TrainingData.prepare(X, self, self.n_components, self.reg_covar)
+        data = TrainingData.prepare(X, self, self.n_components, self.reg_covar, self.missing)
         n_dims = data.x.shape[1]
         if warm and n_dims != previous_features:
             raise ValueError(f"warm_start: X has {n_dims} features but the previous fit had "
@@ -242,8 +314,9 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
                               init=self.init_params, max_iter=self.max_iter,
                               override=override, prior=prior)
         best = self._choose_restart(result)
-        self._store_fit(result, best, scaling)
-        self._report(result, scaling.log_det(n_dims), best)
+        self._store_fit(result, best, scaling, log_det=data.mean_log_det)
+        self.n_missing_values_ = data.missing_counts
+        self._report(result, data.mean_log_det, best)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 f"Best of {n_init} restart(s) did not converge in max_iter={self.max_iter} "
@@ -273,9 +346,10 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         return int(np.argmax(np.where(usable, lower_bound, -np.inf)))
 
     def _store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
-                   components: np.ndarray | None = None) -> None:
+                   components: np.ndarray | None = None, *, log_det: float) -> None:
         """Set the fitted attributes from fit ``index`` of a :class:`BatchResult` (numpy),
-        keeping ``components`` (default: all) of its possibly padded components."""
+        keeping ``components`` (default: all) of its possibly padded components. ``log_det``
+        is :attr:`TrainingData.mean_log_det`, to report lower bounds in the data's units."""
         state = result.state
         keep = slice(None) if components is None else components
 
@@ -284,8 +358,6 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
         family = get_family(self.covariance_type)
         params = MixtureParams(*(pick(a) for a in state.params))
-        n_dims = params.means.shape[-1]
-        log_det = scaling.log_det(n_dims)
         weights = params.weights[keep]
         self.weights_ = weights / weights.sum()
         self.means_ = params.means[keep] * scaling.scale + scaling.center
@@ -334,18 +406,115 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
                              self.precisions_cholesky_ * scaling.scale)
 
     def _estimate_weighted_log_prob(self, X) -> np.ndarray:
-        """``log w_k + log N(x | mu_k, S_k)`` in the data's units: (n_samples, K)."""
+        """``log w_k + log N(x | mu_k, S_k)`` in the data's units: (n_samples, K); of the
+        observed coordinates of rows with missing values (``missing='marginalize'``)."""
         check_is_fitted(self)
-        X = check_array_input(X, self, reset=False)
+        X = check_array_input(X, self, reset=False,
+                              allow_nan=check_missing_option(self.missing))
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
         scaling = self._scaling
         n_samples, n_dims = X.shape
+        observed = ~np.isnan(X)
         with compute_context(dtype):
-            data = to_blocks(scaling.transform(X), dtype, family)
-            params = MixtureParams(*(jnp.asarray(a, dtype) for a in self._internal_params(scaling)))
-            log_prob = np.asarray(_block_log_prob(data, params, family), dtype=np.float64)
-        return log_prob.reshape(-1, self.n_components)[:n_samples] - scaling.log_det(n_dims)
+            params = self._compute_params(dtype)
+            if observed.all():
+                data = to_blocks(scaling.transform(X), dtype, family)
+                log_prob = np.asarray(_block_log_prob(data, params, family), np.float64)
+                log_prob = log_prob.reshape(-1, self.n_components)[:n_samples]
+            else:
+                data, layout = self._pattern_blocks(X, dtype)
+                log_prob = layout.unblock(np.asarray(_block_log_prob(data, params, family),
+                                                     np.float64))
+        # The density of a row's observed values is in the units of those columns only.
+        log_scale = np.log(np.broadcast_to(scaling.scale, (n_dims,)))
+        return log_prob - (observed @ log_scale)[:, None]
+
+    def _compute_params(self, dtype) -> MixtureParams:
+        """The fitted parameters in internal units as JAX arrays of ``dtype``."""
+        return MixtureParams(*(jnp.asarray(a, dtype)
+                               for a in self._internal_params(self._scaling)))
+
+    def _pattern_blocks(self, X: np.ndarray, dtype) -> tuple:
+        """Pattern blocks (:func:`~bayesgmm.preprocessing.to_pattern_blocks`) of ``X`` (N, D)
+        with missing values, in internal units."""
+        scaling = self._scaling
+        fill = np.ones(X.shape[1])  # the filled squares only matter for an EM start
+        return to_pattern_blocks(scaling.transform(X), dtype, fill)
+
+    def _conditionals(self, X) -> _Conditionals:
+        """Memberships, conditional means and per-block conditional Gaussians of ``X`` with
+        missing values (internal units), for :meth:`impute` and :meth:`sample_missing`."""
+        check_is_fitted(self)
+        X = check_array_input(X, self, reset=False, allow_nan=True)
+        dtype = compute_dtype(self.dtype)
+        with compute_context(dtype):
+            data, layout = self._pattern_blocks(X, dtype)
+            blocks = jax.device_get(_block_conditionals(data, self._compute_params(dtype),
+                                                        get_family(self.covariance_type)))
+        resp, means = (layout.unblock(np.asarray(a, np.float64)) for a in blocks[:2])
+        regression, offset, residual = (np.asarray(a, np.float64) for a in blocks[2:])
+        observed = np.asarray(data.observed, np.float64)
+        # Conditional covariances are zero on the observed block; C + diag(o) factors.
+        chol = np.linalg.cholesky(residual + np.eye(X.shape[1]) * observed[:, None, None, :])
+        return _Conditionals(X, resp, means, regression, offset, chol,
+                             layout.position // layout.block_rows)
+
+    def impute(self, X):
+        """Conditional-mean imputation: each NaN replaced by ``E[x_m | x_o]`` under the fitted
+        mixture (the membership-weighted mean of each component's Gaussian regression on the
+        row's observed values).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features), NaN marking missing values
+
+        Returns
+        -------
+        (n_samples, n_features) a new array; observed values are returned unchanged, and a
+        row with no observed value gets the mixture mean.
+        """
+        given = self._conditionals(X)
+        scaling = self._scaling
+        return np.where(np.isnan(given.x), given.means * scaling.scale + scaling.center, given.x)
+
+    def sample_missing(self, X, n_imputations=5, random_state=None):
+        """Multiple imputations: draws of the missing values from their conditional
+        distribution given the observed ones, ``p(x_m | x_o)`` (a mixture of Gaussians).
+
+        Each draw picks a component with the row's membership probabilities, then draws the
+        missing coordinates from that component's conditional Gaussian.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features), NaN marking missing values
+        n_imputations : int, default 5
+        random_state : int, numpy Generator or RandomState, or None
+
+        Returns
+        -------
+        (n_imputations, n_samples, n_features), observed values unchanged
+        """
+        if not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
+            raise ValueError(f"n_imputations={n_imputations!r} must be an integer >= 1")
+        given = self._conditionals(X)
+        rng = _numpy_rng(random_state)
+        scaling = self._scaling
+        x = given.x
+        n_samples, n_dims = x.shape
+        missing = np.isnan(x)
+        internal = np.where(missing, 0.0, scaling.transform(x))
+        cumulative = np.cumsum(given.resp, axis=1)
+        draws = np.repeat(x[None], n_imputations, axis=0)
+        for t in range(n_imputations):
+            k = np.minimum((rng.random(n_samples)[:, None] > cumulative).sum(axis=1),
+                           self.n_components - 1)
+            b = given.block
+            noise = rng.standard_normal((n_samples, n_dims))
+            value = (np.einsum("nij,nj->ni", given.regression[b, k], internal)
+                     + given.offset[b, k] + np.einsum("nij,nj->ni", given.chol[b, k], noise))
+            draws[t] = np.where(missing, value * scaling.scale + scaling.center, x)
+        return draws
 
     def score_samples(self, X):
         """Log density of each sample, (n_samples,)."""

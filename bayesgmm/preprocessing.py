@@ -22,12 +22,13 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.core.covariance import CovarianceFamily
+from bayesgmm.core.covariance import FAMILIES, CovarianceFamily, FullMoments
 from bayesgmm.core.stats import BlockedData, make_features
 
 #: Target size of one block of feature rows: small enough to stay in cache across the two
@@ -112,6 +113,97 @@ def to_blocks(x: np.ndarray, dtype: np.dtype, family: CovarianceFamily,
     w[:n_rows] = 1.0 if weight is None else weight
     features = _features(jnp.asarray(padded.reshape(n_blocks, block_rows, n_dims)), family)
     return BlockedData(features, jnp.asarray(w.reshape(n_blocks, block_rows)))
+
+
+#: Fixed cost of one block in row-equivalents, used to choose the block size of data with
+#: missing values (many small blocks cost loop overhead, large ones padding).
+_BLOCK_OVERHEAD_ROWS = 32
+
+#: Missing-data blocks always carry full second moments (:mod:`bayesgmm.core.missing`).
+_FULL_SECOND_MOMENTS = FAMILIES["full"]
+
+
+class PatternLayout(NamedTuple):
+    """Where each row of a data set with missing values went in its pattern blocks.
+
+    Attributes
+    ----------
+    position : (N,) int, index of row ``i`` in the flattened ``(n_blocks * block_rows)`` layout
+    n_blocks, block_rows : the block shape
+    """
+
+    position: np.ndarray
+    n_blocks: int
+    block_rows: int
+
+    def unblock(self, blocked: np.ndarray) -> np.ndarray:
+        """(n_blocks, block_rows, ...) per-row results -> (N, ...) in the caller's row order."""
+        flat = np.asarray(blocked).reshape(self.n_blocks * self.block_rows,
+                                            *np.shape(blocked)[2:])
+        return flat[self.position]
+
+
+def _pattern_block_rows(pattern_sizes: np.ndarray, largest: int) -> int:
+    """Block size (a power of two in [8, largest]) that minimises padded rows plus per-block
+    overhead when every pattern's rows fill whole blocks."""
+    best, best_cost = _MIN_BLOCK_ROWS, np.inf
+    rows = _MIN_BLOCK_ROWS
+    while rows <= max(largest, _MIN_BLOCK_ROWS):
+        n_blocks = np.sum(-(-pattern_sizes // rows))
+        cost = n_blocks * (rows + _BLOCK_OVERHEAD_ROWS)
+        if cost < best_cost:
+            best, best_cost = rows, cost
+        rows *= 2
+    return best
+
+
+def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
+                      weight: np.ndarray | None = None) -> tuple[BlockedData, PatternLayout]:
+    """Blocks for rows with missing values (NaN) in internal units: rows sorted by missingness
+    pattern, each block holding rows of one pattern and its observed mask
+    (:mod:`bayesgmm.core.missing`).
+
+    Missing entries are filled with 0 (the column mean in internal units) and their squares
+    with ``fill_variance`` (D,), so that statistics of the filled rows (the EM start) see a
+    column's spread; the E-step itself never reads them. The number of blocks is rounded up
+    like row counts (:func:`round_up_size`) so that similar data sets share programs.
+    Must be called inside :func:`compute_context` for float64.
+    """
+    n_rows, n_dims = x.shape
+    observed = ~np.isnan(x)
+    patterns, pattern_of_row = np.unique(observed, axis=0, return_inverse=True)
+    pattern_of_row = pattern_of_row.reshape(-1)
+    sizes = np.bincount(pattern_of_row, minlength=len(patterns))
+    n_columns = n_dims + FullMoments.n_features(n_dims)
+    largest = block_layout(n_rows, n_columns, np.dtype(dtype).itemsize)[1]
+    block_rows = _pattern_block_rows(sizes, largest)
+    blocks_per_pattern = -(-sizes // block_rows)
+    n_blocks = round_up_size(int(blocks_per_pattern.sum()))
+    first_block = np.concatenate([[0], np.cumsum(blocks_per_pattern)[:-1]])
+    order = np.argsort(pattern_of_row, kind="stable")
+    rank_in_pattern = np.empty(n_rows, np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank_in_pattern[order] = np.arange(n_rows) - np.repeat(starts, sizes)
+    position = first_block[pattern_of_row] * block_rows + rank_in_pattern
+
+    filled = np.where(observed, x, 0.0)
+    padded = np.zeros((n_blocks * block_rows, n_dims), dtype)
+    padded[position] = filled
+    w = np.zeros(n_blocks * block_rows, dtype)
+    w[position] = 1.0 if weight is None else weight
+    block_mask = np.ones((n_blocks, n_dims), dtype)
+    block_mask[:blocks_per_pattern.sum()] = np.repeat(
+        patterns, blocks_per_pattern, axis=0)
+    features = np.array(_features(jnp.asarray(padded.reshape(n_blocks, block_rows, n_dims)),
+                                    _FULL_SECOND_MOMENTS))
+    rows, cols = np.triu_indices(n_dims)
+    square_columns = n_dims + np.flatnonzero(rows == cols)
+    flat = features.reshape(n_blocks * block_rows, -1)
+    missing_rows, missing_cols = np.nonzero(~observed)
+    flat[position[missing_rows], square_columns[missing_cols]] = fill_variance[missing_cols]
+    data = BlockedData(jnp.asarray(flat.reshape(features.shape)),
+                       jnp.asarray(w.reshape(n_blocks, block_rows)), jnp.asarray(block_mask))
+    return data, PatternLayout(position, n_blocks, block_rows)
 
 
 @dataclass(frozen=True)

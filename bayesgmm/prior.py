@@ -58,7 +58,7 @@ class MAPPrior:
         n_dims = x.shape[1]
         if not self.shrinkage > 0:
             raise ValueError(f"prior shrinkage={self.shrinkage!r} must be > 0")
-        mean = x.mean(axis=0) if self.mean is None else np.asarray(self.mean, float)
+        mean = np.nanmean(x, axis=0) if self.mean is None else np.asarray(self.mean, float)
         if mean.shape != (n_dims,):
             raise ValueError(f"prior mean has shape {mean.shape}; expected ({n_dims},)")
         dof = n_dims + 2.0 if self.dof is None else float(self.dof)
@@ -67,7 +67,7 @@ class MAPPrior:
             raise ValueError(f"prior dof={dof!r} must be > {minimum} for covariance_type="
                              f"{family.name!r}")
         if self.scale is None:
-            scale = family.default_prior_scale(np.atleast_2d(np.cov(x.T)), n_components)
+            scale = family.default_prior_scale(data_covariance(x), n_components)
         else:
             scale = np.asarray(self.scale, float)
         expected = (n_dims, n_dims) if family.name in ("full", "tied") else ()
@@ -104,3 +104,17 @@ def batch_prior(prior: ConjugatePrior | None, n_fits: int) -> ConjugatePrior | N
     if prior is None:
         return None
     return ConjugatePrior(*(jnp.broadcast_to(a, (n_fits, *a.shape)) for a in prior))
+
+
+def data_covariance(x: np.ndarray) -> np.ndarray:
+    """Sample covariance (D, D) of ``x`` (N, D); with missing values (NaN), from pairwise
+    complete observations, with eigenvalues floored at 1e-6 of the largest so that it stays
+    positive-definite (pairwise estimates need not be)."""
+    if not np.isnan(x).any():
+        return np.atleast_2d(np.cov(x.T))
+    import pandas as pd
+
+    cov = pd.DataFrame(x).cov().to_numpy()
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, 1e-6 * values[-1])
+    return (vectors * values) @ vectors.T

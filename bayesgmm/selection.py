@@ -96,6 +96,8 @@ class _Sweep:
     n_dims: int
     names: np.ndarray | None
     settings: dict
+    mean_log_det: float
+    missing_counts: np.ndarray
 
     def model(self, covariance_type: str, n_components: int) -> GaussianMixture:
         if covariance_type not in self.fits or n_components not in self.ks:
@@ -104,7 +106,9 @@ class _Sweep:
         result = self.fits[covariance_type]
         index = _chosen_index(result, self.ks.index(n_components), self.n_init)
         model = GaussianMixture(n_components, covariance_type=covariance_type, **self.settings)
-        model._store_fit(result, index, self.scaling, np.arange(n_components))
+        model._store_fit(result, index, self.scaling, np.arange(n_components),
+                         log_det=self.mean_log_det)
+        model.n_missing_values_ = self.missing_counts
         block = slice(index - index % self.n_init, index - index % self.n_init + self.n_init)
         model.n_degenerate_inits_ = int(np.asarray(result.degenerate[block]).any(axis=1).sum())
         model.n_features_in_ = self.n_dims
@@ -153,7 +157,7 @@ def _stack_priors(priors: list[ConjugatePrior | None]) -> ConjugatePrior | None:
 def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES,
                  criterion="bic", n_init=5, random_state=None, prior=None, *, tol=1e-3,
                  reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64",
-                 exclude_degenerate=True, progress_bar=False) -> SelectionResult:
+                 exclude_degenerate=True, progress_bar=False, missing="error") -> SelectionResult:
     """Fit every (covariance type, K) with ``n_init`` restarts and pick the best by a criterion.
 
     Parameters
@@ -174,6 +178,11 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
         warning giving their number).
     progress_bar : bool, default False
         Show a progress bar over the covariance types (one compiled program each).
+    missing : {'error', 'marginalize'}, default 'error'
+        As :class:`bayesgmm.GaussianMixture`: with 'marginalize', NaN entries are missing at
+        random, every fit is exact EM for incomplete data, and the criteria use the
+        observed-data log-likelihood with the usual parameter counts and ``n`` = the number of
+        rows (rows with no observed value are left out, with a warning).
 
     Returns
     -------
@@ -182,9 +191,9 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     ks, types = _check_grid(n_components, covariance_types, criterion)
     template = GaussianMixture(max(ks), tol=tol, reg_covar=reg_covar, max_iter=max_iter,
                                n_init=n_init, init_params=init_params, dtype=dtype, prior=prior,
-                               random_state=random_state)
+                               random_state=random_state, missing=missing)
     template._check_parameters()
-    data = TrainingData.prepare(X, template, max(ks), reg_covar)
+    data = TrainingData.prepare(X, template, max(ks), reg_covar, missing)
     n_samples, n_dims = data.x.shape
     compute = compute_dtype(dtype)
     seed = _seed(random_state)
@@ -207,7 +216,8 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
                               summarise=True)
             fits[name] = result
             bar.update()
-            rows += _rows_for_type(result, name, ks, n_init, n_samples, n_dims, data.scaling)
+            rows += _rows_for_type(result, name, ks, n_init, n_samples, n_dims,
+                                   data.mean_log_det)
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:-1])
     table["selected"] = False
@@ -230,7 +240,8 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
 
     sweep = _Sweep(fits, ks, n_init, data.scaling, n_dims, data.names, dict(
         tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
-        random_state=random_state, dtype=dtype, prior=prior))
+        random_state=random_state, dtype=dtype, prior=prior, missing=missing),
+        data.mean_log_det, data.missing_counts)
     return SelectionResult(table, sweep.model(best.covariance_type, int(best.n_components)),
                            criterion, sweep)
 
@@ -255,14 +266,14 @@ def _chosen_index(result: BatchResult, k_position: int, n_init: int) -> int:
 
 
 def _rows_for_type(result: BatchResult, name: str, ks: list[int], n_init: int, n_samples: int,
-                   n_dims: int, scaling: AffineScaling) -> list[list]:
+                   n_dims: int, mean_log_det: float) -> list[list]:
     family = get_family(name)
     rows = []
     for position, k in enumerate(ks):
         index = _chosen_index(result, position, n_init)
         block = slice(position * n_init, (position + 1) * n_init)
         n_degenerate = int(np.asarray(result.degenerate[block]).any(axis=1).sum())
-        loglik = float(result.loglik[index]) - n_samples * scaling.log_det(n_dims)
+        loglik = float(result.loglik[index]) - n_samples * mean_log_det
         n_params = family.n_parameters(k, n_dims)
         bic = -2.0 * loglik + n_params * np.log(n_samples)
         rows.append([name, k, loglik, n_params, bic, -2.0 * loglik + 2.0 * n_params,
@@ -294,11 +305,12 @@ class AutoGaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
     _FITTED = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
                "converged_", "n_iter_", "lower_bound_", "degenerate_", "n_features_in_",
-               "feature_names_in_")
+               "feature_names_in_", "n_missing_values_")
 
     def __init__(self, n_components=range(1, 10), *, covariance_types=COVARIANCE_TYPES,
                  criterion="bic", n_init=5, random_state=None, prior=None, tol=1e-3,
-                 reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64"):
+                 reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64",
+                 missing="error"):
         self.n_components = n_components
         self.covariance_types = covariance_types
         self.criterion = criterion
@@ -310,13 +322,20 @@ class AutoGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self.max_iter = max_iter
         self.init_params = init_params
         self.dtype = dtype
+        self.missing = missing
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
 
     def fit(self, X, y=None):
         """Run the sweep and keep the selected model."""
         self.selection_ = select_model(
             X, self.n_components, self.covariance_types, self.criterion, self.n_init,
             self.random_state, self.prior, tol=self.tol, reg_covar=self.reg_covar,
-            max_iter=self.max_iter, init_params=self.init_params, dtype=self.dtype)
+            max_iter=self.max_iter, init_params=self.init_params, dtype=self.dtype,
+            missing=self.missing)
         best = self.best_estimator_ = self.selection_.best_
         self.n_components_ = best.n_components
         self.covariance_type_ = best.covariance_type

@@ -16,12 +16,14 @@ import numpy as np
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
 from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
 from bayesgmm.core.stats import BlockedData
-from bayesgmm.preprocessing import AffineScaling, to_blocks
+from bayesgmm.preprocessing import AffineScaling, to_blocks, to_pattern_blocks
 from bayesgmm.validation import (
     ColumnSummary,
     check_array_input,
     check_columns_informative,
     check_enough_samples,
+    check_missing_option,
+    drop_empty_rows,
     warn_if_regularisation_dominates,
 )
 
@@ -32,8 +34,9 @@ class TrainingData:
 
     Attributes
     ----------
-    x : (N, D) float64, the caller's values (a new array)
-    summary : :class:`~bayesgmm.validation.ColumnSummary`
+    x : (N, D) float64, the caller's values (a new array); NaN marks a missing value when the
+        data were prepared with ``missing='marginalize'`` (rows with no value are left out)
+    summary : :class:`~bayesgmm.validation.ColumnSummary` of the observed values
     scaling : :class:`~bayesgmm.preprocessing.AffineScaling`
     names : feature names, or None
     """
@@ -45,11 +48,17 @@ class TrainingData:
     _blocks: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def prepare(cls, X, estimator, n_components: int, reg_covar: float) -> TrainingData:
+    def prepare(cls, X, estimator, n_components: int, reg_covar: float,
+                missing: str = "error") -> TrainingData:
         """Validate ``X`` for ``estimator`` (setting its ``n_features_in_`` and
-        ``feature_names_in_``) and for ``n_components`` components."""
-        x = check_array_input(X, estimator, reset=True, ensure_min_samples=2)
+        ``feature_names_in_``) and for ``n_components`` components. With
+        ``missing='marginalize'`` NaN entries are missing values."""
+        allow_nan = check_missing_option(missing)
+        x = check_array_input(X, estimator, reset=True, ensure_min_samples=2,
+                              allow_nan=allow_nan)
         names = getattr(estimator, "feature_names_in_", None)
+        if allow_nan:
+            x = drop_empty_rows(x, names)
         check_enough_samples(x.shape[0], n_components)
         summary = ColumnSummary.of(x)
         check_columns_informative(x, summary, names)
@@ -61,11 +70,29 @@ class TrainingData:
         """(N, D) the rows in internal units."""
         return self.scaling.transform(self.x)
 
+    @property
+    def missing_counts(self) -> np.ndarray:
+        """(D,) number of missing values per column."""
+        return np.isnan(self.x).sum(axis=0)
+
+    @property
+    def mean_log_det(self) -> float:
+        """Mean over rows of ``log |d internal / d x|`` on each row's observed coordinates:
+        subtract from internal mean log densities (``scaling.log_det(D)`` for complete rows)."""
+        log_scale = np.log(np.broadcast_to(self.scaling.scale, (self.x.shape[1],)))
+        return float(np.mean(~np.isnan(self.x) @ log_scale))
+
     def blocks(self, family: CovarianceFamily, dtype) -> BlockedData:
-        """Feature blocks for ``family`` (shared by families with the same moments)."""
-        key = (family.moments, np.dtype(dtype).name)
+        """Feature blocks for ``family`` (shared by families with the same moments; with
+        missing values, pattern blocks shared by every family)."""
+        has_missing = bool(self.missing_counts.any())
+        key = ("missing" if has_missing else family.moments, np.dtype(dtype).name)
         if key not in self._blocks:
-            self._blocks[key] = to_blocks(self.internal, dtype, family)
+            if has_missing:
+                fill = self.summary.var / self.scaling.scale**2
+                self._blocks[key] = to_pattern_blocks(self.internal, dtype, fill)[0]
+            else:
+                self._blocks[key] = to_blocks(self.internal, dtype, family)
         return self._blocks[key]
 
     def fit(self, keys, active: np.ndarray, *, family: CovarianceFamily, dtype, reg_covar: float,

@@ -71,12 +71,13 @@ def _describe_non_numeric(X) -> str | None:
     return None
 
 
-def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1) -> np.ndarray:
+def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1,
+                      allow_nan: bool = False) -> np.ndarray:
     """Validate ``X`` for ``estimator`` and return it as a new float64 ndarray (N, D).
 
     Sets or checks ``n_features_in_`` / ``feature_names_in_`` (``reset``) with scikit-learn's
-    ``validate_data``; rejects text, non-numeric objects, NaN and infinity with messages that
-    name the columns and rows.
+    ``validate_data``; rejects text, non-numeric objects, infinity and (unless ``allow_nan``,
+    for missing values) NaN with messages that name the columns and rows.
     """
     if not sp.issparse(X):
         kind = getattr(getattr(X, "dtype", None), "kind", None)
@@ -97,25 +98,64 @@ def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1)
         if detail is None:
             raise
         raise NonNumericDataError(f"{detail} ({err})") from None
-    check_finite(array, getattr(estimator, "feature_names_in_", None))
+    check_finite(array, getattr(estimator, "feature_names_in_", None), allow_nan=allow_nan,
+                 nan_hint=" or fit with missing='marginalize'")
     return array
 
 
-def check_finite(X: np.ndarray, names=None, argument: str = "X") -> None:
-    """Raise a ValueError naming the columns and rows of any NaN or infinite value."""
-    bad = ~np.isfinite(X)
+def check_finite(X: np.ndarray, names=None, argument: str = "X", *, allow_nan: bool = False,
+                 nan_hint: str = "") -> None:
+    """Raise a ValueError naming the columns and rows of any NaN (unless ``allow_nan``) or
+    infinite value."""
+    bad = np.isinf(X) if allow_nan else ~np.isfinite(X)
     if not bad.any():
         return
     problems = []
+    checks = [("infinite (inf)", np.isinf)] if allow_nan else [("NaN", np.isnan),
+                                                                ("infinite (inf)", np.isinf)]
     for j in np.flatnonzero(bad.any(axis=0)):
         column = X[:, j]
-        for what, mask in (("NaN", np.isnan(column)), ("infinite (inf)", np.isinf(column))):
-            rows = np.flatnonzero(mask)
+        for what, test in checks:
+            rows = np.flatnonzero(test(column))
             if rows.size:
                 problems.append(f"{rows.size} {what} values in {column_label(names, j)} "
                                 f"({_row_list(rows)})")
+    hint = nan_hint if np.isnan(X).any() and not allow_nan else ""
     raise ValueError(f"{argument} contains " + "; ".join(problems)
-                     + "; drop or impute them before fitting")
+                     + f"; drop or impute them{hint}")
+
+
+MISSING_OPTIONS = ("error", "marginalize")
+
+
+def check_missing_option(missing) -> bool:
+    """Validate a ``missing`` argument; True when NaN marks missing values."""
+    if missing not in MISSING_OPTIONS:
+        raise ValueError(f"missing={missing!r} is invalid: choose 'error' (NaN is refused) or "
+                         "'marginalize' (NaN marks values missing at random)")
+    return missing == "marginalize"
+
+
+def drop_empty_rows(X: np.ndarray, names=None) -> np.ndarray:
+    """Check a data set with missing values (NaN): a column with no observed value is an error;
+    rows with no observed value carry no information and are dropped with a warning.
+
+    Returns the rows kept (a new array, or ``X`` itself when none is dropped).
+    """
+    observed = ~np.isnan(X)
+    empty_columns = np.flatnonzero(~observed.any(axis=0))
+    if empty_columns.size:
+        labels = ", ".join(column_label(names, j) for j in empty_columns)
+        raise ValueError(f"X {labels} has no observed value (every entry is NaN); drop it")
+    empty_rows = np.flatnonzero(~observed.any(axis=1))
+    if not empty_rows.size:
+        return X
+    if empty_rows.size == X.shape[0]:
+        raise ValueError("every row of X is entirely missing (NaN)")
+    warnings.warn(f"X has {empty_rows.size} row(s) with every value missing ("
+                  f"{_row_list(empty_rows)}); they carry no information and were left out of "
+                  "the fit", UserWarning, stacklevel=4)
+    return X[observed.any(axis=1)]
 
 
 def check_enough_samples(n_samples: int, n_components: int) -> None:
@@ -137,6 +177,11 @@ class ColumnSummary:
 
     @classmethod
     def of(cls, X: np.ndarray) -> ColumnSummary:
+        """Summaries of the observed values (NaN, a missing value, is skipped)."""
+        if np.isnan(X).any():
+            mean = np.nanmean(X, axis=0)
+            return cls(mean, np.nanmean((X - mean) ** 2, axis=0), np.nanmin(X, axis=0),
+                       np.nanmax(X, axis=0))
         mean = X.mean(axis=0)
         return cls(mean, np.mean((X - mean) ** 2, axis=0), X.min(axis=0), X.max(axis=0))
 
@@ -155,7 +200,8 @@ def check_columns_informative(X: np.ndarray, summary: ColumnSummary, names=None)
     if constant.size:
         labels = ", ".join(column_label(names, j) for j in constant)
         raise ValueError(
-            f"X {labels} is constant (every value is {X[0, constant[0]]!r}); it carries no "
+            f"X {labels} is constant (every value is {summary.minimum[constant[0]]!r}); it "
+            "carries no "
             "information for clustering and makes every covariance singular; drop it")
     # Only columns with the same summary can be identical; compare those exactly.
     groups = defaultdict(list)
@@ -164,7 +210,7 @@ def check_columns_informative(X: np.ndarray, summary: ColumnSummary, names=None)
         groups[key].append(j)
     for candidates in groups.values():
         for a, b in combinations(candidates, 2):
-            if np.array_equal(X[:, a], X[:, b]):
+            if np.array_equal(X[:, a], X[:, b], equal_nan=True):
                 raise ValueError(
                     f"X {column_label(names, a)} and {column_label(names, b)} are identical; "
                     "the covariance of a duplicated column is singular. Keep one of them")

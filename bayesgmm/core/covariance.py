@@ -122,6 +122,12 @@ class FullMoments:
         return upper + jnp.swapaxes(upper, -1, -2) - upper * jnp.eye(n_dims, dtype=second.dtype)
 
     @staticmethod
+    def from_matrix(matrix: Array) -> Array:
+        """(..., D, D) symmetric second-moment sums -> (..., D(D+1)/2) features."""
+        rows, cols = np.triu_indices(matrix.shape[-1])
+        return matrix[..., rows, cols]
+
+    @staticmethod
     def quadratic_coefficients(precision: Array) -> Array:
         """(..., D, D) precision -> (..., D(D+1)/2) coefficients of ``-x' P x / 2``."""
         n_dims = precision.shape[-1]
@@ -141,6 +147,11 @@ class DiagMoments:
     def features(x: Array) -> Array:
         """(..., D) -> (..., D)."""
         return x * x
+
+    @staticmethod
+    def from_matrix(matrix: Array) -> Array:
+        """(..., D, D) second-moment sums -> (..., D) diagonal features."""
+        return jnp.diagonal(matrix, axis1=-2, axis2=-1)
 
     @staticmethod
     def centred_sums(weighted: Array, x: Array, centre: Array) -> Array:

@@ -143,7 +143,12 @@ def refine_last_m_step(state: EMState, data: BlockedData, family: CovarianceFami
     -------
     state : ``params`` and ``stats`` replaced by the refined ones
     centre : (K, D) the origin of the refined ``stats.sum_second``
+
+    With missing values (``data.observed``) the state is returned as it is, with centre 0:
+    expected second moments are formed from raw sums anyway (float64 is then advised).
     """
+    if data.observed is not None:
+        return state, jnp.zeros((), data.features.dtype)
     centre = state.params.means
     stats = centred_e_step(data, state.stats_params, centre, family)
     return state._replace(params=update(stats, centre), stats=stats), centre
@@ -238,7 +243,7 @@ def fit_batch(keys: Array, active: Array, data: BlockedData, reg_covar: Array, t
         else:
             resp = initial_responsibilities(key, flat_x, flat_weight, n_components, init, active)
             stats = stats_from_responsibilities(
-                data, resp.reshape(n_blocks, block_rows, n_components), n_dims)
+                data, resp.reshape(n_blocks, block_rows, n_components), n_dims, family)
             params = _apply_override(update(stats, 0.0), override)
         state = run_em(params, stats, data, family, update, tol, max_iter)
         centre = 0.0

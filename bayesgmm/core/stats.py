@@ -21,7 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
+from bayesgmm.core.covariance import (
+    ConjugatePrior,
+    CovarianceFamily,
+    FullMoments,
+    MixtureParams,
+)
+from bayesgmm.core.missing import conditional_gaussians, expected_sums
 
 
 class BlockedData(NamedTuple):
@@ -33,10 +39,16 @@ class BlockedData(NamedTuple):
         ``[x, phi(x)]`` per row (:func:`make_features`).
     weight : (n_blocks, block_rows)
         1 for real rows (or a sample weight), 0 for padding.
+    observed : (n_blocks, D) or None
+        For data with missing values (:mod:`bayesgmm.core.missing`): each block's mask of
+        observed coordinates (1.0 observed, 0.0 missing; every row of a block shares it), and
+        ``features`` are then always :class:`~bayesgmm.core.covariance.FullMoments` features of
+        the zero-filled rows. None for complete data.
     """
 
     features: Array
     weight: Array
+    observed: Array | None = None
 
 
 class SuffStats(NamedTuple):
@@ -83,6 +95,22 @@ def weighted_log_prob(features: Array, params: MixtureParams,
     natural = family.natural(params)
     eta = jnp.concatenate([natural.linear, natural.quadratic], axis=1)
     return features @ eta.T + natural.constant
+
+
+def block_log_prob(features: Array, params: MixtureParams, family: CovarianceFamily,
+                   observed: Array | None = None) -> Array:
+    """:func:`weighted_log_prob` of a block, or with a block mask ``observed`` (D,) the
+    weighted log densities of each row's observed coordinates: (n, K)."""
+    if observed is None:
+        return weighted_log_prob(features, params, family)
+    natural = conditional_gaussians(params, family, observed).natural
+    eta = jnp.concatenate([natural.linear, natural.quadratic], axis=1)
+    return features @ eta.T + natural.constant
+
+
+def _blocked(data: BlockedData) -> tuple[Array, ...]:
+    """The per-block arrays of ``data`` to scan over: features, weight (and observed)."""
+    return tuple(a for a in data if a is not None)
 
 
 _LOG_TINY = {name: float(np.log(np.finfo(name).tiny)) for name in ("float32", "float64")}
@@ -141,6 +169,8 @@ def sum_blocks(fn, *blocked: Array):
 def e_step(data: BlockedData, params: MixtureParams, family: CovarianceFamily) -> SuffStats:
     """Sufficient statistics of ``data`` under the responsibilities implied by ``params``."""
     n_dims = params.means.shape[1]
+    if data.observed is not None:
+        return _missing_e_step(data, params, family)
 
     def one_block(features, weight):
         resp, log_norm = normalise_log_prob(weighted_log_prob(features, params, family))
@@ -149,23 +179,59 @@ def e_step(data: BlockedData, params: MixtureParams, family: CovarianceFamily) -
     return sum_blocks(one_block, data.features, data.weight)
 
 
+def _missing_e_step(data: BlockedData, params: MixtureParams,
+                    family: CovarianceFamily) -> SuffStats:
+    """:func:`e_step` for blocks with missing coordinates: expected complete-data statistics
+    and the observed-data log-likelihood (:mod:`bayesgmm.core.missing`)."""
+    n_dims = params.means.shape[1]
+
+    def one_block(features, weight, observed):
+        conditional = conditional_gaussians(params, family, observed)
+        eta = jnp.concatenate([conditional.natural.linear, conditional.natural.quadratic], 1)
+        resp, log_norm = normalise_log_prob(features @ eta.T + conditional.natural.constant)
+        raw = block_stats(features, weight, resp, n_dims)
+        sum_x, sum_outer = expected_sums(raw.counts, raw.sum_x,
+                                         FullMoments.to_matrix(raw.sum_second, n_dims),
+                                         conditional)
+        return raw._replace(sum_x=sum_x, sum_second=sum_outer,
+                            loglik=jnp.sum(weight * log_norm))
+
+    stats = sum_blocks(one_block, *_blocked(data))
+    return stats._replace(sum_second=family.moments.from_matrix(stats.sum_second))
+
+
 def assignment_summary(data: BlockedData, params: MixtureParams,
                        family: CovarianceFamily) -> tuple[Array, Array]:
     """Total log-likelihood and ``sum_i w_i log r_i,map(i)`` (ICL's term) under ``params``."""
 
-    def one_block(features, weight):
-        log_prob = weighted_log_prob(features, params, family)
+    def one_block(features, weight, observed=None):
+        log_prob = block_log_prob(features, params, family, observed)
         _, log_norm = normalise_log_prob(log_prob)
         map_log_resp = jnp.max(log_prob, axis=1) - log_norm
         return jnp.sum(weight * log_norm), jnp.sum(weight * map_log_resp)
 
-    return sum_blocks(one_block, data.features, data.weight)
+    return sum_blocks(one_block, *_blocked(data))
 
 
-def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int) -> SuffStats:
-    """Statistics for given responsibilities ``resp`` (n_blocks, block_rows, K)."""
-    return sum_blocks(lambda f, w, r: block_stats(f, w, r, n_dims),
-                      data.features, data.weight, resp)
+def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int,
+                                family: CovarianceFamily | None = None) -> SuffStats:
+    """Statistics for given responsibilities ``resp`` (n_blocks, block_rows, K).
+
+    With missing values these are the statistics of the rows as filled in the features
+    (:func:`bayesgmm.preprocessing.to_pattern_blocks`: column means, with the column variance
+    as the missing squares), converted to ``family``'s features (required then): a start, not
+    an E-step.
+    """
+    stats = sum_blocks(lambda f, w, r: block_stats(f, w, r, n_dims),
+                       data.features, data.weight, resp)
+    if data.observed is None:
+        return stats
+    return stats._replace(sum_second=family_features(stats.sum_second, n_dims, family))
+
+
+def family_features(full_second: Array, n_dims: int, family: CovarianceFamily) -> Array:
+    """Second-moment sums in :class:`FullMoments` form (..., D(D+1)/2) -> ``family``'s."""
+    return family.moments.from_matrix(FullMoments.to_matrix(full_second, n_dims))
 
 
 def centred_e_step(data: BlockedData, params: MixtureParams, centre: Array,
