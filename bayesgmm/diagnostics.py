@@ -58,6 +58,7 @@ def to_inference_data(model):
     observed_data and the marginal pointwise log-likelihood ``log p(x_i | theta_s)``."""
     import jax.numpy as jnp
 
+    from bayesgmm.bayes.models import missing_patterns
     from bayesgmm.bayes.posterior import pointwise_log_likelihood
     from bayesgmm.preprocessing import compute_context
 
@@ -70,7 +71,8 @@ def to_inference_data(model):
                  **label_invariant_draws(model)}
     with compute_context(np.float64):
         pointwise = np.asarray(pointwise_log_likelihood(
-            jnp.asarray(model._x_train, jnp.float64), model._device_draws()))
+            jnp.asarray(model._x_train, jnp.float64), model._device_draws(),
+            patterns=missing_patterns(model._x_train)))
     names = _feature_names(model)
     coords = {"cluster": np.arange(model.n_components), "feature": names,
               "feature_": names, "obs": np.arange(len(model._x_train))}

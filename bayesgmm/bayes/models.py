@@ -67,6 +67,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -94,6 +95,12 @@ class ModelSpec(NamedTuple):
     scale_median: float = 0.5
     scale_spread: float = 0.5
     lkj_concentration: float = 2.0
+    missing_patterns: tuple = ()
+
+    @property
+    def missing(self) -> bool:
+        """Whether the data have missing values (see :class:`MaskedComponentNormals`)."""
+        return bool(self.missing_patterns)
 
     @property
     def concentration_site(self) -> str | None:
@@ -193,17 +200,86 @@ class ComponentNormals(dist.MultivariateNormal):
                 - 0.5 * n_dims * jnp.log(2 * jnp.pi))
 
 
-def mixture_distribution(draws: MixtureDraws) -> dist.Distribution:
-    """The marginal (assignment-free) mixture of one parameter set: event shape (D,)."""
+def missing_patterns(x) -> tuple:
+    """The distinct observed masks of the rows of ``x`` (N, D) with missing values (NaN), as a
+    hashable tuple of D-tuples of bools (a static argument of the compiled passes); ``()``
+    when nothing is missing."""
+    observed = ~np.isnan(np.asarray(x))
+    if observed.all():
+        return ()
+    return tuple(tuple(bool(v) for v in row) for row in np.unique(observed, axis=0))
+
+
+class MaskedComponentNormals(ComponentNormals):
+    """:class:`ComponentNormals` whose ``log_prob`` of a point with missing coordinates (NaN)
+    is the density of its observed coordinates, ``N(x_o | mu_o, S_oo)``: the likelihood
+    marginalised over the missing ones (missing at random).
+
+    ``patterns`` (P, D) bool lists the observed masks that points may have (from
+    :func:`missing_patterns`). For each mask and component it factors ``S' = (o o') * S +
+    diag(1 - o)`` (``det S' = det S_oo``), and each point's ``x - mu``, with its missing
+    coordinates set to 0, is whitened by the factor of its own mask (found from the NaN
+    positions of the point itself, so minibatches work). Cost: P x T factorisations per
+    evaluation and an (N, T, D, D) gather; a point with nothing observed has density 1.
+    """
+
+    pytree_aux_fields = ("patterns",)
+
+    def __init__(self, loc, scale_tril, patterns: tuple, validate_args=None):
+        self.patterns = tuple(patterns)  # hashable: static under jit
+        super().__init__(loc, scale_tril=scale_tril, validate_args=validate_args)
+
+    def log_prob(self, value):
+        loc, tril = self.loc, self.scale_tril
+        if value.ndim != 3 or value.shape[-2] != 1 or loc.ndim != 2 or tril.ndim != 3:
+            raise ValueError("MaskedComponentNormals expects points of shape (N, 1, D) and "
+                             "T components")
+        x = value[:, 0, :]                                                      # (N, D)
+        n_dims = x.shape[-1]
+        observed = ~jnp.isnan(x)
+        weight = observed.astype(x.dtype)
+        patterns = np.asarray(self.patterns, bool).reshape(-1, n_dims)         # (P, D)
+        powers = 2 ** np.arange(n_dims)
+        codes = jnp.asarray(patterns @ powers)                                  # (P,)
+        which = jnp.argmax((observed.astype(jnp.int32) @ powers)[:, None] == codes, axis=1)
+        masks = jnp.asarray(patterns, x.dtype)
+        cov = tril @ jnp.swapaxes(tril, -1, -2)                                 # (T, D, D)
+        eye = jnp.eye(n_dims, dtype=x.dtype)
+        masked = (cov[None] * (masks[:, :, None] * masks[:, None, :])[:, None]
+                  + (eye * (1.0 - masks)[:, None, :])[:, None])                 # (P, T, D, D)
+        chol = jnp.linalg.cholesky(masked)
+        inverse = jax.scipy.linalg.solve_triangular(
+            chol, jnp.broadcast_to(eye, chol.shape), lower=True)               # (P, T, D, D)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (P, T)
+        diff = (jnp.where(observed, x, 0.0)[:, None, :] - loc[None]) * weight[:, None, :]
+        white = jnp.einsum("ntkd,ntd->ntk", inverse[which], diff)               # (N, T, D)
+        n_observed = jnp.sum(weight, axis=-1)[:, None]
+        return (-0.5 * jnp.sum(white**2, axis=-1) - log_det[which]
+                - 0.5 * n_observed * jnp.log(2 * jnp.pi))
+
+
+def mixture_distribution(draws: MixtureDraws, patterns: tuple = ()) -> dist.Distribution:
+    """The marginal (assignment-free) mixture of one parameter set: event shape (D,). With
+    ``patterns`` (:func:`missing_patterns`) points may hold NaN coordinates
+    (:class:`MaskedComponentNormals`)."""
+    if not patterns:
+        return dist.MixtureSameFamily(
+            dist.Categorical(logits=draws.log_weights),
+            ComponentNormals(draws.means, scale_tril=draws.scale_tril))
+    # NumPyro's support check would score a point holding NaN as impossible (-inf).
     return dist.MixtureSameFamily(
         dist.Categorical(logits=draws.log_weights),
-        ComponentNormals(draws.means, scale_tril=draws.scale_tril))
+        MaskedComponentNormals(draws.means, draws.scale_tril, patterns, validate_args=False),
+        validate_args=False)
 
 
 def mixture_model(y, spec: ModelSpec, subsample_size: int | None = None):
     """NumPyro model of standardised data ``y`` (N, D); see the module docstring for the
-    priors. ``subsample_size`` turns on minibatch likelihood scaling (for SVI)."""
-    mixture = mixture_distribution(draws_from_sites(sample_sites(spec, y.dtype), spec))
+    priors. ``subsample_size`` turns on minibatch likelihood scaling (for SVI). With
+    ``spec.missing_patterns`` NaN entries of ``y`` are missing at random and each point's
+    likelihood is that of its observed coordinates."""
+    mixture = mixture_distribution(draws_from_sites(sample_sites(spec, y.dtype), spec),
+                                   spec.missing_patterns)
     with numpyro.plate("data", y.shape[0], subsample_size=subsample_size):
         batch = numpyro.subsample(y, event_dim=1)
         numpyro.sample("y", mixture, obs=batch)

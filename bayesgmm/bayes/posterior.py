@@ -6,12 +6,14 @@ never O(S N T). Draws are :class:`~bayesgmm.bayes.models.MixtureDraws` in the da
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from bayesgmm.bayes.models import ComponentNormals, MixtureDraws
+from bayesgmm.bayes.models import ComponentNormals, MaskedComponentNormals, MixtureDraws
 from bayesgmm.preprocessing import AffineScaling
 
 
@@ -23,27 +25,32 @@ def to_data_units(draws: MixtureDraws, scaling: AffineScaling) -> MixtureDraws:
                         scale[:, None] * np.asarray(draws.scale_tril))
 
 
-def component_log_prob(x, draw: MixtureDraws):
+def component_log_prob(x, draw: MixtureDraws, patterns: tuple = ()):
     """``log w_k + log N(x_i | mu_k, L_k L_k')`` of one draw: (N, T), by the model's own
-    component distribution (one matrix product, :class:`ComponentNormals`)."""
-    normals = ComponentNormals(draw.means, scale_tril=draw.scale_tril)
+    component distribution (one matrix product, :class:`ComponentNormals`). With
+    ``patterns`` (:func:`~bayesgmm.bayes.models.missing_patterns` of ``x``), NaN coordinates
+    of ``x`` are marginalised (:class:`MaskedComponentNormals`); every pass below takes the
+    same static argument."""
+    normals = (MaskedComponentNormals(draw.means, draw.scale_tril, patterns) if patterns
+               else ComponentNormals(draw.means, scale_tril=draw.scale_tril))
     return draw.log_weights + normals.log_prob(x[:, None, :])
 
 
-@jax.jit
-def pointwise_log_likelihood(x, draws: MixtureDraws):
+@partial(jax.jit, static_argnames="patterns")
+def pointwise_log_likelihood(x, draws: MixtureDraws, patterns: tuple = ()):
     """Marginal log density of every point under every draw: (S, N)."""
-    return jax.lax.map(lambda d: logsumexp(component_log_prob(x, d), axis=-1), draws)
+    return jax.lax.map(lambda d: logsumexp(component_log_prob(x, d, patterns), axis=-1), draws)
 
 
-@jax.jit
-def membership_probabilities(x, draws: MixtureDraws):
+@partial(jax.jit, static_argnames="patterns")
+def membership_probabilities(x, draws: MixtureDraws, patterns: tuple = ()):
     """Per-draw membership probabilities of ``x``: (S, N, T). For small ``N`` only."""
-    return jax.lax.map(lambda d: jax.nn.softmax(component_log_prob(x, d), axis=-1), draws)
+    return jax.lax.map(lambda d: jax.nn.softmax(component_log_prob(x, d, patterns), axis=-1),
+                       draws)
 
 
-@jax.jit
-def summarise_draws(x, draws: MixtureDraws, key):
+@partial(jax.jit, static_argnames="patterns")
+def summarise_draws(x, draws: MixtureDraws, key, patterns: tuple = ()):
     """One pass over the draws.
 
     Returns
@@ -58,7 +65,7 @@ def summarise_draws(x, draws: MixtureDraws, key):
 
     def step(total, inputs):
         draw, k = inputs
-        log_prob = component_log_prob(x, draw)
+        log_prob = component_log_prob(x, draw, patterns)
         log_norm = logsumexp(log_prob, axis=-1, keepdims=True)
         membership = jnp.exp(log_prob - log_norm)
         # Inverse-CDF sampling: one uniform per point (Gumbel-max would need N x T).
@@ -73,20 +80,21 @@ def summarise_draws(x, draws: MixtureDraws, key):
     return total / n_draws, log_lik, occupancy
 
 
-@jax.jit
-def label_probability(x, draws: MixtureDraws, labels):
+@partial(jax.jit, static_argnames="patterns")
+def label_probability(x, draws: MixtureDraws, labels, patterns: tuple = ()):
     """Probability of ``labels`` (N,) for every point under every draw: (S, N)."""
     def one(draw):
-        membership = jax.nn.softmax(component_log_prob(x, draw), axis=-1)
+        membership = jax.nn.softmax(component_log_prob(x, draw, patterns), axis=-1)
         return jnp.take_along_axis(membership, labels[:, None], axis=-1)[:, 0]
     return jax.lax.map(one, draws)
 
 
-@jax.jit
-def predictive_log_density(x, draws: MixtureDraws):
+@partial(jax.jit, static_argnames="patterns")
+def predictive_log_density(x, draws: MixtureDraws, patterns: tuple = ()):
     """Posterior predictive log density ``log (1/S) sum_s p(x_i | theta_s)``: (N,)."""
     def step(running, draw):
-        return jnp.logaddexp(running, logsumexp(component_log_prob(x, draw), axis=-1)), None
+        return (jnp.logaddexp(running, logsumexp(component_log_prob(x, draw, patterns), axis=-1)),
+                None)
 
     start = jnp.full(x.shape[0], -jnp.inf, x.dtype)
     total, _ = jax.lax.scan(step, start, draws)
