@@ -182,7 +182,7 @@ def run_fit(args: argparse.Namespace) -> int:
     clustering = Clustering(args.columns, args.k, covariance_type=args.covariance,
                             criterion=args.criterion, bayes=args.bayes,
                             standardize=args.standardize, random_state=args.seed,
-                            progress_bar=not args.quiet)
+                            progress_bar=not args.quiet, missing=args.missing)
     _fit_quietly(clustering, data)
     if not args.quiet:
         if clustering.skipped_columns_:
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default none)")
     fit.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=False,
                      help="scale each column to unit variance before clustering (default: no)")
+    fit.add_argument("--missing", default="error", choices=("error", "marginalize"),
+                     help="empty cells (NaN): 'error' refuses them (default); 'marginalize' "
+                          "keeps the rows and fits by exact EM over the missing values")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--out", required=True, metavar="DIR", help="output directory")
     fit.set_defaults(run=run_fit)

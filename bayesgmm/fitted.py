@@ -3,7 +3,7 @@ Gaussian checks need, whichever estimator produced the clusters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -84,6 +84,16 @@ class FittedClusters:
         return cls(frame, model_input, labels, membership, list(clusters),
                    np.asarray(inner.means_), np.asarray(covariances), mean_draws, sizes,
                    bayesian)
+
+    def complete_rows(self) -> FittedClusters:
+        """This view restricted to the rows with no missing value (NaN), for the summaries
+        that need every coordinate (distances, Mahalanobis distances, normality tests)."""
+        keep = ~np.isnan(self.model_input).any(axis=1)
+        if keep.all():
+            return self
+        return replace(self, data=self.data[keep].reset_index(drop=True),
+                       model_input=self.model_input[keep], labels=self.labels[keep],
+                       membership=self.membership[keep])
 
     @property
     def n_features(self) -> int:

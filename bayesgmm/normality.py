@@ -66,7 +66,7 @@ def mahalanobis_qq(model, X) -> dict:
 
     Returns dict cluster -> (theoretical (n_k,), observed (n_k,)).
     """
-    return _qq(FittedClusters.of(model, X))
+    return _qq(FittedClusters.of(model, X).complete_rows())
 
 
 def _qq(view: FittedClusters) -> dict:
@@ -106,7 +106,7 @@ def gaussian_checks(model, X, alpha: float = 0.05, random_state=0) -> pd.DataFra
     ``gaussian`` (no test rejects at ``alpha`` after Holm's correction over the cluster's
     D + 2 tests); ``verdict`` in words.
     """
-    view = FittedClusters.of(model, X)
+    view = FittedClusters.of(model, X).complete_rows()  # the tests need whole rows
     rng = np.random.default_rng(random_state)
     qq = _qq(view)
     d = view.n_features

@@ -106,7 +106,9 @@ class Projection:
     ``note`` says what was projected (empty for two columns)."""
 
     def __init__(self, frame: pd.DataFrame):
-        x = frame.to_numpy()
+        x = frame.to_numpy(float)
+        incomplete = np.isnan(x).any(axis=1)
+        x = x[~incomplete]  # rows with missing values have no position; they are not drawn
         self.centre = x.mean(axis=0)
         if x.shape[1] <= 2:
             self.basis = np.eye(x.shape[1])[:, :2]
@@ -121,6 +123,9 @@ class Projection:
                          "principal components (of the standardised columns when fitted with "
                          "standardisation), with each component's covariance projected onto "
                          "them.")
+        if incomplete.any():
+            self.note = (f"{self.note} {int(incomplete.sum())} rows with missing values are "
+                         "not drawn.").strip()
         if x.shape[1] == 1:  # one feature: plot it against zero
             self.basis = np.hstack([self.basis, np.zeros((1, 1))])
             self.names = [*self.names, "(none)"]

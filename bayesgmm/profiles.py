@@ -43,7 +43,8 @@ def profile_clusters(model, X, quantiles=(0.25, 0.5, 0.75), credible_level: floa
     cluster best. A Bayesian fit adds ``share_lower``/``share_upper`` (share of rows under
     assignments sampled from the posterior) and ``component_mean`` with
     ``component_mean_lower``/``component_mean_upper`` (posterior of the component's mean).
-    Clusters with no row are left out.
+    Clusters with no row are left out. Missing values (NaN) are skipped feature by feature
+    (``size`` counts rows; the statistics use the rows where the feature is observed).
     """
     view = FittedClusters.of(model, X)
     x = view.data.to_numpy(float)
@@ -55,13 +56,16 @@ def profile_clusters(model, X, quantiles=(0.25, 0.5, 0.75), credible_level: floa
             continue
         rest = x[~inside]
         for j, feature in enumerate(view.data.columns):
-            values = x[inside, j]
+            values = _observed(x[inside, j])
             row = {"cluster": k, "feature": feature, "size": int(inside.sum()),
-                   "share": float(inside.mean()), "mean": values.mean(),
+                   "share": float(inside.mean()),
+                   "mean": values.mean() if len(values) else np.nan,
                    "sd": values.std(ddof=1) if len(values) > 1 else np.nan}
-            for q, value in zip(quantiles, np.quantile(values, quantiles), strict=True):
+            levels = np.quantile(values, quantiles) if len(values) else np.full(
+                len(quantiles), np.nan)
+            for q, value in zip(quantiles, levels, strict=True):
                 row[f"q{round(100 * q):02d}"] = value
-            row["smd"] = _cohens_d(values, rest[:, j])
+            row["smd"] = _cohens_d(values, _observed(rest[:, j]))
             if view.bayesian:
                 sizes = view.sizes
                 row["share_lower"] = sizes.loc[k, "share_lower"] if k in sizes.index else 0.0
@@ -72,6 +76,11 @@ def profile_clusters(model, X, quantiles=(0.25, 0.5, 0.75), credible_level: floa
                     draws, [tail, 1 - tail])
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _observed(values: np.ndarray) -> np.ndarray:
+    """The values that are not missing (NaN)."""
+    return values[~np.isnan(values)]
 
 
 def _cohens_d(inside: np.ndarray, rest: np.ndarray) -> float:
@@ -152,7 +161,8 @@ def _cluster_vs_rest(view: FittedClusters, x: np.ndarray, groups: list) -> pd.Da
     for k in groups:
         inside = view.members(k)
         for j, feature in enumerate(view.data.columns):
-            test = stats.ttest_ind(x[inside, j], x[~inside, j], equal_var=False)
+            test = stats.ttest_ind(_observed(x[inside, j]), _observed(x[~inside, j]),
+                                   equal_var=False)
             rows[(k, feature)] = {"t": test.statistic, "p": test.pvalue, "n_rows": len(x)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["cluster", "feature"])
 
@@ -160,7 +170,7 @@ def _cluster_vs_rest(view: FittedClusters, x: np.ndarray, groups: list) -> pd.Da
 def _across_clusters(view: FittedClusters, x: np.ndarray, groups: list) -> pd.DataFrame:
     rows = {}
     for j, feature in enumerate(view.data.columns):
-        samples = [x[view.members(k), j] for k in groups]
+        samples = [_observed(x[view.members(k), j]) for k in groups]
         if len(samples) < 2:
             rows[feature] = dict.fromkeys(("anova_f", "anova_p", "kruskal_h", "kruskal_p"),
                                           np.nan)

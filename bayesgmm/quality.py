@@ -122,7 +122,7 @@ def cluster_quality(model, X, labels_true=None, sample_size: int = SILHOUETTE_SA
     """
     from sklearn import metrics as skm
 
-    view = FittedClusters.of(model, X)
+    view = FittedClusters.of(model, X).complete_rows()  # distances need whole rows
     x, labels = view.model_input, view.labels
     n_clusters = len(np.unique(labels))
     values = {"silhouette": np.nan, "davies_bouldin": np.nan, "calinski_harabasz": np.nan}

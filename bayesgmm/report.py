@@ -82,6 +82,16 @@ def _data_section(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
                    + (" Columns standardised to mean 0, variance 1 before clustering; "
                       "results are in the data's units." if clustering.standardize else "")),
              _table(describe)]
+    missing = frame.isna().sum()
+    if missing.any():
+        incomplete = int(frame.isna().any(axis=1).sum())
+        where = ", ".join(f"{name} ({count})" for name, count in missing[missing > 0].items())
+        parts.append(_para(
+            f"{int(missing.sum())} values are missing ({100 * missing.sum() / frame.size:.1f}% "
+            f"of the cells) in {incomplete} rows: {where}. The models were fitted by "
+            "marginalising them (missing at random assumed): each row counts through its "
+            "observed values. Rows with missing values are not flagged as anomalies, and the "
+            "quality and Gaussian checks below use the complete rows only.", "warn"))
     return parts
 
 

@@ -23,7 +23,13 @@ from bayesgmm.bayes.posterior import membership_entropy
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling
 from bayesgmm.selection import COVARIANCE_TYPES, select_model
-from bayesgmm.validation import ColumnSummary, NonNumericDataError, as_frame, check_finite
+from bayesgmm.validation import (
+    ColumnSummary,
+    NonNumericDataError,
+    as_frame,
+    check_finite,
+    check_missing_option,
+)
 
 BAYES_METHODS = ("none", "vi", "nuts")
 #: Probability below which an assignment is called ambiguous (as BayesianGaussianMixture).
@@ -107,11 +113,19 @@ class Clustering(Persistable, BaseEstimator):
         Further :class:`~bayesgmm.BayesianGaussianMixture` parameters (e.g.
         ``{"num_samples": 2000}`` or ``{"weight_concentration_prior_type":
         "dirichlet_distribution"}``); they override the choices above.
+    missing : {'error', 'marginalize'}, default 'error'
+        'marginalize' keeps rows with missing values (NaN) and fits every model by
+        marginalising them (:class:`~bayesgmm.GaussianMixture`); rows with nothing observed
+        are left out with a warning. A row's log density is then that of its observed values,
+        which is not comparable with complete rows', so rows with missing values are never
+        flagged as anomalies (``anomaly`` is NA for them) and the threshold comes from the
+        complete training rows.
     """
 
     def __init__(self, columns=None, n_components=range(1, 10), *, covariance_type="auto",
                  criterion="bic", bayes="none", standardize=False, anomaly_quantile=0.01,
-                 n_init=5, random_state=None, progress_bar=False, bayes_options=None):
+                 n_init=5, random_state=None, progress_bar=False, bayes_options=None,
+                 missing="error"):
         self.columns = columns
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -123,6 +137,7 @@ class Clustering(Persistable, BaseEstimator):
         self.random_state = random_state
         self.progress_bar = progress_bar
         self.bayes_options = bayes_options
+        self.missing = missing
 
     def _check_parameters(self) -> None:
         if self.bayes not in BAYES_METHODS:
@@ -134,6 +149,7 @@ class Clustering(Persistable, BaseEstimator):
         if unknown:
             raise ValueError(f"bayes_options: unknown BayesianGaussianMixture parameter(s) "
                              f"{sorted(unknown)}")
+        check_missing_option(self.missing)
         if not 0 < self.anomaly_quantile < 1:
             raise ValueError(f"anomaly_quantile={self.anomaly_quantile!r} must be in (0, 1)")
 
@@ -143,7 +159,9 @@ class Clustering(Persistable, BaseEstimator):
         data = as_frame(data)
         frame, self.skipped_columns_ = select_columns(data, self.columns)
         self.columns_ = list(frame.columns)
-        check_finite(frame.to_numpy(), np.array(self.columns_, dtype=object))
+        check_finite(frame.to_numpy(), np.array(self.columns_, dtype=object),
+                     allow_nan=check_missing_option(self.missing),
+                     nan_hint=" or pass missing='marginalize' (--missing marginalize)")
         summary = ColumnSummary.of(frame.to_numpy())
         self.input_scaling_ = (AffineScaling.standardise(summary.mean, summary.var)
                                if self.standardize else None)
@@ -153,7 +171,7 @@ class Clustering(Persistable, BaseEstimator):
             warnings.simplefilter("always")
             self.selection_ = select_model(
                 x, self.n_components, types, self.criterion, self.n_init,
-                self.random_state, progress_bar=self.progress_bar)
+                self.random_state, progress_bar=self.progress_bar, missing=self.missing)
             self.em_model_ = self.selection_.best_
             self.bayes_model_ = None
             if self.bayes != "none":
@@ -165,7 +183,8 @@ class Clustering(Persistable, BaseEstimator):
                 options = {"n_components": max(10, 2 * k), "covariance_type": covariance,
                            "init_components": k,
                            "method": self.bayes, "random_state": self.random_state,
-                           "progress_bar": self.progress_bar, **(self.bayes_options or {})}
+                           "progress_bar": self.progress_bar, "missing": self.missing,
+                           **(self.bayes_options or {})}
                 self.bayes_model_ = BayesianGaussianMixture(**options).fit(x)
         relevant = (UserWarning, RuntimeWarning)
         self.warnings_ = list(dict.fromkeys(str(w.message) for w in caught
@@ -173,7 +192,11 @@ class Clustering(Persistable, BaseEstimator):
         for message in self.warnings_:
             warnings.warn(message, UserWarning, stacklevel=2)
         self.n_rows_ = len(frame)
-        log_density = self.log_density(frame)
+        self.n_missing_values_ = frame.isna().sum()
+        log_density = self.log_density(frame)[~frame.isna().any(axis=1).to_numpy()]
+        if not len(log_density):
+            raise ValueError("no training row is complete: the anomaly threshold needs some "
+                             "rows with every value observed")
         self.anomaly_threshold_ = float(np.quantile(log_density, self.anomaly_quantile))
         return self
 
@@ -233,7 +256,12 @@ class Clustering(Persistable, BaseEstimator):
         out["entropy"] = membership_entropy(proba)
         out["ambiguous"] = out["probability"] < AMBIGUITY_THRESHOLD
         out["log_density"] = self.log_density(frame)
-        out["anomaly"] = out["log_density"] < self.anomaly_threshold_
+        anomaly = out["log_density"] < self.anomaly_threshold_
+        incomplete = frame.isna().any(axis=1)
+        if incomplete.any():  # not comparable: densities of fewer coordinates
+            out["n_missing"] = frame.isna().sum(axis=1)
+            anomaly = anomaly.astype("boolean").mask(incomplete)
+        out["anomaly"] = anomaly
         return out
 
     def cluster_labels(self) -> list[int]:
