@@ -126,6 +126,8 @@ def compare_cluster_counts(X, bayes: BayesianGaussianMixture | None = None, *,
     template = BayesianGaussianMixture() if bayes is None else bayes
     if template.random_state is None:
         template = clone(template).set_params(random_state=seed)
+    if template.init_components == "bic":  # start the chains from the K just selected
+        template = clone(template).set_params(init_components=bic_model.n_components)
     models = {"selection": selection}
     for name, weights in _WEIGHT_PRIORS.items():
         fit = clone(template).set_params(weight_concentration_prior_type=weights).fit(X)
