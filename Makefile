@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/bayes.py
 
 strip-notebooks: $(STAMP)

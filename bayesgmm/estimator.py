@@ -38,8 +38,23 @@ from bayesgmm.preprocessing import (
     to_pattern_blocks,
 )
 from bayesgmm.prior import batch_prior, resolve_prior
+from bayesgmm.streaming import (
+    ChunkedSource,
+    chunked,
+    named_chunks,
+    run_streaming_em,
+    summarise,
+)
 from bayesgmm.training import TrainingData
-from bayesgmm.validation import DegenerateFitError, check_array_input, check_missing_option
+from bayesgmm.validation import (
+    ColumnSummary,
+    DegenerateFitError,
+    check_array_input,
+    check_columns_informative,
+    check_enough_samples,
+    check_missing_option,
+    warn_if_regularisation_dominates,
+)
 
 
 def _seed(random_state) -> int:
@@ -281,7 +296,11 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like (n_samples, n_features), or data too large for memory: a
+            ``numpy.memmap``, a Parquet file or directory, a callable returning an iterator of
+            row chunks, or :func:`bayesgmm.streaming.chunked` of one. Those are fitted by
+            streaming exact EM (:mod:`bayesgmm.streaming`): the same E-step summed over
+            chunks, one read of the data per iteration, initialised from a reservoir sample.
         y : ignored
 
         Returns
@@ -289,6 +308,9 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self
         """
         self._check_parameters()
+        source = chunked(X)
+        if source is not None:
+            return self._fit_stream(source)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         previous_features = getattr(self, "n_features_in_", None)
         data = TrainingData.prepare(X, self, self.n_components, self.reg_covar, self.missing)
@@ -323,6 +345,71 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
                 f"iterations (tol={self.tol}); try a larger max_iter or tol, or check the data.",
                 ConvergenceWarning, stacklevel=2)
         return self
+
+    def _fit_stream(self, source: ChunkedSource):
+        """:meth:`fit` on a chunked source (see :mod:`bayesgmm.streaming`)."""
+        if self.missing != "error":
+            raise ValueError("missing='marginalize' is not supported for chunked sources yet; "
+                             "fit in memory, or drop incomplete rows from the source")
+        if self.warm_start:
+            raise ValueError("warm_start is not supported for chunked sources")
+        seed = _seed(self.random_state)
+        names = None if source.names is None else np.asarray(source.names, dtype=object)
+        first = summarise(source, seed, names=names)
+        n_dims = first.mean.shape[0]
+        self.n_features_in_ = n_dims
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        check_enough_samples(first.n_rows, self.n_components)
+        summary = ColumnSummary(first.mean, first.var, first.minimum, first.maximum)
+        check_columns_informative(first.sample, summary, names)
+        warn_if_regularisation_dominates(summary, self.reg_covar, names)
+        scaling = AffineScaling.from_moments(first.mean, first.var)
+        sample = TrainingData(first.sample, summary, scaling, names)
+        family = get_family(self.covariance_type)
+        dtype = compute_dtype(self.dtype)
+        with compute_context(dtype):
+            with compute_context(np.float64):
+                override = self._user_init(n_dims, scaling)
+            override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
+                                      for a in override))
+            prior = batch_prior(resolve_prior(self.prior, family, first.sample,
+                                              self.n_components, scaling, dtype), self.n_init)
+            keys = jax.random.split(jax.random.PRNGKey(seed), self.n_init)
+            active = np.ones((self.n_init, self.n_components), bool)
+            start = sample.fit(keys, active, family=family, dtype=dtype,
+                               reg_covar=self.reg_covar, tol=self.tol, init=self.init_params,
+                               max_iter=0, override=override, prior=prior)
+            params = MixtureParams(*(jnp.asarray(a, dtype) for a in start.state.params))
+            result = run_streaming_em(
+                source, params, scaling=scaling, family=family, dtype=dtype,
+                reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
+                feature_variance=first.var, chunk_rows=first.largest_chunk, prior=prior,
+                report=self._stream_report(scaling.log_det(n_dims)))
+        best = self._choose_restart(result)
+        self._store_fit(result, best, scaling, log_det=scaling.log_det(n_dims))
+        self.n_missing_values_ = np.zeros(n_dims, int)
+        self.n_rows_streamed_ = first.n_rows
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                f"Best of {self.n_init} restart(s) did not converge in max_iter="
+                f"{self.max_iter} iterations (tol={self.tol}).", ConvergenceWarning,
+                stacklevel=3)
+        return self
+
+    def _stream_report(self, log_det: float):
+        """Per-iteration lines for a streamed fit (printed live: the loop runs on the host)."""
+        if not self.verbose:
+            return None
+
+        def report(iteration, lower_bounds):
+            if iteration % self.verbose_interval == 0 or iteration == 1:
+                print(f"Iteration {iteration}\t lower bounds "
+                      + ", ".join(f"{b - log_det:.6f}" for b in lower_bounds), flush=True)
+
+        return report
 
     def _choose_restart(self, result: BatchResult) -> int:
         """The best usable restart: highest lower bound among those with no degenerate
@@ -407,8 +494,13 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
     def _estimate_weighted_log_prob(self, X) -> np.ndarray:
         """``log w_k + log N(x | mu_k, S_k)`` in the data's units: (n_samples, K); of the
-        observed coordinates of rows with missing values (``missing='marginalize'``)."""
+        observed coordinates of rows with missing values (``missing='marginalize'``). A
+        chunked source is read chunk by chunk."""
         check_is_fitted(self)
+        source = chunked(X)
+        if source is not None:
+            return np.concatenate([self._estimate_weighted_log_prob(chunk)
+                                   for chunk in named_chunks(source, self)])
         X = check_array_input(X, self, reset=False,
                               allow_nan=check_missing_option(self.missing))
         family = get_family(self.covariance_type)

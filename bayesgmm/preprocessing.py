@@ -98,15 +98,17 @@ def _features(x, family):
 
 
 def to_blocks(x: np.ndarray, dtype: np.dtype, family: CovarianceFamily,
-              weight: np.ndarray | None = None) -> BlockedData:
+              weight: np.ndarray | None = None, pad_to: int = 0) -> BlockedData:
     """Pad ``x`` (N, D) with zero-weight rows, split it into blocks on the JAX device and build
-    the feature rows ``[x, phi(x)]`` for ``family``.
+    the feature rows ``[x, phi(x)]`` for ``family``. ``pad_to`` lays the rows out as if there
+    were at least that many (the chunks of a stream then share one shape).
 
     Must be called inside :func:`compute_context` for float64.
     """
     n_rows, n_dims = x.shape
     n_columns = n_dims + family.moments.n_features(n_dims)
-    n_blocks, block_rows = block_layout(n_rows, n_columns, np.dtype(dtype).itemsize)
+    n_blocks, block_rows = block_layout(max(n_rows, pad_to), n_columns,
+                                        np.dtype(dtype).itemsize)
     padded = np.zeros((n_blocks * block_rows, n_dims), dtype)
     padded[:n_rows] = x
     w = np.zeros(n_blocks * block_rows, dtype)

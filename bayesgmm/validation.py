@@ -104,9 +104,9 @@ def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1,
 
 
 def check_finite(X: np.ndarray, names=None, argument: str = "X", *, allow_nan: bool = False,
-                 nan_hint: str = "") -> None:
+                 nan_hint: str = "", first_row: int = 0) -> None:
     """Raise a ValueError naming the columns and rows of any NaN (unless ``allow_nan``) or
-    infinite value."""
+    infinite value; rows are numbered from ``first_row`` (a chunk's place in a stream)."""
     bad = np.isinf(X) if allow_nan else ~np.isfinite(X)
     if not bad.any():
         return
@@ -116,7 +116,7 @@ def check_finite(X: np.ndarray, names=None, argument: str = "X", *, allow_nan: b
     for j in np.flatnonzero(bad.any(axis=0)):
         column = X[:, j]
         for what, test in checks:
-            rows = np.flatnonzero(test(column))
+            rows = np.flatnonzero(test(column)) + first_row
             if rows.size:
                 problems.append(f"{rows.size} {what} values in {column_label(names, j)} "
                                 f"({_row_list(rows)})")

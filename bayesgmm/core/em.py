@@ -104,7 +104,13 @@ Update = Callable[[SuffStats, "Array | float"], MixtureParams]
 def em_step(state: EMState, data: BlockedData, family: CovarianceFamily, update: Update,
             tol: Array) -> EMState:
     """One E-step and M-step (pure). ``update(stats, centre)`` is the M-step."""
-    stats = e_step(data, state.params, family)
+    return em_update(state, e_step(data, state.params, family), update, tol)
+
+
+def em_update(state: EMState, stats: SuffStats, update: Update, tol: Array) -> EMState:
+    """The M-step and bookkeeping of :func:`em_step`, given the E-step's ``stats`` under
+    ``state.params`` (however they were summed: blocks in memory, or chunks streamed from
+    disk by :mod:`bayesgmm.streaming`)."""
     lower_bound = stats.loglik / stats.total_weight
     return EMState(
         params=update(stats, 0.0),

@@ -1,0 +1,110 @@
+"""Streaming EM memory goal (issue #6): fit 1e7 x 8 float64 rows on disk (640 MB) with peak
+resident memory below 1 GB, measured by ``/usr/bin/time -v``.
+
+    python benchmarks/streaming.py [--rows 10000000] [--keep]
+
+Writes the data file (a raw float64 array, read as a ``numpy.memmap``) into a temporary
+folder, fits ``GaussianMixture(8)`` on it in a child process under ``/usr/bin/time -v`` and
+rewrites the ``streaming`` table of ``benchmarks/README.md`` with the peak RSS, the wall
+time, the iterations and the time per iteration. The anchor is the same fit in memory on the
+first 1e6 rows (the whole 1e7 rows would need 640 MB for the data plus ~3.5 GB for the
+features), timed per iteration in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+N_DIMS, N_COMPONENTS = 8, 8
+
+CHILD = """
+import json, sys, time, warnings
+import numpy as np
+from bayesgmm import GaussianMixture
+path, rows, in_memory = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+data = np.memmap(path, dtype=np.float64, mode="r", shape=(rows, {d}))
+if in_memory:
+    data = np.array(data)
+start = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model = GaussianMixture({k}, max_iter=30, random_state=0).fit(data)
+print(json.dumps({{"seconds": time.perf_counter() - start, "n_iter": model.n_iter_,
+                  "lower_bound": model.lower_bound_}}))
+"""
+
+
+def write_data(path: Path, rows: int) -> None:
+    """Rows of the benchmark mixture of ``benchmarks/run.py``, written a million at a time
+    (never all in memory): one million drawn rows, in a fresh random order for each block."""
+    from run import make_problem
+
+    block = make_problem(min(rows, 1_000_000), N_DIMS, N_COMPONENTS, seed=0)[0]
+    out = np.memmap(path, dtype=np.float64, mode="w+", shape=(rows, N_DIMS))
+    for start in range(0, rows, len(block)):
+        n = min(len(block), rows - start)
+        out[start:start + n] = block[np.random.default_rng(start).permutation(len(block))[:n]]
+    out.flush()
+    del out
+
+
+def measure(path: Path, rows: int, in_memory: bool) -> dict:
+    """Run the child under ``/usr/bin/time -v``: its JSON line plus the peak RSS (MB)."""
+    child = CHILD.format(d=N_DIMS, k=N_COMPONENTS)
+    result = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", child, str(path),
+                             str(rows), "1" if in_memory else "0"],
+                            capture_output=True, text=True, check=True)
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)[1])
+    out["peak_rss_mb"] = peak_kb / 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--anchor-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    from run import machine_description, render_table, write_readme
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rows.f64"
+        start = time.perf_counter()
+        write_data(path, args.rows)
+        print(f"wrote {path.stat().st_size / 2**20:.0f} MB in "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+        streamed = measure(path, args.rows, in_memory=False)
+        print("streamed", streamed, flush=True)
+        anchor = measure(path, args.anchor_rows, in_memory=True)
+        print("in memory", anchor, flush=True)
+    rows = [("streamed from disk (memmap)", args.rows, streamed),
+            ("in memory (anchor)", args.anchor_rows, anchor)]
+    per_row_anchor = anchor["seconds"] / anchor["n_iter"] / args.anchor_rows
+    lines = [f"| {name} | {n:,} | {r['peak_rss_mb']:.0f} | {r['seconds']:.1f} | {r['n_iter']} | "
+             f"{1e3 * r['seconds'] / r['n_iter']:.0f} | "
+             f"{r['seconds'] / r['n_iter'] / n / per_row_anchor:.2f} |"
+             for name, n, r in rows]
+    table = render_table(
+        "| fit | rows | peak RSS (MB) | wall (s, with compile and first pass) | iterations | "
+        "ms per iteration | time per row and iteration vs in memory |",
+        "|---|---:|---:|---:|---:|---:|---:|", lines)
+    print(machine_description())
+    print(table)
+    write_readme("streaming", table)
+
+
+if __name__ == "__main__":
+    main()
