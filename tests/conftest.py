@@ -38,6 +38,38 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the rest keep their order
 
 
+#: Memory mappings of a worker above which its compiled programs are dropped (see below).
+MAX_MAPPINGS = 25_000
+
+
+def _n_mappings() -> int:
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return sum(1 for _ in maps)
+    except OSError:  # not Linux: no such limit to guard
+        return 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after a test module when the worker holds too many.
+
+    Each XLA CPU executable keeps several memory mappings; a worker that has compiled a few
+    thousand programs reaches the kernel's ``vm.max_map_count`` (65,530; 50,873 maps were
+    measured in one worker at 65% of the suite) and the next mapping aborts the process
+    inside XLA ("Fatal Python error: Aborted", 2 of the last 4 full runs). Programs needed
+    again come back from the persistent cache above.
+    """
+    yield
+    if _n_mappings() > MAX_MAPPINGS:
+        import jax
+
+        from bayesgmm.bayes import inference
+
+        inference._COMPILED.clear()
+        jax.clear_caches()
+
+
 def pytest_unconfigure(config):
     if _OWN_CACHE and not hasattr(config, "workerinput"):
         shutil.rmtree(os.environ["BAYESGMM_TEST_JAX_CACHE"], ignore_errors=True)
