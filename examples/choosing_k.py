@@ -16,19 +16,21 @@ from bayesgmm.workflow import small_settings
 def main() -> None:
     small = bool(small_settings())
     mcmc = small_settings() or {"num_warmup": 1000, "num_samples": 1000, "num_chains": 2}
-    nuts = BayesianGaussianMixture(n_components=10, method="nuts", progress_bar=False, **mcmc)
-    grid = range(1, 5 if small else 10)
+    nuts = BayesianGaussianMixture(n_components=6 if small else 10, method="nuts",
+                                   progress_bar=False, **mcmc)
+    grid = (dict(n_components=range(1, 4), covariance_types=("diag", "full")) if small
+            else dict(n_components=range(1, 10)))
     wine = load_wine(as_frame=True)
     wine_x = (wine.data - wine.data.mean()) / wine.data.std()
     with pd.option_context("display.width", 120, "display.max_colwidth", 60):
         print("Old Faithful (full covariances)")
         print(compare_cluster_counts(bayesgmm.load_faithful(),
                                      nuts.set_params(covariance_type="full"),
-                                     random_state=0, n_components=grid).round(3).to_string())
+                                     random_state=0, **grid).round(3).to_string())
         print("\nWine, standardised (diag covariances; ARI against the three cultivars)")
         print(compare_cluster_counts(wine_x, nuts.set_params(covariance_type="diag"),
                                      labels_true=wine.target, random_state=0,
-                                     n_components=grid).round(3).to_string())
+                                     **grid).round(3).to_string())
 
 
 if __name__ == "__main__":
