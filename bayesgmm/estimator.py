@@ -318,33 +318,48 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         if warm and n_dims != previous_features:
             raise ValueError(f"warm_start: X has {n_dims} features but the previous fit had "
                              f"{previous_features}")
+        n_init = 1 if warm else self.n_init
+        with compute_context(compute_dtype(self.dtype)):
+            result, _ = self._run_from_start(data, n_init, _seed(self.random_state),
+                                             self.max_iter, warm=warm)
+        self._finish(result, data.scaling, data.mean_log_det, data.missing_counts, n_init)
+        return self
+
+    def _run_from_start(self, data: TrainingData, n_init: int, seed: int, max_iter: int,
+                        warm: bool = False):
+        """The compiled fit of ``data`` from this model's start (user ``*_init``, the previous
+        fit when ``warm``, else ``init_params``) and prior, ``n_init`` restarts; ``max_iter=0``
+        gives the starting parameters. Returns the :class:`BatchResult` and the batched prior.
+        Must run inside ``compute_context(dtype)``."""
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
         scaling = data.scaling
-        n_init = 1 if warm else self.n_init
-        with compute_context(dtype):
-            with compute_context(np.float64):
-                override = (InitOverride(*self._internal_params(scaling)) if warm
-                            else self._user_init(n_dims, scaling))
-            override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
-                                      for a in override))
-            prior = batch_prior(resolve_prior(self.prior, family, data.x, self.n_components,
-                                              scaling, dtype), n_init)
-            keys = jax.random.split(jax.random.PRNGKey(_seed(self.random_state)), n_init)
-            result = data.fit(keys, np.ones((n_init, self.n_components), bool), family=family,
-                              dtype=dtype, reg_covar=self.reg_covar, tol=self.tol,
-                              init=self.init_params, max_iter=self.max_iter,
-                              override=override, prior=prior)
+        with compute_context(np.float64):
+            override = (InitOverride(*self._internal_params(scaling)) if warm
+                        else self._user_init(data.x.shape[1], scaling))
+        override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
+                                  for a in override))
+        prior = batch_prior(resolve_prior(self.prior, family, data.x, self.n_components,
+                                          scaling, dtype), n_init)
+        keys = jax.random.split(jax.random.PRNGKey(seed), n_init)
+        result = data.fit(keys, np.ones((n_init, self.n_components), bool), family=family,
+                          dtype=dtype, reg_covar=self.reg_covar, tol=self.tol,
+                          init=self.init_params, max_iter=max_iter, override=override,
+                          prior=prior)
+        return result, prior
+
+    def _finish(self, result: BatchResult, scaling: AffineScaling, log_det: float,
+                missing_counts: np.ndarray, n_init: int) -> None:
+        """Keep the best restart of ``result``, report it, and warn if it did not converge."""
         best = self._choose_restart(result)
-        self._store_fit(result, best, scaling, log_det=data.mean_log_det)
-        self.n_missing_values_ = data.missing_counts
-        self._report(result, data.mean_log_det, best)
+        self._store_fit(result, best, scaling, log_det=log_det)
+        self.n_missing_values_ = missing_counts
+        self._report(result, log_det, best)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 f"Best of {n_init} restart(s) did not converge in max_iter={self.max_iter} "
                 f"iterations (tol={self.tol}); try a larger max_iter or tol, or check the data.",
-                ConvergenceWarning, stacklevel=2)
-        return self
+                ConvergenceWarning, stacklevel=3)
 
     def _fit_stream(self, source: ChunkedSource):
         """:meth:`fit` on a chunked source (see :mod:`bayesgmm.streaming`)."""
@@ -368,35 +383,18 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         warn_if_regularisation_dominates(summary, self.reg_covar, names)
         scaling = AffineScaling.from_moments(first.mean, first.var)
         sample = TrainingData(first.sample, summary, scaling, names)
-        family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
         with compute_context(dtype):
-            with compute_context(np.float64):
-                override = self._user_init(n_dims, scaling)
-            override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
-                                      for a in override))
-            prior = batch_prior(resolve_prior(self.prior, family, first.sample,
-                                              self.n_components, scaling, dtype), self.n_init)
-            keys = jax.random.split(jax.random.PRNGKey(seed), self.n_init)
-            active = np.ones((self.n_init, self.n_components), bool)
-            start = sample.fit(keys, active, family=family, dtype=dtype,
-                               reg_covar=self.reg_covar, tol=self.tol, init=self.init_params,
-                               max_iter=0, override=override, prior=prior)
+            start, prior = self._run_from_start(sample, self.n_init, seed, max_iter=0)
             params = MixtureParams(*(jnp.asarray(a, dtype) for a in start.state.params))
             result = run_streaming_em(
-                source, params, scaling=scaling, family=family, dtype=dtype,
-                reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
+                source, params, scaling=scaling, family=get_family(self.covariance_type),
+                dtype=dtype, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
                 feature_variance=first.var, chunk_rows=first.largest_chunk, prior=prior,
                 report=self._stream_report(scaling.log_det(n_dims)))
-        best = self._choose_restart(result)
-        self._store_fit(result, best, scaling, log_det=scaling.log_det(n_dims))
-        self.n_missing_values_ = np.zeros(n_dims, int)
+        self._finish(result, scaling, scaling.log_det(n_dims), np.zeros(n_dims, int),
+                     self.n_init)
         self.n_rows_streamed_ = first.n_rows
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                f"Best of {self.n_init} restart(s) did not converge in max_iter="
-                f"{self.max_iter} iterations (tol={self.tol}).", ConvergenceWarning,
-                stacklevel=3)
         return self
 
     def _stream_report(self, log_det: float):

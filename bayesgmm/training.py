@@ -8,6 +8,7 @@ same internal units, and the same call of :func:`~bayesgmm.core.em.fit_batch`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import jax
 import jax.numpy as jnp
@@ -70,12 +71,12 @@ class TrainingData:
         """(N, D) the rows in internal units."""
         return self.scaling.transform(self.x)
 
-    @property
+    @cached_property
     def missing_counts(self) -> np.ndarray:
         """(D,) number of missing values per column."""
         return np.isnan(self.x).sum(axis=0)
 
-    @property
+    @cached_property
     def mean_log_det(self) -> float:
         """Mean over rows of ``log |d internal / d x|`` on each row's observed coordinates:
         subtract from internal mean log densities (``scaling.log_det(D)`` for complete rows)."""
