@@ -26,6 +26,7 @@ from bayesgmm.core.covariance import (
     CovarianceFamily,
     FullMoments,
     MixtureParams,
+    NaturalParams,
 )
 from bayesgmm.core.missing import conditional_gaussians, expected_sums
 
@@ -92,7 +93,11 @@ def weighted_log_prob(features: Array, params: MixtureParams,
     -------
     (n, K)
     """
-    natural = family.natural(params)
+    return natural_log_prob(features, family.natural(params))
+
+
+def natural_log_prob(features: Array, natural: NaturalParams) -> Array:
+    """``features @ eta' + c``: (n, D + F) feature rows, (K, ...) natural parameters -> (n, K)."""
     eta = jnp.concatenate([natural.linear, natural.quadratic], axis=1)
     return features @ eta.T + natural.constant
 
@@ -103,9 +108,7 @@ def block_log_prob(features: Array, params: MixtureParams, family: CovarianceFam
     weighted log densities of each row's observed coordinates: (n, K)."""
     if observed is None:
         return weighted_log_prob(features, params, family)
-    natural = conditional_gaussians(params, family, observed).natural
-    eta = jnp.concatenate([natural.linear, natural.quadratic], axis=1)
-    return features @ eta.T + natural.constant
+    return natural_log_prob(features, conditional_gaussians(params, family, observed).natural)
 
 
 def _blocked(data: BlockedData) -> tuple[Array, ...]:
@@ -187,8 +190,7 @@ def _missing_e_step(data: BlockedData, params: MixtureParams,
 
     def one_block(features, weight, observed):
         conditional = conditional_gaussians(params, family, observed)
-        eta = jnp.concatenate([conditional.natural.linear, conditional.natural.quadratic], 1)
-        resp, log_norm = normalise_log_prob(features @ eta.T + conditional.natural.constant)
+        resp, log_norm = normalise_log_prob(natural_log_prob(features, conditional.natural))
         raw = block_stats(features, weight, resp, n_dims)
         sum_x, sum_outer = expected_sums(raw.counts, raw.sum_x,
                                          FullMoments.to_matrix(raw.sum_second, n_dims),
