@@ -103,8 +103,9 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         density of its observed coordinates (:class:`~bayesgmm.bayes.models.
         MaskedComponentNormals`), for NUTS and VI alike, and the EM start handles them the
         same way (:class:`~bayesgmm.GaussianMixture`). Rows with no observed value are left
-        out with a warning. Missing values cost one D x D factorisation per (point,
-        component) in every gradient evaluation: fine for thousands of rows, slow for 1e5.
+        out with a warning. Missing values cost one D x D factorisation per (missingness
+        pattern, component) and an (N, T, D, D) gather in every gradient evaluation: fine for
+        thousands of rows, heavy for 1e5.
 
     Attributes
     ----------
