@@ -17,8 +17,8 @@ if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain py
     # One XLA compute thread per test process: two xdist workers (plus a notebook kernel)
     # already fill the two cores, and Eigen's pool spinning for work it cannot get cost 7% of
     # the CPU time (measured on test_selection + test_bayes_model).
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
-                               "=false intra_op_parallelism_threads=1").strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_multi_thread_eigen=false").strip()
     _OWN_CACHE = True
 else:
     _OWN_CACHE = False
@@ -32,7 +32,7 @@ from bayesgmm import load_faithful
 #: Tests that take most of a minute or more: started first, so that the two xdist workers do
 #: not end with one of them alone on a long test (collection order put them last).
 SLOW_FIRST = ("test_notebooks.py", "test_cli.py::test_demo", "test_missing.py::test_bayes",
-              "test_bayes_fit.py::test_posterior_mode")
+              "test_bayes_fit.py::test_posterior_mode", "test_parallel.py::test_the_rows")
 
 
 def pytest_collection_modifyitems(config, items):
