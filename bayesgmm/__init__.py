@@ -29,6 +29,7 @@ from bayesgmm.datasets import load_faithful
 from bayesgmm.estimator import GaussianMixture
 from bayesgmm.io import ModelFileError, load
 from bayesgmm.normality import gaussian_checks
+from bayesgmm.parallel import use_devices
 from bayesgmm.prior import MAPPrior
 from bayesgmm.profiles import profile_clusters
 from bayesgmm.quality import cluster_quality
@@ -55,4 +56,5 @@ __all__ = [
     "load_faithful",
     "profile_clusters",
     "select_model",
+    "use_devices",
 ]

@@ -27,9 +27,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from bayesgmm.core.covariance import FAMILIES, CovarianceFamily, FullMoments
 from bayesgmm.core.stats import BlockedData, make_features
+from bayesgmm.parallel import put_blocks, shard_count
 
 #: Target size of one block of feature rows: small enough to stay in cache across the two
 #: matrix products of an E-step (measured fastest on the benchmark machine, benchmarks/).
@@ -76,8 +78,10 @@ def round_up_size(n: int) -> int:
     return -(-n // step) * step
 
 
-def block_layout(n_rows: int, n_columns: int, itemsize: int) -> tuple[int, int]:
-    """``(n_blocks, block_rows)`` for ``n_rows`` feature rows of ``n_columns`` values.
+def block_layout(n_rows: int, n_columns: int, itemsize: int, shards: int = 1
+                 ) -> tuple[int, int]:
+    """``(n_blocks, block_rows)`` for ``n_rows`` feature rows of ``n_columns`` values, with
+    ``n_blocks`` a multiple of ``shards`` (the devices the blocks are split over).
 
     Up to :data:`SMALL_ROWS` rows, one block of exactly that many rows: at such sizes
     compiling a program costs seconds and running it microseconds, so every small data set
@@ -87,7 +91,9 @@ def block_layout(n_rows: int, n_columns: int, itemsize: int) -> tuple[int, int]:
     fit = max(BLOCK_BYTES // (n_columns * itemsize), 1)
     max_rows = max(_MIN_BLOCK_ROWS, 2 ** int(math.log2(fit)))
     n_blocks = -(-n_rows // max_rows)
-    if n_blocks == 1 and n_rows <= SMALL_ROWS:
+    if shards > 1:
+        n_blocks = -(-n_blocks // shards) * shards
+    elif n_blocks == 1 and n_rows <= SMALL_ROWS:
         return 1, SMALL_ROWS
     return n_blocks, round_up_size(-(-n_rows // n_blocks))
 
@@ -98,23 +104,27 @@ def _features(x, family):
 
 
 def to_blocks(x: np.ndarray, dtype: np.dtype, family: CovarianceFamily,
-              weight: np.ndarray | None = None, pad_to: int = 0) -> BlockedData:
-    """Pad ``x`` (N, D) with zero-weight rows, split it into blocks on the JAX device and build
-    the feature rows ``[x, phi(x)]`` for ``family``. ``pad_to`` lays the rows out as if there
-    were at least that many (the chunks of a stream then share one shape).
+              weight: np.ndarray | None = None, pad_to: int = 0,
+              mesh: Mesh | None = None) -> BlockedData:
+    """Pad ``x`` (N, D) with zero-weight rows, split it into blocks on the JAX device(s) and
+    build the feature rows ``[x, phi(x)]`` for ``family``. ``pad_to`` lays the rows out as if
+    there were at least that many (the chunks of a stream then share one shape). With a
+    ``mesh`` (:func:`bayesgmm.parallel.data_mesh`) the blocks are sharded over its devices.
 
     Must be called inside :func:`compute_context` for float64.
     """
     n_rows, n_dims = x.shape
     n_columns = n_dims + family.moments.n_features(n_dims)
+    shards = shard_count(mesh)
     n_blocks, block_rows = block_layout(max(n_rows, pad_to), n_columns,
-                                        np.dtype(dtype).itemsize)
+                                        np.dtype(dtype).itemsize, shards)
     padded = np.zeros((n_blocks * block_rows, n_dims), dtype)
     padded[:n_rows] = x
     w = np.zeros(n_blocks * block_rows, dtype)
     w[:n_rows] = 1.0 if weight is None else weight
-    features = _features(jnp.asarray(padded.reshape(n_blocks, block_rows, n_dims)), family)
-    return BlockedData(features, jnp.asarray(w.reshape(n_blocks, block_rows)))
+    rows, w = put_blocks([padded.reshape(n_blocks, block_rows, n_dims),
+                          w.reshape(n_blocks, block_rows)], mesh)
+    return BlockedData(_features(rows, family), w, shards=shards)
 
 
 #: Fixed cost of one block in row-equivalents, used to choose the block size of data with
@@ -160,7 +170,8 @@ def _pattern_block_rows(pattern_sizes: np.ndarray, largest: int) -> int:
 
 
 def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
-                      weight: np.ndarray | None = None) -> tuple[BlockedData, PatternLayout]:
+                      weight: np.ndarray | None = None, mesh: Mesh | None = None
+                      ) -> tuple[BlockedData, PatternLayout]:
     """Blocks for rows with missing values (NaN) in internal units: rows sorted by missingness
     pattern, each block holding rows of one pattern and its observed mask
     (:mod:`bayesgmm.core.missing`).
@@ -168,7 +179,8 @@ def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
     Missing entries are filled with 0 (the column mean in internal units) and their squares
     with ``fill_variance`` (D,), so that statistics of the filled rows (the EM start) see a
     column's spread; the E-step itself never reads them. The number of blocks is rounded up
-    like row counts (:func:`round_up_size`) so that similar data sets share programs.
+    like row counts (:func:`round_up_size`) so that similar data sets share programs, and to a
+    multiple of the ``mesh``'s size when the blocks are sharded over it.
     Must be called inside :func:`compute_context` for float64.
     """
     n_rows, n_dims = x.shape
@@ -180,7 +192,8 @@ def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
     largest = block_layout(n_rows, n_columns, np.dtype(dtype).itemsize)[1]
     block_rows = _pattern_block_rows(sizes, largest)
     blocks_per_pattern = -(-sizes // block_rows)
-    n_blocks = round_up_size(int(blocks_per_pattern.sum()))
+    shards = shard_count(mesh)
+    n_blocks = -(-round_up_size(int(blocks_per_pattern.sum())) // shards) * shards
     first_block = np.concatenate([[0], np.cumsum(blocks_per_pattern)[:-1]])
     order = np.argsort(pattern_of_row, kind="stable")
     rank_in_pattern = np.empty(n_rows, np.int64)
@@ -203,8 +216,8 @@ def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
     flat = features.reshape(n_blocks * block_rows, -1)
     missing_rows, missing_cols = np.nonzero(~observed)
     flat[position[missing_rows], square_columns[missing_cols]] = fill_variance[missing_cols]
-    data = BlockedData(jnp.asarray(flat.reshape(features.shape)),
-                       jnp.asarray(w.reshape(n_blocks, block_rows)), jnp.asarray(block_mask))
+    data = BlockedData(*put_blocks([flat.reshape(features.shape), w.reshape(n_blocks, block_rows),
+                                    block_mask], mesh), shards=shards)
     return data, PatternLayout(position, n_blocks, block_rows)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
 from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_update
 from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
+from bayesgmm.parallel import data_mesh
 from bayesgmm.preprocessing import AffineScaling, to_blocks
 
 #: Rows per chunk read from a source (features of 65,536 x 8 rows are ~23 MB in float64).
@@ -253,9 +254,10 @@ def run_streaming_em(source: ChunkedSource, params: MixtureParams, *, scaling: A
     n_fits = params.weights.shape[0]
     active = jnp.ones(params.weights.shape, bool)
     reg = jnp.asarray(reg_covar / scaling.scale**2, dtype)
+    mesh = data_mesh(chunk_rows)
 
     def blocks_of(chunk):
-        return to_blocks(scaling.transform(chunk), dtype, family, pad_to=chunk_rows)
+        return to_blocks(scaling.transform(chunk), dtype, family, pad_to=chunk_rows, mesh=mesh)
 
     def stats_under(fit_params):
         return _sum_over_chunks(source, blocks_of,

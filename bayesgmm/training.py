@@ -17,6 +17,7 @@ import numpy as np
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
 from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
 from bayesgmm.core.stats import BlockedData
+from bayesgmm.parallel import data_mesh
 from bayesgmm.preprocessing import AffineScaling, to_blocks, to_pattern_blocks
 from bayesgmm.validation import (
     ColumnSummary,
@@ -85,15 +86,19 @@ class TrainingData:
 
     def blocks(self, family: CovarianceFamily, dtype) -> BlockedData:
         """Feature blocks for ``family`` (shared by families with the same moments; with
-        missing values, pattern blocks shared by every family)."""
+        missing values, pattern blocks shared by every family), sharded over the devices of
+        :func:`~bayesgmm.parallel.data_mesh`."""
         has_missing = bool(self.missing_counts.any())
-        key = ("missing" if has_missing else family.moments, np.dtype(dtype).name)
+        mesh = data_mesh(self.x.shape[0])
+        devices = None if mesh is None else tuple(mesh.devices.flat)
+        key = ("missing" if has_missing else family.moments, np.dtype(dtype).name, devices)
         if key not in self._blocks:
             if has_missing:
                 fill = self.summary.var / self.scaling.scale**2
-                self._blocks[key] = to_pattern_blocks(self.internal, dtype, fill)[0]
+                self._blocks[key] = to_pattern_blocks(self.internal, dtype, fill,
+                                                      mesh=mesh)[0]
             else:
-                self._blocks[key] = to_blocks(self.internal, dtype, family)
+                self._blocks[key] = to_blocks(self.internal, dtype, family, mesh=mesh)
         return self._blocks[key]
 
     def fit(self, keys, active: np.ndarray, *, family: CovarianceFamily, dtype, reg_covar: float,

@@ -5,6 +5,7 @@ coordinates, the closed-form Gaussian regression for conditional means and covar
 row by row), simulations with known truth, and the complete-data fit.
 """
 
+import dataclasses
 import warnings
 
 import jax.numpy as jnp
@@ -151,7 +152,8 @@ def test_masked_path_without_holes_is_the_complete_data_e_step(covariance_type, 
         internal = model._scaling.transform(x)
         complete = e_step(to_blocks(internal, np.float64, family), params, family)
         blocks, _ = to_pattern_blocks(internal, np.float64, np.ones(3))
-        masked = e_step(blocks._replace(observed=jnp.ones_like(blocks.observed)), params, family)
+        all_observed = dataclasses.replace(blocks, observed=jnp.ones_like(blocks.observed))
+        masked = e_step(all_observed, params, family)
     for name in ("counts", "sum_x", "sum_second", "loglik"):
         np.testing.assert_allclose(getattr(masked, name), getattr(complete, name), rtol=1e-11,
                                    atol=1e-11)

@@ -14,6 +14,8 @@ similar size share one compiled program.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -31,7 +33,10 @@ from bayesgmm.core.covariance import (
 from bayesgmm.core.missing import conditional_gaussians, expected_sums
 
 
-class BlockedData(NamedTuple):
+@partial(jax.tree_util.register_dataclass, data_fields=["features", "weight", "observed"],
+         meta_fields=["shards"])
+@dataclass(frozen=True)
+class BlockedData:
     """Rows of a data set as precomputed features, padded and split into blocks.
 
     Attributes
@@ -45,11 +50,22 @@ class BlockedData(NamedTuple):
         observed coordinates (1.0 observed, 0.0 missing; every row of a block shares it), and
         ``features`` are then always :class:`~bayesgmm.core.covariance.FullMoments` features of
         the zero-filled rows. None for complete data.
+    shards : int (static: part of the compiled program's key)
+        Number of equal runs of consecutive blocks summed separately and then added
+        (``n_blocks`` is a multiple of it). With the blocks sharded across that many devices
+        (:mod:`bayesgmm.parallel`) each device sums its own blocks and the sum of the shards'
+        statistics is the only cross-device step; 1 is the single-device sum.
     """
 
     features: Array
     weight: Array
     observed: Array | None = None
+    shards: int = 1
+
+    @property
+    def arrays(self) -> tuple[Array, ...]:
+        """The per-block arrays to scan over: features, weight (and observed)."""
+        return tuple(a for a in (self.features, self.weight, self.observed) if a is not None)
 
 
 class SuffStats(NamedTuple):
@@ -111,11 +127,6 @@ def block_log_prob(features: Array, params: MixtureParams, family: CovarianceFam
     return natural_log_prob(features, conditional_gaussians(params, family, observed).natural)
 
 
-def _blocked(data: BlockedData) -> tuple[Array, ...]:
-    """The per-block arrays of ``data`` to scan over: features, weight (and observed)."""
-    return tuple(a for a in data if a is not None)
-
-
 _LOG_TINY = {name: float(np.log(np.finfo(name).tiny)) for name in ("float32", "float64")}
 
 
@@ -154,11 +165,19 @@ def block_stats(features: Array, weight: Array, resp: Array, n_dims: int,
     )
 
 
-def sum_blocks(fn, *blocked: Array):
+def sum_blocks(fn, *blocked: Array, shards: int = 1):
     """``sum_b fn(block_b...)`` over the leading (block) axis with ``lax.scan``.
 
     ``fn`` maps one block of each argument to a pytree of arrays (e.g. :class:`SuffStats`).
+    With ``shards > 1`` the blocks are split into that many runs of consecutive blocks, each run
+    is summed by its own scan (vmapped over runs) and the runs' sums are added: when the block
+    axis is sharded across devices run by run, each device scans only its own blocks and the
+    final sum is the one all-reduce (see :class:`BlockedData`).
     """
+    if shards > 1:
+        runs = [b.reshape(shards, b.shape[0] // shards, *b.shape[1:]) for b in blocked]
+        per_run = jax.vmap(lambda *run: sum_blocks(fn, *run))(*runs)
+        return jax.tree_util.tree_map(lambda s: jnp.sum(s, axis=0), per_run)
     first = jax.eval_shape(fn, *(b[0] for b in blocked))
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
 
@@ -179,7 +198,7 @@ def e_step(data: BlockedData, params: MixtureParams, family: CovarianceFamily) -
         resp, log_norm = normalise_log_prob(weighted_log_prob(features, params, family))
         return block_stats(features, weight, resp, n_dims, jnp.sum(weight * log_norm))
 
-    return sum_blocks(one_block, data.features, data.weight)
+    return sum_blocks(one_block, data.features, data.weight, shards=data.shards)
 
 
 def _missing_e_step(data: BlockedData, params: MixtureParams,
@@ -198,7 +217,7 @@ def _missing_e_step(data: BlockedData, params: MixtureParams,
         return raw._replace(sum_x=sum_x, sum_second=sum_outer,
                             loglik=jnp.sum(weight * log_norm))
 
-    stats = sum_blocks(one_block, *_blocked(data))
+    stats = sum_blocks(one_block, *data.arrays, shards=data.shards)
     return stats._replace(sum_second=family.moments.from_matrix(stats.sum_second))
 
 
@@ -212,7 +231,7 @@ def assignment_summary(data: BlockedData, params: MixtureParams,
         map_log_resp = jnp.max(log_prob, axis=1) - log_norm
         return jnp.sum(weight * log_norm), jnp.sum(weight * map_log_resp)
 
-    return sum_blocks(one_block, *_blocked(data))
+    return sum_blocks(one_block, *data.arrays, shards=data.shards)
 
 
 def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int,
@@ -225,7 +244,7 @@ def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int,
     an E-step.
     """
     stats = sum_blocks(lambda f, w, r: block_stats(f, w, r, n_dims),
-                       data.features, data.weight, resp)
+                       data.features, data.weight, resp, shards=data.shards)
     if data.observed is None:
         return stats
     return stats._replace(sum_second=family_features(stats.sum_second, n_dims, family))
@@ -260,7 +279,7 @@ def centred_e_step(data: BlockedData, params: MixtureParams, centre: Array,
             total_weight=jnp.sum(weight),
         )
 
-    return sum_blocks(one_block, data.features, data.weight)
+    return sum_blocks(one_block, data.features, data.weight, shards=data.shards)
 
 
 def m_step(stats: SuffStats, family: CovarianceFamily, reg_covar: Array,
