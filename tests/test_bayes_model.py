@@ -89,6 +89,32 @@ def test_mixture_log_prob_matches_scipy():
     np.testing.assert_allclose(ours, np.log(dens), rtol=1e-10)
 
 
+def test_minibatch_likelihood_is_scaled_to_the_whole_data():
+    """With ``n_total``, the model's log density is the prior plus ``n_total / batch`` times
+    the batch's mixture log-likelihood (scipy), i.e. an unbiased estimate of the whole data's
+    when the batch is drawn uniformly with replacement."""
+    from numpyro.infer.util import log_density
+
+    rng = np.random.default_rng(1)
+    spec = ModelSpec(3, 2)
+    sites = {k: v[0] for k, v in _prior_draws(spec, seed=4).items() if k != "y"}
+    batch = rng.normal(size=(5, 2))
+    with jax.enable_x64(True):
+        y = jnp.asarray(batch)
+        whole, _ = log_density(mixture_model, (y, spec), {}, sites)
+        scaled, trace = log_density(mixture_model, (y, spec, 1000), {}, sites)
+        draw = draws_from_sites(sites, spec)
+        weights, means = np.asarray(draw.weights), np.asarray(draw.means)
+    tril = np.asarray(draw.scale_tril)
+    covs = tril @ np.swapaxes(tril, -1, -2)
+    batch_loglik = np.sum(np.log(sum(
+        w * stats.multivariate_normal(m, c).pdf(batch)
+        for w, m, c in zip(weights, means, covs, strict=True))))
+    assert trace["y"]["scale"] == pytest.approx(200.0)
+    prior = float(whole) - batch_loglik
+    assert float(scaled) == pytest.approx(prior + 200.0 * batch_loglik, rel=1e-10)
+
+
 @pytest.mark.parametrize("n_components", [3, 6])
 def test_relabelling_restores_permuted_draws(n_components):
     """Draws scrambled by random permutations are put back in the original labelling."""

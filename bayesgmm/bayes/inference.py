@@ -165,7 +165,7 @@ def latent_constraints(spec: ModelSpec) -> dict:
     return sites
 
 
-def mean_field_guide(y, spec: ModelSpec, subsample_size=None, *, init_locs: dict,
+def mean_field_guide(y, spec: ModelSpec, n_total=None, *, init_locs: dict,
                      init_scale: float):
     """Mean-field normal guide on the unconstrained sites (what ``AutoNormal`` builds), written
     out so that it needs no eager prototype run of the model and its setup compiles with SVI's.
@@ -197,8 +197,15 @@ def run_svi(y, spec: ModelSpec, init_sites: dict, key, *, learning_rate: float, 
 
     The optimisation runs in compiled chunks of ``check_every`` steps. It stops when the mean
     loss per data point of one chunk differs from the previous chunk's by less than ``tol``
-    nats, or after ``max_steps``. ``subsample_size`` uses minibatches of that many rows (the
-    model's ``numpyro.plate`` rescales the likelihood).
+    nats, or after ``max_steps``.
+
+    ``subsample_size`` uses minibatches of that many rows, drawn uniformly with replacement
+    at every step (``jax.random.randint``: O(batch) work, where NumPyro's ``plate``
+    subsampling runs a sequential Fisher-Yates scan over ``subsample_size`` steps with an
+    ``N``-long carry on CPU), the likelihood scaled by ``N / subsample_size``. The minibatch
+    loss is noisy, so the stopping rule then also accepts a change smaller than twice its
+    standard error (from the spread of the two chunks' step losses): the loss has stopped
+    moving by more than the noise can show.
     """
     y = jnp.asarray(y)
     n_samples = y.shape[0]
@@ -206,31 +213,47 @@ def run_svi(y, spec: ModelSpec, init_sites: dict, key, *, learning_rate: float, 
                  for name, (constraint, _) in latent_constraints(spec).items()}
     guide = partial(mean_field_guide, init_locs=init_locs, init_scale=init_scale)
     svi = SVI(mixture_model, guide, Adam(learning_rate), Trace_ELBO())
-    init_key, draw_key = jax.random.split(key)
-    state = jax.jit(lambda k, data: svi.init(k, data, spec, subsample_size))(init_key, y)
+    init_key, draw_key, batch_key = jax.random.split(key, 3)
+    n_total = None if subsample_size is None else n_samples
+
+    def batch_of(data, key):
+        if n_total is None:
+            return data
+        return data[jax.random.randint(key, (subsample_size,), 0, n_total)]
+
+    state = jax.jit(lambda k, data: svi.init(k, batch_of(data, k), spec, n_total))(init_key, y)
 
     @jax.jit
-    def chunk(state, data):
-        return jax.lax.scan(lambda s, _: svi.update(s, data, spec, subsample_size), state,
-                            None, length=check_every)
+    def chunk(carry, data):
+        def step(carry, _):
+            state, key = carry
+            key, sub = jax.random.split(key)
+            state, loss = svi.update(state, batch_of(data, sub), spec, n_total)
+            return (state, key), loss
 
-    losses, previous, converged = [], np.inf, False
+        return jax.lax.scan(step, carry, None, length=check_every)
+
+    losses, previous, previous_se, converged = [], np.inf, 0.0, False
     n_chunks = max(1, -(-max_steps // check_every))
     bar = _progress(n_chunks * check_every, "VI", progress_bar)
+    carry = (state, batch_key)
     for _ in range(n_chunks):
-        state, chunk_losses = chunk(state, y)
+        carry, chunk_losses = chunk(carry, y)
         chunk_losses = np.asarray(chunk_losses)
         losses.append(chunk_losses)
         current = float(np.mean(chunk_losses)) / n_samples
+        standard_error = float(np.std(chunk_losses)) / np.sqrt(len(chunk_losses)) / n_samples
         if bar is not None:
             bar.update(check_every)
             bar.set_postfix(loss_per_point=f"{current:.4f}")
         if not np.isfinite(current):
             break
-        if abs(previous - current) < tol:
+        noise = 0.0 if n_total is None else 2.0 * np.hypot(standard_error, previous_se)
+        if abs(previous - current) < tol + noise:
             converged = True
             break
-        previous = current
+        previous, previous_se = current, standard_error
+    state = carry[0]
     if bar is not None:
         bar.close()
     draws = guide_draws(svi.get_params(state), draw_key, spec, num_draws)

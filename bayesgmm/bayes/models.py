@@ -273,16 +273,17 @@ def mixture_distribution(draws: MixtureDraws, patterns: tuple = ()) -> dist.Dist
         validate_args=False)
 
 
-def mixture_model(y, spec: ModelSpec, subsample_size: int | None = None):
+def mixture_model(y, spec: ModelSpec, n_total: int | None = None):
     """NumPyro model of standardised data ``y`` (N, D); see the module docstring for the
-    priors. ``subsample_size`` turns on minibatch likelihood scaling (for SVI). With
-    ``spec.missing_patterns`` NaN entries of ``y`` are missing at random and each point's
-    likelihood is that of its observed coordinates."""
+    priors. With ``n_total``, ``y`` is a minibatch drawn uniformly with replacement from
+    ``n_total`` rows and its log-likelihood is scaled by ``n_total / N`` (an unbiased estimate
+    of the whole data's, for SVI). With ``spec.missing_patterns`` NaN entries of ``y`` are
+    missing at random and each point's likelihood is that of its observed coordinates."""
     mixture = mixture_distribution(draws_from_sites(sample_sites(spec, y.dtype), spec),
                                    spec.missing_patterns)
-    with numpyro.plate("data", y.shape[0], subsample_size=subsample_size):
-        batch = numpyro.subsample(y, event_dim=1)
-        numpyro.sample("y", mixture, obs=batch)
+    scale = 1.0 if n_total is None else n_total / y.shape[0]
+    with numpyro.plate("data", y.shape[0]), numpyro.handlers.scale(scale=scale):
+        numpyro.sample("y", mixture, obs=y)
 
 
 def draws_from_sites(sites: dict, spec: ModelSpec) -> MixtureDraws:
