@@ -30,6 +30,7 @@ from bayesgmm.core.stats import (
     weighted_log_prob,
 )
 from bayesgmm.io import Persistable
+from bayesgmm.parallel import multi_process, seed_of_process_zero
 from bayesgmm.preprocessing import (
     AffineScaling,
     compute_context,
@@ -310,6 +311,9 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self._check_parameters()
         source = chunked(X)
         if source is not None:
+            if multi_process():
+                raise ValueError("streamed fits are not supported with several JAX processes "
+                                 "yet; give each process its rows in memory")
             return self._fit_stream(source)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         previous_features = getattr(self, "n_features_in_", None)
@@ -341,7 +345,7 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
                                   for a in override))
         prior = batch_prior(resolve_prior(self.prior, family, data.x, self.n_components,
                                           scaling, dtype), n_init)
-        keys = jax.random.split(jax.random.PRNGKey(seed), n_init)
+        keys = jax.random.split(jax.random.PRNGKey(seed_of_process_zero(seed)), n_init)
         result = data.fit(keys, np.ones((n_init, self.n_components), bool), family=family,
                           dtype=dtype, reg_covar=self.reg_covar, tol=self.tol,
                           init=self.init_params, max_iter=max_iter, override=override,

@@ -17,8 +17,12 @@ Which devices
         with bayesgmm.use_devices(jax.devices()[:2]):
             GaussianMixture(8).fit(X)
 
-On one host the rows are copied to the devices from the host array. Several hosts
-(``jax.distributed.initialize()``) are described in ``docs/scaling.md``.
+Several processes (``jax.distributed.initialize()``, one or more per host)
+    Every process calls the same fit on its own rows. The column summary (means, variances,
+    ranges) and the row count are combined across processes, each process's blocks become
+    its part of one global array (``jax.make_array_from_process_local_data``), the mesh is
+    every device of every process, and the seed is process 0's, so that all processes run
+    the same program on the same inputs. See ``docs/scaling.md`` for what is supported.
 """
 
 from __future__ import annotations
@@ -70,8 +74,21 @@ def use_devices(devices: Sequence[jax.Device] | int | None) -> Iterator[None]:
         _chosen_devices.reset(token)
 
 
+def multi_process() -> bool:
+    """Whether JAX runs as several processes (``jax.distributed.initialize()``)."""
+    return jax.process_count() > 1
+
+
 def data_mesh(n_rows: int) -> Mesh | None:
-    """The mesh to shard ``n_rows`` rows over, or None for one device (see module docstring)."""
+    """The mesh to shard ``n_rows`` rows (all processes' rows together) over, or None for one
+    device (see module docstring). With several processes: always every device, ordered by
+    process, so that each process's blocks land on its own devices."""
+    if multi_process():
+        if _chosen_devices.get() is not None:
+            raise ValueError("use_devices cannot be combined with several JAX processes: the "
+                             "rows are sharded over every device of every process")
+        devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+        return Mesh(np.array(devices), (ROWS_AXIS,))
     devices = _chosen_devices.get() or tuple(jax.devices())
     if len(devices) < 2 or n_rows < MIN_ROWS_PER_DEVICE * len(devices):
         return None
@@ -83,10 +100,38 @@ def shard_count(mesh: Mesh | None) -> int:
     return 1 if mesh is None else mesh.size
 
 
+def local_shard_count(mesh: Mesh | None) -> int:
+    """The shards this process holds: its blocks are a multiple of this many."""
+    if mesh is None:
+        return 1
+    return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
 def put_blocks(arrays: Sequence[np.ndarray], mesh: Mesh | None) -> list[jax.Array]:
     """Move arrays with a leading block axis to the device(s): split along that axis over
-    ``mesh`` (its length must be a multiple of the mesh size), or to the default device."""
+    ``mesh`` (its length must be a multiple of the mesh size; with several processes, of
+    this process's devices, each process passing its own blocks), or to the default
+    device."""
     if mesh is None:
         return [jnp.asarray(a) for a in arrays]
     sharding = NamedSharding(mesh, PartitionSpec(ROWS_AXIS))
+    if multi_process():  # each process passes its own part of the global array
+        return [jax.make_array_from_process_local_data(sharding, a) for a in arrays]
     return [jax.device_put(a, sharding) for a in arrays]
+
+
+def gather_from_processes(value: np.ndarray) -> np.ndarray:
+    """``value`` of every process, stacked: (n_processes, ...) (float64 kept)."""
+    from jax.experimental import multihost_utils
+
+    with jax.enable_x64(True):
+        return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
+
+
+def seed_of_process_zero(seed: int) -> int:
+    """Process 0's ``seed`` in every process (itself with one process)."""
+    if not multi_process():
+        return seed
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(seed)))

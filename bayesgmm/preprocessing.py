@@ -31,7 +31,7 @@ from jax.sharding import Mesh
 
 from bayesgmm.core.covariance import FAMILIES, CovarianceFamily, FullMoments
 from bayesgmm.core.stats import BlockedData, make_features
-from bayesgmm.parallel import put_blocks, shard_count
+from bayesgmm.parallel import local_shard_count, put_blocks, shard_count
 
 #: Target size of one block of feature rows: small enough to stay in cache across the two
 #: matrix products of an E-step (measured fastest on the benchmark machine, benchmarks/).
@@ -115,16 +115,15 @@ def to_blocks(x: np.ndarray, dtype: np.dtype, family: CovarianceFamily,
     """
     n_rows, n_dims = x.shape
     n_columns = n_dims + family.moments.n_features(n_dims)
-    shards = shard_count(mesh)
     n_blocks, block_rows = block_layout(max(n_rows, pad_to), n_columns,
-                                        np.dtype(dtype).itemsize, shards)
+                                        np.dtype(dtype).itemsize, local_shard_count(mesh))
     padded = np.zeros((n_blocks * block_rows, n_dims), dtype)
     padded[:n_rows] = x
     w = np.zeros(n_blocks * block_rows, dtype)
     w[:n_rows] = 1.0 if weight is None else weight
     rows, w = put_blocks([padded.reshape(n_blocks, block_rows, n_dims),
                           w.reshape(n_blocks, block_rows)], mesh)
-    return BlockedData(_features(rows, family), w, shards=shards)
+    return BlockedData(_features(rows, family), w, shards=shard_count(mesh))
 
 
 #: Fixed cost of one block in row-equivalents, used to choose the block size of data with

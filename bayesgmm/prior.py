@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
+from bayesgmm.parallel import multi_process
 from bayesgmm.preprocessing import AffineScaling
 
 
@@ -96,6 +97,9 @@ def resolve_prior(prior, family: CovarianceFamily, x: np.ndarray, n_components: 
     if not isinstance(prior, MAPPrior):
         raise ValueError(f"prior={prior!r} is invalid: use None (maximum likelihood), "
                          "'default' (mclust's defaultPrior) or a bayesgmm.MAPPrior")
+    if multi_process():  # its defaults come from the data covariance, known per process
+        raise ValueError("a MAP prior is not supported with several JAX processes yet; fit "
+                         "with prior=None")
     return prior.resolve(family, x, n_components, scaling, dtype)
 
 

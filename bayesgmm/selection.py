@@ -42,6 +42,7 @@ from bayesgmm.core.covariance import ConjugatePrior, get_family
 from bayesgmm.core.em import BatchResult
 from bayesgmm.estimator import GaussianMixture, _seed
 from bayesgmm.io import Persistable
+from bayesgmm.parallel import seed_of_process_zero
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype
 from bayesgmm.prior import resolve_prior
 from bayesgmm.training import TrainingData
@@ -194,9 +195,9 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
                                random_state=random_state, missing=missing)
     template._check_parameters()
     data = TrainingData.prepare(X, template, max(ks), reg_covar, missing)
-    n_samples, n_dims = data.x.shape
+    n_samples, n_dims = data.n_rows, data.x.shape[1]
     compute = compute_dtype(dtype)
-    seed = _seed(random_state)
+    seed = seed_of_process_zero(_seed(random_state))
 
     rows, fits = [], {}
     with compute_context(compute), _progress(types, progress_bar) as bar:

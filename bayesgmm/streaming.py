@@ -151,7 +151,7 @@ def summarise(source: ChunkedSource, seed: int, reservoir_rows: int = RESERVOIR_
               names=None) -> StreamSummary:
     """One pass: Chan et al.'s pairwise update of the moments, every value checked (errors
     give the global row numbers), and Vitter's reservoir sample."""
-    from bayesgmm.validation import check_finite
+    from bayesgmm.validation import check_finite, merge_moments
 
     rng = np.random.default_rng(seed)
     n, mean, m2, lo, hi, sample, largest = 0, None, None, None, None, None, 0
@@ -171,10 +171,7 @@ def summarise(source: ChunkedSource, seed: int, reservoir_rows: int = RESERVOIR_
             lo, hi = chunk.min(axis=0), chunk.max(axis=0)
             sample = np.empty((0, chunk.shape[1]))
         else:
-            delta = chunk_mean - mean
-            total = n + rows
-            mean = mean + delta * rows / total
-            m2 = m2 + chunk_m2 + delta**2 * n * rows / total
+            _, mean, m2 = merge_moments(n, mean, m2, rows, chunk_mean, chunk_m2)
             lo, hi = np.minimum(lo, chunk.min(axis=0)), np.maximum(hi, chunk.max(axis=0))
         sample = _reservoir_update(sample, chunk, n, reservoir_rows, rng)
         n += rows

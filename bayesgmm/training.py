@@ -8,16 +8,15 @@ same internal units, and the same call of :func:`~bayesgmm.core.em.fit_batch`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
 from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
 from bayesgmm.core.stats import BlockedData
-from bayesgmm.parallel import data_mesh
+from bayesgmm.parallel import data_mesh, gather_from_processes, multi_process
 from bayesgmm.preprocessing import AffineScaling, to_blocks, to_pattern_blocks
 from bayesgmm.validation import (
     ColumnSummary,
@@ -41,13 +40,20 @@ class TrainingData:
     summary : :class:`~bayesgmm.validation.ColumnSummary` of the observed values
     scaling : :class:`~bayesgmm.preprocessing.AffineScaling`
     names : feature names, or None
+    n_rows : int, the number of rows: ``len(x)``, or with several JAX processes
+        (:mod:`bayesgmm.parallel`) the rows of all processes, whose ``summary`` this is
     """
 
     x: np.ndarray
     summary: ColumnSummary
     scaling: AffineScaling
     names: np.ndarray | None
+    n_rows: int = -1
     _blocks: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.n_rows < 0:
+            self.n_rows = self.x.shape[0]
 
     @classmethod
     def prepare(cls, X, estimator, n_components: int, reg_covar: float,
@@ -61,11 +67,17 @@ class TrainingData:
         names = getattr(estimator, "feature_names_in_", None)
         if allow_nan:
             x = drop_empty_rows(x, names)
-        check_enough_samples(x.shape[0], n_components)
-        summary = ColumnSummary.of(x)
+        summary, n_rows = ColumnSummary.of(x), x.shape[0]
+        if multi_process():
+            if allow_nan:
+                raise ValueError("missing='marginalize' is not supported with several JAX "
+                                 "processes yet")
+            summary, n_rows = _across_processes(summary, n_rows)
+        check_enough_samples(n_rows, n_components)
         check_columns_informative(x, summary, names)
         warn_if_regularisation_dominates(summary, reg_covar, names)
-        return cls(x, summary, AffineScaling.from_moments(summary.mean, summary.var), names)
+        return cls(x, summary, AffineScaling.from_moments(summary.mean, summary.var), names,
+                   n_rows)
 
     @property
     def internal(self) -> np.ndarray:
@@ -89,7 +101,7 @@ class TrainingData:
         missing values, pattern blocks shared by every family), sharded over the devices of
         :func:`~bayesgmm.parallel.data_mesh`."""
         has_missing = bool(self.missing_counts.any())
-        mesh = data_mesh(self.x.shape[0])
+        mesh = data_mesh(self.n_rows)
         devices = None if mesh is None else tuple(mesh.devices.flat)
         key = ("missing" if has_missing else family.moments, np.dtype(dtype).name, devices)
         if key not in self._blocks:
@@ -98,8 +110,15 @@ class TrainingData:
                 self._blocks[key] = to_pattern_blocks(self.internal, dtype, fill,
                                                       mesh=mesh)[0]
             else:
-                self._blocks[key] = to_blocks(self.internal, dtype, family, mesh=mesh)
+                self._blocks[key] = to_blocks(self.internal, dtype, family, mesh=mesh,
+                                              pad_to=self._largest_part())
         return self._blocks[key]
+
+    def _largest_part(self) -> int:
+        """The most rows any process holds (every process lays its rows out alike)."""
+        if not multi_process():
+            return 0
+        return int(gather_from_processes(np.array([self.x.shape[0]])).max())
 
     def fit(self, keys, active: np.ndarray, *, family: CovarianceFamily, dtype, reg_covar: float,
             tol: float, init: str, max_iter: int, override: InitOverride | None = None,
@@ -107,10 +126,20 @@ class TrainingData:
         """Run :func:`~bayesgmm.core.em.fit_batch` (inside ``compute_context(dtype)``) and
         return its result as numpy arrays. ``reg_covar`` is in the data's units."""
         scale2 = self.scaling.scale**2
+        # Host arrays (not arrays on one device) for everything but the data: with the data
+        # sharded across processes, every other input must be the same replicated value.
+        host = partial(jax.tree_util.tree_map, np.asarray)
         result = fit_batch(
-            keys, jnp.asarray(active), self.blocks(family, dtype),
-            jnp.asarray(reg_covar / scale2, dtype), jnp.asarray(tol, dtype),
-            jnp.asarray(self.summary.var / scale2, dtype), override or InitOverride(), prior,
-            family=family,
-            init=init, max_iter=max_iter, summarise=summarise)
+            np.asarray(keys), np.asarray(active), self.blocks(family, dtype),
+            np.asarray(reg_covar / scale2, dtype), np.asarray(tol, dtype),
+            np.asarray(self.summary.var / scale2, dtype), host(override or InitOverride()),
+            host(prior), family=family, init=init, max_iter=max_iter, summarise=summarise)
         return jax.device_get(result)
+
+
+def _across_processes(summary: ColumnSummary, n_rows: int) -> tuple[ColumnSummary, int]:
+    """This process's column summary and row count combined with every other process's."""
+    counts = gather_from_processes(np.array([n_rows]))[:, 0]
+    parts = gather_from_processes(np.stack([summary.mean, summary.var, summary.minimum,
+                                            summary.maximum]))
+    return ColumnSummary.merge(counts, parts), int(counts.sum())

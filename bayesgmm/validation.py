@@ -165,6 +165,16 @@ def check_enough_samples(n_samples: int, n_components: int) -> None:
             f"n_samples = {n_samples}; use fewer components or more data")
 
 
+def merge_moments(count_a: int, mean_a: np.ndarray, m2_a: np.ndarray, count_b: int,
+                  mean_b: np.ndarray, m2_b: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Chan et al.'s pairwise update: count, mean and sum of squared deviations (D,) of two
+    parts of a data set combined."""
+    total = count_a + count_b
+    delta = mean_b - mean_a
+    return (total, mean_a + delta * count_b / total,
+            m2_a + m2_b + delta**2 * count_a * count_b / total)
+
+
 @dataclass(frozen=True)
 class ColumnSummary:
     """Per-column statistics of X (D,), computed in one place and shared by the checks and
@@ -184,6 +194,15 @@ class ColumnSummary:
                        np.nanmax(X, axis=0))
         mean = X.mean(axis=0)
         return cls(mean, np.mean((X - mean) ** 2, axis=0), X.min(axis=0), X.max(axis=0))
+
+    @classmethod
+    def merge(cls, counts: np.ndarray, parts: np.ndarray) -> ColumnSummary:
+        """The summary of data split in parts: ``counts`` (P,) rows per part and ``parts``
+        (P, 4, D) each part's ``[mean, var, minimum, maximum]``."""
+        count, mean, m2 = int(counts[0]), parts[0, 0], parts[0, 1] * counts[0]
+        for n, (part_mean, part_var, _, _) in zip(counts[1:], parts[1:], strict=True):
+            count, mean, m2 = merge_moments(count, mean, m2, int(n), part_mean, part_var * n)
+        return cls(mean, m2 / count, parts[:, 2].min(axis=0), parts[:, 3].max(axis=0))
 
 
 def check_columns_informative(X: np.ndarray, summary: ColumnSummary, names=None) -> None:

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 CHILD = r"""
@@ -37,8 +38,7 @@ def relative_difference(a, b):
                         / np.max(np.abs(getattr(a, name))))
             for name in ("weights_", "means_", "covariances_", "lower_bound_")}
 
-runs = {
-    "complete": lambda: fit(X),
+runs = {  # complete data: see the two-process test below
     "missing": lambda: fit(holes, missing="marginalize"),
     "streamed": lambda: fit(lambda: (X[i:i + 17_000] for i in range(0, len(X), 17_000))),
 }
@@ -61,8 +61,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def four_devices() -> dict:
+def _run_four_device_child() -> dict:
     env = dict(os.environ)
     env["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=4 "
                         + env.get("XLA_FLAGS", "")).strip()
@@ -72,20 +71,17 @@ def four_devices() -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_the_rows_really_are_split_over_the_four_devices(four_devices):
-    assert four_devices["devices"] == 4
-    assert four_devices["shards"] == 4
-    assert four_devices["shard_devices"] == 4
-    # each device holds a quarter of the blocks
-    assert four_devices["shard_blocks"] == [four_devices["blocks"] // 4]
-
-
-@pytest.mark.parametrize("run", ["complete", "missing", "streamed"])
-def test_sharded_em_equals_one_device(four_devices, run):
-    differences = four_devices[run]
-    assert max(differences.values()) < 1e-9, differences
-    single, sharded = four_devices[run + "_n_iter"]
-    assert single == sharded
+def test_four_devices_hold_a_quarter_of_the_rows_each_and_give_the_one_device_fit():
+    """One test (one child process): xdist would run a module fixture once per worker."""
+    four = _run_four_device_child()
+    assert four["devices"] == 4
+    assert four["shards"] == 4
+    assert four["shard_devices"] == 4
+    assert four["shard_blocks"] == [four["blocks"] // 4]  # a quarter of the blocks each
+    for run in ("missing", "streamed"):
+        assert max(four[run].values()) < 1e-9, (run, four[run])
+        single, sharded = four[run + "_n_iter"]
+        assert single == sharded, run
 
 
 def test_small_data_and_one_device_are_not_sharded():
@@ -106,3 +102,44 @@ def test_use_devices_rejects_nonsense():
     for bad in (0, 10**6, [], ["cpu"]):
         with pytest.raises(ValueError, match="devices"), use_devices(bad):
             pass
+
+
+def test_two_processes_each_with_its_own_rows_fit_as_one():
+    """examples/multihost_em.py: two JAX processes (jax.distributed, two CPU devices each),
+    each given half of the rows, end with the fit of all the rows in one process (the same
+    row order: process 0's rows, then process 1's)."""
+    import runpy
+    from pathlib import Path
+
+    from bayesgmm import GaussianMixture
+
+    example = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples"
+                                 / "multihost_em.py"))
+    result = example["launch"](2)
+    assert (result["processes"], result["devices"], result["rows_here"]) == (2, 4, 15_000)
+    rows = example["all_rows"]()
+    single = GaussianMixture(3, n_init=2, tol=1e-9, random_state=0).fit(
+        np.concatenate([rows[0::2], rows[1::2]]))
+    assert result["n_iter"] == single.n_iter_
+    for name in ("weights", "means", "covariances", "lower_bound"):
+        ours, reference = np.asarray(result[name]), getattr(single, name + "_")
+        assert np.max(np.abs(ours - reference)) <= 1e-9 * np.max(np.abs(reference)), name
+
+
+def test_summaries_of_parts_merge_into_the_summary_of_the_whole():
+    """What each process contributes (row count, column mean, variance, range) combines into
+    numpy's summary of all rows."""
+    from bayesgmm.validation import ColumnSummary
+
+    rng = np.random.default_rng(3)
+    parts = [rng.normal(loc, scale, (n, 3)) for loc, scale, n in
+             [(1e6, 0.1, 5), (1e6 + 1.0, 2.0, 1000), (1e6 - 3.0, 0.5, 37)]]
+    whole = np.concatenate(parts)
+    summaries = [ColumnSummary.of(p) for p in parts]
+    merged = ColumnSummary.merge(
+        np.array([len(p) for p in parts]),
+        np.stack([[s.mean, s.var, s.minimum, s.maximum] for s in summaries]))
+    np.testing.assert_allclose(merged.mean, whole.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(merged.var, whole.var(axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(merged.minimum, whole.min(axis=0))
+    np.testing.assert_array_equal(merged.maximum, whole.max(axis=0))
