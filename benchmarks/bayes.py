@@ -7,6 +7,8 @@ nuts  Old Faithful (standardised internally), T=10, 2 chains x (500 warm-up + 50
       same process shows the time once the programs are compiled ("warm").
 vi    make_blobs(110_000, 8, centers=8, cluster_std=1.5, random_state=0), last 10k held out,
       T=20, against sklearn BayesianGaussianMixture (dirichlet_process, max_iter=500).
+minibatch  examples/minibatch_svi.py on 1e6 simulated rows (6 true clusters, D=4, T=15,
+      minibatches of 4,096), against EM with the true K on the same rows (issue #6).
 
 Results are printed as Markdown and written between the markers in benchmarks/README.md.
 """
@@ -149,7 +151,7 @@ def run_vi(quick: bool) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--suite", choices=("nuts", "vi", "all"), default="all")
+    parser.add_argument("--suite", choices=("nuts", "vi", "minibatch", "all"), default="all")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--nuts-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--plain-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -186,6 +188,31 @@ def main() -> None:
         print(text)
         if not args.quick:
             write_readme("bayes-vi", text)
+    if args.suite in ("minibatch", "all"):
+        text = run_minibatch(100_000 if args.quick else 1_000_000)
+        print(text)
+        if not args.quick:
+            write_readme("bayes-minibatch", text)
+
+
+def run_minibatch(n_rows: int) -> str:
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    from minibatch_svi import run
+
+    r = run(n_rows)
+    print(r, flush=True)
+    lines = [
+        f"| bayesgmm minibatch VI (4,096 rows/step) | {r['rows']:,} | {r['fit_s']:.0f} | "
+        f"{r['steps']} ({'converged' if r['converged'] else 'max_steps'}) | "
+        f"{r['summaries_s']:.0f} | {r['ari']:.3f} | {r['components_over_1pct']} | "
+        f"{r['p_k_mode']} | {r['heldout_loglik']:.3f} |",
+        f"| EM with the true K=6 (anchor) | {r['rows']:,} | {r['em_true_k_s']:.0f} | | | "
+        f"{r['em_true_k_ari']:.3f} | 6 | | {r['em_true_k_heldout_loglik']:.3f} |",
+    ]
+    return render_table(
+        "| fit | rows | fit (s) | steps | summaries over all rows (s) | ARI vs truth | "
+        "components > 1% | posterior mode of K (probability) | held-out log-lik per row |",
+        "|---|---:|---:|---|---:|---:|---:|---|---:|", lines)
 
 
 if __name__ == "__main__":

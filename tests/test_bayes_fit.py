@@ -129,29 +129,6 @@ def test_predict_proba_agrees_with_em(fitted):
     assert np.median(ours.sum(axis=1)) > 0.99  # the spare components stay (nearly) empty
 
 
-def test_minibatch_vi_recovers_the_mixture_and_stops_on_its_own():
-    """Minibatch SVI (128 of 3,000 rows per step) finds the three clusters: the posterior
-    means of the matched components lie within 0.15 sd of the truth (their sampling sd is
-    ~0.03), the weights within 0.03 of the sample's cluster shares, and the memberships
-    agree with an EM fit started at the truth. The noise-aware stopping rule ends it before
-    ``max_steps``."""
-    rng = np.random.default_rng(5)
-    labels = rng.choice(3, size=3000, p=TRUE_WEIGHTS)
-    x = (TRUE_MEANS[labels] + rng.normal(size=(3000, 2))) * UNITS
-    model = BayesianGaussianMixture(6, method="vi", subsample_size=128, max_steps=8000,
-                                    num_samples=200, num_chains=1, random_state=0,
-                                    progress_bar=False, **SPARSE).fit(x)
-    assert model.inference_info_["converged"]
-    assert model.inference_info_["n_steps"] < 8000
-    match = _match_truth(model)
-    np.testing.assert_allclose(model.means_[match] / UNITS, TRUE_MEANS, atol=0.15)
-    shares = np.bincount(labels, minlength=3) / len(labels)
-    np.testing.assert_allclose(model.weights_[match], shares, atol=0.03)
-    em = SkGaussianMixture(3, means_init=TRUE_MEANS * UNITS, random_state=0).fit(x)
-    agree = np.mean(match[em.predict(x)] == model.predict(x))
-    assert agree > 0.98
-
-
 def test_inference_data_holds_marginal_pointwise_log_likelihood(nuts_fit):
     """log p(x_i | theta_s) = logsumexp_k(log w_k + log N(x_i | mu_k, S_k)), by scipy."""
     x, _ = _three_clusters()
