@@ -32,7 +32,8 @@ from bayesgmm import load_faithful
 #: Tests that take most of a minute or more: started first, so that the two xdist workers do
 #: not end with one of them alone on a long test (collection order put them last).
 SLOW_FIRST = ("test_notebooks.py", "test_cli.py::test_demo", "test_missing.py::test_bayes",
-              "test_bayes_fit.py::test_posterior_mode", "test_parallel.py::test_the_rows")
+              "test_bayes_fit.py::test_posterior_mode", "test_parallel.py::test_four_devices",
+              "test_parallel.py::test_two_processes", "test_examples.py::test_minibatch")
 
 
 def pytest_collection_modifyitems(config, items):

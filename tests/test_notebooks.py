@@ -108,4 +108,5 @@ def test_notebook_and_its_example_run(path, tmp_path, monkeypatch):
 
 def test_every_example_is_run_by_a_test():
     scripts = {path.name for path in (ROOT / "examples").glob("*.py")}
-    assert scripts == set(MIRRORS.values()) | {"anomaly_scoring.py"}
+    assert scripts == set(MIRRORS.values()) | {"anomaly_scoring.py", "minibatch_svi.py",
+                                               "multihost_em.py"}
