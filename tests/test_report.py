@@ -51,8 +51,7 @@ def _check_images(sources) -> None:
 
 @pytest.fixture(scope="module")
 def bayes_clustering(faithful):
-    # The default grid: the EM sweep reuses the selection tests' compiled programs.
-    return Clustering(bayes="vi", random_state=0,
+    return Clustering(n_components=range(1, 5), bayes="vi", random_state=0,
                       bayes_options={"max_steps": 400}).fit(faithful)
 
 
