@@ -12,7 +12,8 @@ blocking, feature construction and the final degeneracy check (paid once per fit
 counted as iteration time; every program is compiled before timing.
 The slope of log(time per iteration) against log(N) over N >= 1e5 is the exponent of the
 cost in N (1 for linear). Rewrites the ``scaling`` table of ``benchmarks/README.md`` and
-``benchmarks/scaling.png``; ``--quick`` stops at N=1e6 and only prints.
+``benchmarks/scaling.png`` (the numbers also go to ``benchmarks/scaling.json``; ``--replot``
+redraws from them); ``--quick`` stops at N=1e6 and only prints.
 
 Data of 1e7 rows would need 5 GB to draw in one go, so rows are drawn a million at a time:
 larger data sets repeat one million drawn rows in fresh random orders (the cost of an
@@ -22,6 +23,7 @@ iteration does not depend on which rows they are).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -50,6 +52,7 @@ SWEEPS = {
 #: (library, dtype) pairs timed at every point.
 SERIES = [("bayesgmm", "float64"), ("bayesgmm", "float32"), ("sklearn", "float64")]
 DRAW_ROWS = 1_000_000
+RESULTS = HERE / "scaling.json"
 
 
 def problem(n: int, d: int, k: int):
@@ -64,10 +67,12 @@ def problem(n: int, d: int, k: int):
 
 def iteration_counts(library: str, n: int, d: int, k: int) -> tuple[int, int]:
     """(few, many) iterations, so that the timed difference is about 2 s of bayesgmm work or
-    0.2 s of scikit-learn work per (N K D^2 / 2) (at least 2 and at most 200 iterations)."""
+    0.2 s of scikit-learn work per (N K D^2 / 2) (at least 10 (bayesgmm) or 2 (scikit-learn)
+    and at most 200 iterations)."""
     work = n * k * (d + d * (d + 1) / 2)
     budget = 2e9 if library == "bayesgmm" else 2e8
-    extra = int(np.clip(budget / work, 2, 200))
+    # at least 10 bayesgmm iterations: a fit's fixed cost at 1e7 rows varies by ~1 s
+    extra = int(np.clip(budget / work, 10 if library == "bayesgmm" else 2, 200))
     return (1, 1 + extra) if library == "sklearn" else (5, 5 + extra)
 
 
@@ -149,6 +154,10 @@ def plot(rows, path: Path) -> None:
             ax.loglog(*np.array(points).T, "o-", label=f"{library} {dtype}")
         fixed = ", ".join(f"{a.upper()}={CENTRE[a]:,}" for a in CENTRE if a != axis)
         ax.set(xlabel=axis.upper(), ylabel="ms per EM iteration", title=f"{fixed}")
+        if axis != "n":
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(SWEEPS[axis], [str(v) for v in SWEEPS[axis]])
+            ax.minorticks_off()
         ax.grid(True, which="both", alpha=0.3)
     if len({r["n"] for r in rows if r["axis"] == "n"}) > 1:
         n = np.array(sorted({r["n"] for r in rows if r["axis"] == "n"}), float)
@@ -165,7 +174,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw scaling.png from scaling.json (the last full run)")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(RESULTS.read_text()), HERE / "scaling.png")
+        return
     rows = run(args.quick)
     slopes = {f"{library} {dtype}": slope_in_n(rows, library, dtype)
               for library, dtype in SERIES}
@@ -174,6 +188,7 @@ def main() -> None:
     print(machine_description())
     print(text)
     if not args.quick:
+        RESULTS.write_text(json.dumps(rows, indent=1))
         plot(rows, HERE / "scaling.png")
         write_readme("scaling", text)
 
