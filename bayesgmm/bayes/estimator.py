@@ -38,6 +38,7 @@ from bayesgmm.bayes.posterior import (
 from bayesgmm.bayes.relabel import permute, stephens_relabel
 from bayesgmm.estimator import GaussianMixture, _seed
 from bayesgmm.io import Persistable
+from bayesgmm.parallel import multi_process
 from bayesgmm.preprocessing import AffineScaling, compute_context
 from bayesgmm.validation import (
     ColumnSummary,
@@ -215,6 +216,10 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
         """Run the inference on ``X`` (n_samples, n_features); ``y`` is ignored."""
+        if multi_process():
+            raise ValueError("BayesianGaussianMixture does not run across several JAX "
+                             "processes yet; fit it in one process (for large N, with "
+                             "method='vi' and subsample_size)")
         allow_nan = check_missing_option(self.missing)
         x = check_array_input(X, self, reset=True, ensure_min_samples=2, allow_nan=allow_nan)
         if allow_nan:
