@@ -125,7 +125,8 @@ def run_vi(quick: bool) -> list[dict]:
     rows.append({"method": "sklearn BayesianGaussianMixture", "fit_s": time.perf_counter() - start,
                  "ari": adjusted_rand_score(labels, sk.predict(train)),
                  "components_over_1pct": int((sk.weights_ > 0.01).sum()),
-                 "heldout_loglik": sk.score(test), "converged": sk.converged_})
+                 "heldout_loglik": f"{sk.score(test):.4f}", "converged": sk.converged_})
+    print(rows[-1], flush=True)
     for name, options in [("bayesgmm VI (full batch)", {}),
                           ("bayesgmm VI (minibatch 10k)", {"subsample_size": 10_000})]:
         start = time.perf_counter()
@@ -138,7 +139,7 @@ def run_vi(quick: bool) -> list[dict]:
         rows.append({"method": name, "fit_s": fit_s,
                      "ari": adjusted_rand_score(labels, model.predict(train)),
                      "components_over_1pct": int((model.weights_ > 0.01).sum()),
-                     "heldout_loglik": model.score(test),
+                     "heldout_loglik": f"{model.score(test):.4f}",
                      "converged": model.inference_info_["converged"],
                      "steps": model.inference_info_["n_steps"], "summaries_s": summary_s,
                      "p_k_mode": f"{int(p_k.idxmax())} ({p_k.max():.2f})"})
