@@ -2,9 +2,10 @@
 
 NUTS and full-batch VI touch every row at every step; at a million rows that is minutes per
 few hundred steps. With ``subsample_size`` each VI step uses a minibatch drawn uniformly with
-replacement and scales its likelihood to the whole data (an unbiased estimate), so a step
-costs the same at 1e6 rows as at 1e4. The summaries over every row (memberships, their
-intervals, ``predict``) are computed once, from ``num_samples`` posterior draws: 100 here.
+replacement and scales its likelihood to the whole data (an unbiased estimate), so the work
+of a step depends on the batch size, not on the number of rows. The summaries over every
+row (memberships, their intervals, ``predict``) are computed once, from ``num_samples``
+posterior draws: 100 here.
 
 Run: ``.venv/bin/python examples/minibatch_svi.py [N_ROWS]`` (default 1,000,000). The
 benchmark ``benchmarks/bayes.py --suite minibatch`` runs it and records time and quality.
