@@ -70,12 +70,16 @@ def compute_context(dtype: np.dtype):
         yield
 
 
+def _multiple_of(step: int, n: int) -> int:
+    """The smallest multiple of ``step`` that is ``>= n``."""
+    return -(-n // step) * step
+
+
 def round_up_size(n: int) -> int:
     """Smallest size ``>= n`` of the form ``m * 2**e`` with ``16 <= m < 32`` (or ``n <= 16``)."""
     if n <= 16:
         return max(n, 1)
-    step = 2 ** (n.bit_length() - 5)
-    return -(-n // step) * step
+    return _multiple_of(2 ** (n.bit_length() - 5), n)
 
 
 def block_layout(n_rows: int, n_columns: int, itemsize: int, shards: int = 1
@@ -92,7 +96,7 @@ def block_layout(n_rows: int, n_columns: int, itemsize: int, shards: int = 1
     max_rows = max(_MIN_BLOCK_ROWS, 2 ** int(math.log2(fit)))
     n_blocks = -(-n_rows // max_rows)
     if shards > 1:
-        n_blocks = -(-n_blocks // shards) * shards
+        n_blocks = _multiple_of(shards, n_blocks)
     elif n_blocks == 1 and n_rows <= SMALL_ROWS:
         return 1, SMALL_ROWS
     return n_blocks, round_up_size(-(-n_rows // n_blocks))
@@ -191,8 +195,7 @@ def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
     largest = block_layout(n_rows, n_columns, np.dtype(dtype).itemsize)[1]
     block_rows = _pattern_block_rows(sizes, largest)
     blocks_per_pattern = -(-sizes // block_rows)
-    shards = shard_count(mesh)
-    n_blocks = -(-round_up_size(int(blocks_per_pattern.sum())) // shards) * shards
+    n_blocks = _multiple_of(local_shard_count(mesh), round_up_size(int(blocks_per_pattern.sum())))
     first_block = np.concatenate([[0], np.cumsum(blocks_per_pattern)[:-1]])
     order = np.argsort(pattern_of_row, kind="stable")
     rank_in_pattern = np.empty(n_rows, np.int64)
@@ -216,7 +219,7 @@ def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
     missing_rows, missing_cols = np.nonzero(~observed)
     flat[position[missing_rows], square_columns[missing_cols]] = fill_variance[missing_cols]
     data = BlockedData(*put_blocks([flat.reshape(features.shape), w.reshape(n_blocks, block_rows),
-                                    block_mask], mesh), shards=shards)
+                                    block_mask], mesh), shards=shard_count(mesh))
     return data, PatternLayout(position, n_blocks, block_rows)
 
 
