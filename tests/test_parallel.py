@@ -142,3 +142,37 @@ def test_summaries_of_parts_merge_into_the_summary_of_the_whole():
     np.testing.assert_allclose(merged.var, whole.var(axis=0), rtol=1e-9)
     np.testing.assert_array_equal(merged.minimum, whole.min(axis=0))
     np.testing.assert_array_equal(merged.maximum, whole.max(axis=0))
+
+
+def test_what_several_processes_do_not_support_is_refused_clearly(monkeypatch):
+    """With several JAX processes (simulated: ``multi_process`` patched to True), each
+    unsupported option raises a clear error before any collective would be called."""
+    import jax
+
+    import bayesgmm.bayes.estimator
+    import bayesgmm.estimator
+    import bayesgmm.parallel
+    import bayesgmm.prior
+    import bayesgmm.training
+    from bayesgmm import BayesianGaussianMixture, GaussianMixture, MAPPrior, use_devices
+    from bayesgmm.core.covariance import get_family
+    from bayesgmm.parallel import data_mesh
+    from bayesgmm.preprocessing import AffineScaling
+    from bayesgmm.prior import resolve_prior
+
+    for module in (bayesgmm.bayes.estimator, bayesgmm.estimator, bayesgmm.parallel,
+                   bayesgmm.prior, bayesgmm.training):
+        monkeypatch.setattr(module, "multi_process", lambda: True)
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    holes = x.copy()
+    holes[0, 0] = np.nan
+    with pytest.raises(ValueError, match="missing='marginalize' is not supported with several"):
+        GaussianMixture(2, missing="marginalize").fit(holes)
+    with pytest.raises(ValueError, match="streamed fits are not supported with several"):
+        GaussianMixture(2).fit(lambda: iter([x]))
+    with pytest.raises(ValueError, match="does not run across several JAX processes"):
+        BayesianGaussianMixture(3).fit(x)
+    with pytest.raises(ValueError, match="MAP prior is not supported with several"):
+        resolve_prior(MAPPrior(), get_family("full"), x, 2, AffineScaling.fit(x), np.float64)
+    with use_devices([jax.devices()[0]]), pytest.raises(ValueError, match="use_devices"):
+        data_mesh(10**6)
