@@ -33,13 +33,15 @@ def simulated(n_rows: int, seed: int = 0):
     return x, labels
 
 
-def run(n_rows: int = 1_000_000, seed: int = 0, subsample_size: int = 4096) -> dict:
-    """Fit minibatch VI and, for comparison, EM with the true K; score both."""
+def run(n_rows: int = 1_000_000, seed: int = 0, subsample_size: int = 4096,
+        **options) -> dict:
+    """Fit minibatch VI and, for comparison, EM with the true K; score both. ``options`` go
+    to :class:`~bayesgmm.BayesianGaussianMixture`."""
     x, labels = simulated(n_rows + 50_000, seed)
     train, truth, test = x[:n_rows], labels[:n_rows], x[n_rows:]
     model = BayesianGaussianMixture(15, method="vi", subsample_size=subsample_size,
                                     max_steps=20_000, num_samples=100, num_chains=1,
-                                    random_state=seed, progress_bar=False)
+                                    random_state=seed, progress_bar=False, **options)
     start = time.perf_counter()
     model.fit(train)
     fit_seconds = time.perf_counter() - start
