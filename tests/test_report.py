@@ -51,7 +51,7 @@ def _check_images(sources) -> None:
 
 @pytest.fixture(scope="module")
 def bayes_clustering(faithful):
-    return Clustering(n_components=range(1, 5), bayes="vi", random_state=0,
+    return Clustering(n_components=range(1, 4), bayes="vi", random_state=0,
                       bayes_options={"max_steps": 400}).fit(faithful)
 
 
