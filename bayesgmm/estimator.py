@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core.covariance import MixtureParams, get_family
 from bayesgmm.core.em import BatchResult, InitOverride
-from bayesgmm.core.init import INIT_METHODS
+from bayesgmm.core.init import INIT_METHODS, init_draws
 from bayesgmm.core.missing import conditional_gaussians, conditional_means
 from bayesgmm.core.stats import (
     block_log_prob,
@@ -59,8 +59,8 @@ from bayesgmm.validation import (
 
 
 def _seed(random_state) -> int:
-    """A 31-bit integer seed for ``jax.random`` from ``random_state`` (int, numpy RandomState or
-    Generator, or None for fresh entropy)."""
+    """A 31-bit integer seed (for the starts' draws and ``jax.random``) from ``random_state``
+    (int, numpy RandomState or Generator, or None for fresh entropy)."""
     if random_state is None:
         return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
     if isinstance(random_state, numbers.Integral):
@@ -341,12 +341,14 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         with compute_context(np.float64):
             override = (InitOverride(*self._internal_params(scaling)) if warm
                         else self._user_init(data.x.shape[1], scaling))
-        override = InitOverride(*(None if a is None else jnp.asarray(np.asarray(a), dtype)
+        override = InitOverride(*(None if a is None
+                                  else np.broadcast_to(a, (n_init, *np.shape(a)))
                                   for a in override))
         prior = batch_prior(resolve_prior(self.prior, family, data.x, self.n_components,
                                           scaling, dtype), n_init)
-        keys = jax.random.split(jax.random.PRNGKey(seed_of_process_zero(seed)), n_init)
-        result = data.fit(keys, np.ones((n_init, self.n_components), bool), family=family,
+        draws = init_draws(seed_of_process_zero(seed), n_init, self.init_params,
+                           self.n_components)
+        result = data.fit(draws, np.ones((n_init, self.n_components), bool), family=family,
                           dtype=dtype, reg_covar=self.reg_covar, tol=self.tol,
                           init=self.init_params, max_iter=max_iter, override=override,
                           prior=prior)

@@ -1,12 +1,13 @@
 """Choosing the number of components and the covariance type: BIC, AIC and ICL.
 
-One compiled program per covariance type fits every (K, restart) pair at once. Fits are padded
-to the largest K: a K-component fit carries ``max(K) - K`` extra components whose weight is
-exactly zero (the ``active`` mask of :func:`bayesgmm.core.em.fit_batch`), so all fits share one
-shape and one ``vmap``. Batching also turns the E-step's two matrix products into wide ones that
-read the data once for all fits, which is what makes the sweep cheap; the price is that fits
-with few components pay for ``max(K)`` components and that the batch runs until its slowest fit
-stops.
+One compiled program fits every (covariance type, K, restart) of the grid (:mod:`bayesgmm.sweep`,
+with the :class:`~bayesgmm.core.covariance.Mixed` family). Fits are padded to the largest K: a
+K-component fit carries ``max(K) - K`` extra components whose weight is exactly zero (the
+``active`` mask of :func:`bayesgmm.core.em.fit_batch`), so all fits share one shape and one
+``vmap``. Batching also turns the E-step's two matrix products into wide ones that read the data
+once for all fits; the price is that fits with few components pay for ``max(K)`` components and
+that a batch runs until its slowest fit stops. On large data the restarts are screened on a
+sample first (``screen_rows``).
 
 Criteria (scikit-learn's sign: lower is better), with ``log L`` at the fitted parameters, ``p``
 free parameters and ``n`` rows:
@@ -31,20 +32,17 @@ import numbers
 import warnings
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
-from bayesgmm.core.covariance import ConjugatePrior, get_family
-from bayesgmm.core.em import BatchResult
+from bayesgmm.core.covariance import get_family
 from bayesgmm.estimator import GaussianMixture, _seed
 from bayesgmm.io import Persistable
 from bayesgmm.parallel import seed_of_process_zero
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype
-from bayesgmm.prior import resolve_prior
+from bayesgmm.sweep import Grid, TypeFits, fit_grid, n_batches
 from bayesgmm.training import TrainingData
 from bayesgmm.validation import DegenerateFitError
 
@@ -90,9 +88,8 @@ class SelectionResult(Persistable):
 class _Sweep:
     """Everything needed to turn a row of the sweep back into a fitted GaussianMixture."""
 
-    fits: dict[str, BatchResult]
+    fits: dict[str, TypeFits]
     ks: list[int]
-    n_init: int
     scaling: AffineScaling
     n_dims: int
     names: np.ndarray | None
@@ -104,14 +101,13 @@ class _Sweep:
         if covariance_type not in self.fits or n_components not in self.ks:
             raise ValueError(f"({covariance_type!r}, {n_components}) is not in the sweep: "
                              f"types {list(self.fits)}, n_components {self.ks}")
-        result = self.fits[covariance_type]
-        index = _chosen_index(result, self.ks.index(n_components), self.n_init)
+        fits = self.fits[covariance_type]
+        position = self.ks.index(n_components)
         model = GaussianMixture(n_components, covariance_type=covariance_type, **self.settings)
-        model._store_fit(result, index, self.scaling, np.arange(n_components),
+        model._store_fit(fits.result, position, self.scaling, np.arange(n_components),
                          log_det=self.mean_log_det)
         model.n_missing_values_ = self.missing_counts
-        block = slice(index - index % self.n_init, index - index % self.n_init + self.n_init)
-        model.n_degenerate_inits_ = int(np.asarray(result.degenerate[block]).any(axis=1).sum())
+        model.n_degenerate_inits_ = int(fits.n_degenerate_inits[position])
         model.n_features_in_ = self.n_dims
         if self.names is not None:
             model.feature_names_in_ = self.names
@@ -149,17 +145,16 @@ def _check_grid(n_components, covariance_types, criterion) -> tuple[list[int], l
     return sorted({int(k) for k in values}), types
 
 
-def _stack_priors(priors: list[ConjugatePrior | None]) -> ConjugatePrior | None:
-    if priors[0] is None:
-        return None
-    return ConjugatePrior(*(jnp.stack(leaves) for leaves in zip(*priors, strict=True)))
-
-
 def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES,
                  criterion="bic", n_init=5, random_state=None, prior=None, *, tol=1e-3,
                  reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64",
-                 exclude_degenerate=True, progress_bar=False, missing="error") -> SelectionResult:
+                 exclude_degenerate=True, progress_bar=False, missing="error",
+                 screen_rows="auto") -> SelectionResult:
     """Fit every (covariance type, K) with ``n_init`` restarts and pick the best by a criterion.
+
+    The whole grid is one compiled program (:mod:`bayesgmm.sweep`). On data of more than
+    twice ``screen_rows`` rows, the restarts are screened on a random sample of that many rows
+    and only each (type, K)'s best restart there is continued on all rows.
 
     Parameters
     ----------
@@ -178,12 +173,17 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
         Leave (type, K) pairs whose every restart is degenerate out of the selection (with a
         warning giving their number).
     progress_bar : bool, default False
-        Show a progress bar over the covariance types (one compiled program each).
+        Show a progress bar over the batches (one, or two when screening).
     missing : {'error', 'marginalize'}, default 'error'
         As :class:`bayesgmm.GaussianMixture`: with 'marginalize', NaN entries are missing at
         random, every fit is exact EM for incomplete data, and the criteria use the
         observed-data log-likelihood with the usual parameter counts and ``n`` = the number of
         rows (rows with no observed value are left out, with a warning).
+    screen_rows : 'auto', int or None, default 'auto'
+        Size of the random sample on which every restart is fitted before the best restart of
+        each (type, K) is continued by EM on all rows (emEM; see :mod:`bayesgmm.sweep`).
+        'auto' is 10,000 rows. Screening applies only to data of more than twice that size;
+        None fits every restart on all rows (scikit-learn's semantics of ``n_init``).
 
     Returns
     -------
@@ -199,26 +199,14 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     compute = compute_dtype(dtype)
     seed = seed_of_process_zero(_seed(random_state))
 
-    rows, fits = [], {}
-    with compute_context(compute), _progress(types, progress_bar) as bar:
-        for t, name in enumerate(types):
-            bar.set_postfix_str(f"{name}: K={ks[0]}..{ks[-1]} x {n_init} restarts")
-            family = get_family(name)
-            # One program: every K of the grid, each with n_init restarts, padded to max(ks).
-            active = np.repeat(np.arange(max(ks))[None, :] < np.array(ks)[:, None], n_init, 0)
-            keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), t),
-                                    len(active))
-            prior_by_k = {k: resolve_prior(prior, family, data.x, k, data.scaling, compute)
-                          for k in ks}
-            result = data.fit(keys, active, family=family, dtype=compute, reg_covar=reg_covar,
-                              tol=tol, init=init_params, max_iter=max_iter,
-                              prior=_stack_priors([prior_by_k[k] for k in ks
-                                                   for _ in range(n_init)]),
-                              summarise=True)
-            fits[name] = result
-            bar.update()
-            rows += _rows_for_type(result, name, ks, n_init, n_samples, n_dims,
-                                   data.mean_log_det)
+    grid = Grid(types, ks, n_init)
+    with compute_context(compute), _progress(n_batches(screen_rows, n_samples),
+                                             progress_bar) as bar:
+        fits = fit_grid(data, grid, seed=seed, dtype=compute, reg_covar=reg_covar, tol=tol,
+                        init=init_params, max_iter=max_iter, prior=prior,
+                        screen_rows=screen_rows, progress=bar)
+    rows = [row for name in types for row in _rows_for_type(
+        fits[name], name, ks, n_init, n_samples, n_dims, data.mean_log_det)]
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:-1])
     table["selected"] = False
@@ -239,7 +227,7 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     best = table.loc[chosen]
     table = table.sort_values(criterion, kind="stable").reset_index(drop=True)
 
-    sweep = _Sweep(fits, ks, n_init, data.scaling, n_dims, data.names, dict(
+    sweep = _Sweep(fits, ks, data.scaling, n_dims, data.names, dict(
         tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
         random_state=random_state, dtype=dtype, prior=prior, missing=missing),
         data.mean_log_det, data.missing_counts)
@@ -247,40 +235,27 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
                            criterion, sweep)
 
 
-def _progress(types: list[str], enabled: bool):
+def _progress(n_batches: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=len(types), desc="model selection", unit="type", disable=not enabled,
+    return tqdm(total=n_batches, desc="model selection", unit="batch", disable=not enabled,
                 leave=False)
 
 
-def _chosen_index(result: BatchResult, k_position: int, n_init: int) -> int:
-    """Index in the batch of the restart that represents the ``k_position``-th K: the best
-    lower bound among non-degenerate restarts (all restarts if every one is degenerate)."""
-    block = slice(k_position * n_init, (k_position + 1) * n_init)
-    bounds = np.asarray(result.state.lower_bound[block], dtype=np.float64)
-    usable = ~np.asarray(result.degenerate[block]).any(axis=1) & np.isfinite(bounds)
-    pool = usable if usable.any() else np.isfinite(bounds)
-    if not pool.any():
-        pool = np.ones_like(usable)
-    return k_position * n_init + int(np.argmax(np.where(pool, bounds, -np.inf)))
-
-
-def _rows_for_type(result: BatchResult, name: str, ks: list[int], n_init: int, n_samples: int,
+def _rows_for_type(fits: TypeFits, name: str, ks: list[int], n_init: int, n_samples: int,
                    n_dims: int, mean_log_det: float) -> list[list]:
     family = get_family(name)
+    result = fits.result
     rows = []
     for position, k in enumerate(ks):
-        index = _chosen_index(result, position, n_init)
-        block = slice(position * n_init, (position + 1) * n_init)
-        n_degenerate = int(np.asarray(result.degenerate[block]).any(axis=1).sum())
-        loglik = float(result.loglik[index]) - n_samples * mean_log_det
+        n_degenerate = int(fits.n_degenerate_inits[position])
+        loglik = float(result.loglik[position]) - n_samples * mean_log_det
         n_params = family.n_parameters(k, n_dims)
         bic = -2.0 * loglik + n_params * np.log(n_samples)
+        degenerate = n_degenerate == n_init or bool(result.degenerate[position].any())
         rows.append([name, k, loglik, n_params, bic, -2.0 * loglik + 2.0 * n_params,
-                     bic - 2.0 * float(result.map_log_resp[index]),
-                     bool(result.state.converged[index]), n_degenerate == n_init,
-                     n_degenerate])
+                     bic - 2.0 * float(result.map_log_resp[position]),
+                     bool(result.state.converged[position]), degenerate, n_degenerate])
     return rows
 
 
@@ -311,7 +286,7 @@ class AutoGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     def __init__(self, n_components=range(1, 10), *, covariance_types=COVARIANCE_TYPES,
                  criterion="bic", n_init=5, random_state=None, prior=None, tol=1e-3,
                  reg_covar=1e-6, max_iter=100, init_params="kmeans", dtype="float64",
-                 missing="error"):
+                 missing="error", screen_rows="auto"):
         self.n_components = n_components
         self.covariance_types = covariance_types
         self.criterion = criterion
@@ -324,6 +299,7 @@ class AutoGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self.init_params = init_params
         self.dtype = dtype
         self.missing = missing
+        self.screen_rows = screen_rows
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -336,7 +312,7 @@ class AutoGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             X, self.n_components, self.covariance_types, self.criterion, self.n_init,
             self.random_state, self.prior, tol=self.tol, reg_covar=self.reg_covar,
             max_iter=self.max_iter, init_params=self.init_params, dtype=self.dtype,
-            missing=self.missing)
+            missing=self.missing, screen_rows=self.screen_rows)
         best = self.best_estimator_ = self.selection_.best_
         self.n_components_ = best.n_components
         self.covariance_type_ = best.covariance_type

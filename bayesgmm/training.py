@@ -8,7 +8,7 @@ same internal units, and the same call of :func:`~bayesgmm.core.em.fit_batch`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 
 import jax
 import numpy as np
@@ -27,6 +27,13 @@ from bayesgmm.validation import (
     drop_empty_rows,
     warn_if_regularisation_dominates,
 )
+
+#: Most fits one compiled program runs at once; larger batches run as several equal runs of
+#: one program. XLA's CPU runtime (jax 0.10.2) deadlocked, every thread idle, on batches of
+#: about 150 or more full-covariance fits (K = 9, D = 8) from the second EM iteration on;
+#: batches of up to 108 ran. ``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false``
+#: also avoided it, but that is the user's process-wide setting to make, not ours.
+MAX_FITS_PER_RUN = 60
 
 
 @dataclass
@@ -79,6 +86,11 @@ class TrainingData:
         return cls(x, summary, AffineScaling.from_moments(summary.mean, summary.var), names,
                    n_rows)
 
+    def sample(self, rows: np.ndarray) -> TrainingData:
+        """Only ``rows`` (indices) of these data, with the same units and column summary (a
+        screening sample: :mod:`bayesgmm.sweep`)."""
+        return TrainingData(self.x[rows], self.summary, self.scaling, self.names)
+
     @property
     def internal(self) -> np.ndarray:
         """(N, D) the rows in internal units."""
@@ -120,21 +132,40 @@ class TrainingData:
             return 0
         return int(gather_from_processes(np.array([self.x.shape[0]])).max())
 
-    def fit(self, keys, active: np.ndarray, *, family: CovarianceFamily, dtype, reg_covar: float,
-            tol: float, init: str, max_iter: int, override: InitOverride | None = None,
-            prior: ConjugatePrior | None = None, summarise: bool = False) -> BatchResult:
+    def fit(self, draws, active: np.ndarray, *, family: CovarianceFamily, dtype,
+            reg_covar: float, tol: float, init: str, max_iter: int,
+            override: InitOverride | None = None, prior: ConjugatePrior | None = None,
+            kinds: np.ndarray | None = None, summarise: bool = False) -> BatchResult:
         """Run :func:`~bayesgmm.core.em.fit_batch` (inside ``compute_context(dtype)``) and
-        return its result as numpy arrays. ``reg_covar`` is in the data's units."""
+        return its result as numpy arrays. ``reg_covar`` is in the data's units; ``override``
+        and ``prior`` have the batch axis of ``active``."""
         scale2 = self.scaling.scale**2
         # Host arrays (not arrays on one device) for everything but the data: with the data
         # sharded across processes, every other input must be the same replicated value.
-        host = partial(jax.tree_util.tree_map, np.asarray)
-        result = fit_batch(
-            np.asarray(keys), np.asarray(active), self.blocks(family, dtype),
-            np.asarray(reg_covar / scale2, dtype), np.asarray(tol, dtype),
-            np.asarray(self.summary.var / scale2, dtype), host(override or InitOverride()),
-            host(prior), family=family, init=init, max_iter=max_iter, summarise=summarise)
-        return jax.device_get(result)
+        per_fit = (np.asarray(draws, dtype), np.asarray(active),
+                   InitOverride(*(None if a is None else np.asarray(a, dtype)
+                                  for a in (override or InitOverride()))),
+                   jax.tree_util.tree_map(np.asarray, prior),
+                   None if kinds is None else np.asarray(kinds, np.int32))
+        shared = (self.blocks(family, dtype), np.asarray(reg_covar / scale2, dtype),
+                  np.asarray(tol, dtype), np.asarray(self.summary.var / scale2, dtype))
+
+        def run(index):
+            draws, active, override, prior, kinds = jax.tree_util.tree_map(
+                lambda a: a[index], per_fit)
+            return jax.device_get(fit_batch(
+                draws, active, *shared, override, prior, kinds, family=family, init=init,
+                max_iter=max_iter, summarise=summarise))
+
+        n_fits = len(active)
+        n_runs = -(-n_fits // MAX_FITS_PER_RUN)
+        if n_runs == 1:
+            return run(np.arange(n_fits))
+        # Equal runs (one compiled shape), the last padded with repeats of the last fit.
+        size = -(-n_fits // n_runs)
+        index = np.minimum(np.arange(n_runs * size), n_fits - 1).reshape(n_runs, size)
+        parts = [run(i) for i in index]
+        return jax.tree_util.tree_map(lambda *a: np.concatenate(a)[:n_fits], *parts)
 
 
 def _across_processes(summary: ColumnSummary, n_rows: int) -> tuple[ColumnSummary, int]:

@@ -106,15 +106,16 @@ def run_core_batch(x, n_fits, n_components, init="random_from_data", max_iter=30
 
     from bayesgmm.core.covariance import get_family
     from bayesgmm.core.em import InitOverride, fit_batch
+    from bayesgmm.core.init import init_draws
     from bayesgmm.preprocessing import AffineScaling, compute_context, to_blocks
 
     family = get_family(covariance_type)
     scaling = AffineScaling.fit(x)
     internal = scaling.transform(x)
     with compute_context(dtype):
-        keys = jax.random.split(jax.random.PRNGKey(seed), n_fits)
+        draws = jnp.asarray(init_draws(seed, n_fits, init, n_components), dtype)
         result = fit_batch(
-            keys, jnp.ones((n_fits, n_components), bool), to_blocks(internal, dtype, family),
+            draws, jnp.ones((n_fits, n_components), bool), to_blocks(internal, dtype, family),
             jnp.asarray(reg_covar / scaling.scale**2, dtype), jnp.asarray(tol, dtype),
             jnp.asarray(internal.var(axis=0), dtype), InitOverride(), family=family, init=init,
             max_iter=max_iter)

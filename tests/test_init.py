@@ -7,7 +7,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm import GaussianMixture
-from bayesgmm.core.init import INIT_METHODS, kmeans_plusplus, lloyd
+from bayesgmm.core.init import (
+    INIT_METHODS,
+    draw_rows,
+    init_draws,
+    kmeans_plusplus,
+    lloyd,
+    rows_without_replacement,
+)
 from bayesgmm.preprocessing import compute_context
 from tests.conftest import make_mixture
 
@@ -15,8 +22,8 @@ from tests.conftest import make_mixture
 def test_kmeans_plusplus_seeds_one_point_per_separated_cluster():
     x, labels, _, _ = make_mixture(n=300, seed=1, separation=20.0)
     with compute_context(np.float64):
-        seeds = np.asarray(kmeans_plusplus(jax.random.PRNGKey(0), jnp.asarray(x),
-                                           jnp.ones(300), 3))
+        seeds = np.asarray(kmeans_plusplus(jnp.asarray(init_draws(0, 1, "kmeans", 3)[0]),
+                                           jnp.asarray(x), jnp.ones(300), 3))
     assert len(set(seeds)) == 3
     assert sorted(labels[seeds]) == [0, 1, 2]
 
@@ -27,9 +34,36 @@ def test_kmeans_plusplus_never_picks_zero_weight_rows():
     weight[:50] = 1.0
     with compute_context(np.float64):
         for seed in range(5):
-            seeds = kmeans_plusplus(jax.random.PRNGKey(seed), jnp.asarray(x),
-                                    jnp.asarray(weight), 3)
+            seeds = kmeans_plusplus(jnp.asarray(init_draws(seed, 1, "kmeans", 3)[0]),
+                                    jnp.asarray(x), jnp.asarray(weight), 3)
             assert np.all(np.asarray(seeds) < 50)
+
+
+def test_draw_rows_inverts_the_cumulative_weight():
+    """Uniforms on an even grid land on each row in proportion to its weight, exactly; rows
+    of weight 0 (padding) are never drawn, not even for u next to 0 or 1."""
+    weight = np.array([0.0, 3.0, 0.0, 1.0, 4.0, 0.0])
+    grid = (np.arange(8000) + 0.5) / 8000
+    with compute_context(np.float64):
+        rows = np.asarray(draw_rows(jnp.asarray(weight), jnp.asarray(grid)))
+        ends = np.asarray(draw_rows(jnp.asarray(weight), jnp.asarray([0.0, 1 - 1e-16])))
+    np.testing.assert_array_equal(np.bincount(rows, minlength=6), 1000 * weight)
+    np.testing.assert_array_equal(ends, [1, 4])
+
+
+def test_rows_without_replacement_are_distinct_and_uniform_over_real_rows():
+    """Seeds for 'random_from_data': distinct rows, never padding, and each real row equally
+    likely (chi-square against the uniform law over 2,000 starts)."""
+    from scipy.stats import chisquare
+
+    weight = np.r_[np.ones(10), np.zeros(3)]
+    draws = init_draws(0, 2000, "random_from_data", 4)
+    with compute_context(np.float64):
+        rows = np.asarray(jax.vmap(lambda d: rows_without_replacement(d, jnp.asarray(weight),
+                                                                      4))(jnp.asarray(draws)))
+    assert all(len(set(r)) == 4 for r in rows)
+    assert rows.max() < 10
+    assert chisquare(np.bincount(rows.ravel(), minlength=10)).pvalue > 1e-3
 
 
 def test_lloyd_finds_the_clusters():

@@ -212,25 +212,31 @@ def _apply_override(params: MixtureParams, override: InitOverride) -> MixturePar
 
 
 @partial(jax.jit, static_argnames=("family", "init", "max_iter", "summarise"))
-def fit_batch(keys: Array, active: Array, data: BlockedData, reg_covar: Array, tol: Array,
+def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, tol: Array,
               feature_variance: Array, override: InitOverride,
-              prior: ConjugatePrior | None = None, *, family: CovarianceFamily, init: str,
-              max_iter: int, summarise: bool = False) -> BatchResult:
+              prior: ConjugatePrior | None = None, kinds: Array | None = None, *,
+              family: CovarianceFamily, init: str, max_iter: int,
+              summarise: bool = False) -> BatchResult:
     """Initialise and run EM for a batch of fits, vmapped in one compiled program.
 
-    Each fit has its own ``jax.random`` key and its own set of active components, so one
+    Each fit has its own random draws and its own set of active components, so one
     program runs all restarts of all component counts of a sweep: a fit with K active
     components out of ``K_max`` is the K-component fit, the others keep weight exactly 0.
+    With ``family=Mixed()`` each fit also has its own covariance type (``kinds``).
 
     Parameters
     ----------
-    keys : (B, 2) ``jax.random`` keys, one per fit
+    draws : (B, U) uniforms in [0, 1) for each fit's start
+        (:func:`~bayesgmm.core.init.init_draws`; unused when ``override`` is complete)
     active : (B, K_max) bool
     data : :class:`BlockedData`
     feature_variance : (D,) per-feature data variance, for :func:`degenerate_components`
-    override : :class:`InitOverride` applied after the ``init`` responsibilities' M-step
+    override : :class:`InitOverride` with a leading fit axis (B, ...), applied after the
+        ``init`` responsibilities' M-step; complete, it replaces the start
     prior : :class:`ConjugatePrior` with a leading fit axis (B, ...) for MAP EM (its default
         scale depends on K), or None for maximum likelihood
+    kinds : (B,) int, each fit's index into :data:`~bayesgmm.core.covariance.MIXED_KINDS`
+        (``family=Mixed()`` only)
     summarise : also score the final parameters (log-likelihood and ICL's assignment term)
     """
     n_blocks, block_rows, _ = data.features.shape
@@ -239,27 +245,30 @@ def fit_batch(keys: Array, active: Array, data: BlockedData, reg_covar: Array, t
     flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
     flat_weight = data.weight.reshape(-1)
 
-    def one_fit(key, active, prior):
+    def one_fit(draws, active, prior, kind, override):
+        fit_family = family if kind is None else family.bind(kind)
+
         def update(stats, centre):
-            return m_step(stats, family, reg_covar, centre, active, prior)
+            return m_step(stats, fit_family, reg_covar, centre, active, prior)
 
         if override.complete:
             params = MixtureParams(*override)
-            stats = e_step(data, params, family)
+            stats = e_step(data, params, fit_family)
         else:
-            resp = initial_responsibilities(key, flat_x, flat_weight, n_components, init, active)
+            resp = initial_responsibilities(draws, flat_x, flat_weight, n_components, init,
+                                            active)
             stats = stats_from_responsibilities(
-                data, resp.reshape(n_blocks, block_rows, n_components), n_dims, family)
+                data, resp.reshape(n_blocks, block_rows, n_components), n_dims, fit_family)
             params = _apply_override(update(stats, 0.0), override)
-        state = run_em(params, stats, data, family, update, tol, max_iter)
+        state = run_em(params, stats, data, fit_family, update, tol, max_iter)
         centre = 0.0
         if max_iter > 0:
-            state, centre = refine_last_m_step(state, data, family, update)
-        degenerate = degenerate_components(state.stats, centre, family, feature_variance,
+            state, centre = refine_last_m_step(state, data, fit_family, update)
+        degenerate = degenerate_components(state.stats, centre, fit_family, feature_variance,
                                            active, prior)
         loglik = map_log_resp = jnp.zeros((), data.features.dtype)
         if summarise:
-            loglik, map_log_resp = assignment_summary(data, state.params, family)
+            loglik, map_log_resp = assignment_summary(data, state.params, fit_family)
         return BatchResult(state, degenerate, loglik, map_log_resp)
 
-    return jax.vmap(one_fit)(keys, active, prior)
+    return jax.vmap(one_fit)(draws, active, prior, kinds, override)

@@ -9,7 +9,9 @@
 
 The initial parameters are the M-step of these responsibilities, as in scikit-learn, so a
 one-point seed starts with covariance ``reg_covar``. Everything here is pure JAX on flat
-``(N, D)`` rows with per-row weights (0 for padding rows, which are never chosen).
+``(N, D)`` rows with per-row weights (0 for padding rows, which are never chosen). The
+randomness comes in as uniform draws made by numpy (:func:`init_draws`), as scikit-learn draws
+from its ``random_state``.
 
 Unlike scikit-learn, the k-means distances (``'kmeans'`` and ``'k-means++'``) are measured on
 columns scaled to unit variance, as mclust initialises on scaled data (its default
@@ -25,6 +27,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -40,35 +43,83 @@ def squared_distances(x: Array, centers: Array) -> Array:
     return jnp.maximum(dist, 0.0)
 
 
-def _sampling_probabilities(weight: Array, closest: Array) -> Array:
-    mass = weight * closest
-    total = jnp.sum(mass)
-    # All remaining mass zero (every point coincides with a centre): fall back to uniform.
-    return jnp.where(total > 0, mass / jnp.where(total > 0, total, 1.0), weight / jnp.sum(weight))
+def n_trials(n_components: int) -> int:
+    """Candidates per greedy k-means++ step (scikit-learn's ``2 + int(log K)``)."""
+    return 2 + int(math.log(n_components))
 
 
-def kmeans_plusplus(key: Array, x: Array, weight: Array, n_components: int) -> Array:
+def n_init_draws(method: str, n_components: int) -> int:
+    """How many uniform draws one start of ``method`` with ``n_components`` consumes."""
+    if method in ("kmeans", "k-means++"):
+        return 1 + (n_components - 1) * n_trials(n_components)
+    if method == "random_from_data":
+        return n_components
+    if method == "random":
+        return 1
+    raise ValueError(f"init_params={method!r} is not supported; choose one of {INIT_METHODS}")
+
+
+def init_draws(seed, n_fits: int, method: str, n_components: int) -> np.ndarray:
+    """(n_fits, :func:`n_init_draws`) uniforms in [0, 1) for ``n_fits`` starts, from numpy.
+
+    The starts' randomness is drawn on the host, as scikit-learn draws it from its
+    ``random_state``, and enters the compiled program as data: ``jax.random`` inside the
+    program cost about 0.5 s of compile time per call site (threefry), several times the
+    cost of the seeding itself. ``seed`` is anything ``numpy.random.default_rng`` takes.
+    """
+    return np.random.default_rng(seed).random((n_fits, n_init_draws(method, n_components)))
+
+
+def draw_rows(weight: Array, uniforms: Array) -> Array:
+    """Row indices drawn with probability proportional to ``weight`` (N,), by inverting the
+    cumulative weight at ``uniforms`` (...,) in [0, 1): (...,) int. Rows of weight 0 are never
+    drawn (if every weight is 0, the last row is)."""
+    cumulative = jnp.cumsum(weight)
+    index = jnp.searchsorted(cumulative, uniforms * cumulative[-1], side="right")
+    return jnp.minimum(index, jnp.argmax(cumulative))  # rounding never passes the last row
+
+
+def kmeans_plusplus(draws: Array, x: Array, weight: Array, n_components: int) -> Array:
     """Greedy k-means++ seeding (scikit-learn's ``kmeans_plusplus``): indices (K,) of seed rows.
 
     Each new centre is the best of ``2 + int(log K)`` candidates drawn with probability
-    proportional to the squared distance to the nearest chosen centre.
+    proportional to the squared distance to the nearest chosen centre. ``draws`` are
+    :func:`n_init_draws` uniforms (the first picks the first centre).
     """
-    n_rows = x.shape[0]
-    n_trials = 2 + int(math.log(n_components))
-    key, first_key = jax.random.split(key)
-    first = jax.random.choice(first_key, n_rows, p=weight / jnp.sum(weight))
+    trials = n_trials(n_components)
+    first = draw_rows(weight, draws[0])
     closest = squared_distances(x, x[first][None])[:, 0]
     indices = jnp.zeros(n_components, first.dtype).at[0].set(first)
+    if n_components == 1:
+        return indices
 
     def add_centre(c, carry):
         indices, closest = carry
-        probs = _sampling_probabilities(weight, closest)
-        candidates = jax.random.choice(jax.random.fold_in(key, c), n_rows, (n_trials,), p=probs)
+        mass = weight * closest
+        # All remaining mass zero (every point coincides with a centre): draw by weight.
+        mass = jnp.where(jnp.sum(mass) > 0, mass, weight)
+        uniforms = jax.lax.dynamic_slice(draws, (1 + (c - 1) * trials,), (trials,))
+        candidates = draw_rows(mass, uniforms)
         new_closest = jnp.minimum(closest[:, None], squared_distances(x, x[candidates]))
         best = jnp.argmin(jnp.sum(weight[:, None] * new_closest, axis=0))
         return indices.at[c].set(candidates[best]), new_closest[:, best]
 
     indices, _ = jax.lax.fori_loop(1, n_components, add_centre, (indices, closest))
+    return indices
+
+
+def rows_without_replacement(draws: Array, weight: Array, n_components: int) -> Array:
+    """(K,) distinct row indices, each drawn with probability proportional to ``weight``
+    among the rows not drawn yet (uniformly among real rows for 0/1 weights)."""
+
+    def draw_one(c, carry):
+        indices, remaining = carry
+        row = draw_rows(remaining, draws[c])
+        return indices.at[c].set(row), remaining.at[row].set(0.0)
+
+    indices = jnp.zeros(n_components, int)  # jax's default integer, as draw_rows returns
+    indices, _ = jax.lax.fori_loop(0, n_components, draw_one,
+                                   (indices, weight.astype(draws.dtype)))
     return indices
 
 
@@ -117,9 +168,10 @@ def unit_variance_columns(x: Array, weight: Array) -> Array:
     return x / jnp.where(sd > 0, sd, 1.0)
 
 
-def initial_responsibilities(key: Array, x: Array, weight: Array, n_components: int,
+def initial_responsibilities(draws: Array, x: Array, weight: Array, n_components: int,
                              method: str, active: Array | None = None) -> Array:
-    """Initial responsibilities (N, K) for ``method`` (one of :data:`INIT_METHODS`).
+    """Initial responsibilities (N, K) for ``method`` (one of :data:`INIT_METHODS`), from
+    ``draws``, the start's :func:`n_init_draws` uniforms in [0, 1) (:func:`init_draws`).
 
     Components with ``active`` (K,) False get no responsibility. Greedy k-means++ picks the
     first seeds independently of later ones, so the active components' seeds equal those of
@@ -130,17 +182,17 @@ def initial_responsibilities(key: Array, x: Array, weight: Array, n_components: 
     if method in ("kmeans", "k-means++"):
         x = unit_variance_columns(x, weight)
     if method == "kmeans":
-        seeds = kmeans_plusplus(key, x, weight, n_components)
+        seeds = kmeans_plusplus(draws, x, weight, n_components)
         labels = lloyd(x, weight, x[seeds], active)
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
     if method == "random":
+        key = jax.random.PRNGKey((draws[0] * 2.0**31).astype(jnp.int32))
         resp = jax.random.uniform(key, (n_rows, n_components), dtype=x.dtype) * mask
         return resp / jnp.sum(resp, axis=1, keepdims=True)
     if method == "k-means++":
-        seeds = kmeans_plusplus(key, x, weight, n_components)
+        seeds = kmeans_plusplus(draws, x, weight, n_components)
     elif method == "random_from_data":
-        seeds = jax.random.choice(key, n_rows, (n_components,), replace=False,
-                                  p=weight / jnp.sum(weight))
+        seeds = rows_without_replacement(draws, weight, n_components)
     else:
         raise ValueError(f"init_params={method!r} is not supported; choose one of {INIT_METHODS}")
     return jnp.zeros((n_rows, n_components), x.dtype).at[seeds, jnp.arange(n_components)].set(mask)
