@@ -53,7 +53,9 @@ MIXED = Mixed()
 
 @dataclass(frozen=True)
 class Grid:
-    """The fits of a sweep, in the order type, then K, then restart."""
+    """The fits of a sweep. Pairs (type, K) are in table order (type, then K); fits are in the
+    order K, restart, type, so that the types sharing a start sit together in a run of the
+    program (:func:`~bayesgmm.core.em.fit_batch` computes a shared start once)."""
 
     types: list[str]
     ks: list[int]
@@ -63,15 +65,16 @@ class Grid:
     def pairs(self) -> list[tuple[str, int]]:
         return [(t, k) for t in self.types for k in self.ks]
 
-    def active(self, n_init: int) -> np.ndarray:
-        """(pairs * n_init, max K) bool: the components each fit uses."""
-        per_pair = np.arange(max(self.ks))[None, :] < np.array(self.ks)[:, None]
-        return np.repeat(np.tile(per_pair, (len(self.types), 1)), n_init, axis=0)
-
-    def kinds(self, n_init: int) -> np.ndarray:
-        """(pairs * n_init,) each fit's index into ``MIXED_KINDS``."""
-        codes = np.array([MIXED_KINDS.index(t) for t in self.types])
-        return np.repeat(codes, len(self.ks) * n_init)
+    def layout(self, n_init: int) -> dict[str, np.ndarray]:
+        """Per fit: ``pair`` (index into :attr:`pairs`), ``start`` (K position x n_init +
+        restart), ``kind`` (index into ``MIXED_KINDS``) and ``active`` (fits, max K)."""
+        k_pos, restart, t = (a.ravel() for a in np.meshgrid(
+            np.arange(len(self.ks)), np.arange(n_init), np.arange(len(self.types)),
+            indexing="ij"))
+        codes = np.array([MIXED_KINDS.index(name) for name in self.types])
+        return dict(pair=t * len(self.ks) + k_pos, start=k_pos * n_init + restart,
+                    kind=codes[t],
+                    active=np.arange(max(self.ks))[None, :] < np.array(self.ks)[k_pos, None])
 
 
 @dataclass
@@ -110,31 +113,32 @@ def fit_grid(data: TrainingData, grid: Grid, *, seed: int, dtype, reg_covar: flo
     """
     sample_rows = screening_rows(screen_rows, data.n_rows)
     rng = np.random.default_rng([seed, 1])
-    draws = np.tile(init_draws([seed, 0], len(grid.ks) * grid.n_init, init, max(grid.ks)),
-                    (len(grid.types), 1))
-    settings = dict(family=MIXED, dtype=dtype, reg_covar=reg_covar, tol=tol, max_iter=max_iter)
+    draws = init_draws([seed, 0], len(grid.ks) * grid.n_init, init, max(grid.ks))
+    settings = dict(family=MIXED, dtype=dtype, reg_covar=reg_covar, tol=tol, max_iter=max_iter,
+                    init=init)
     first_data = data if sample_rows is None else data.sample(
         np.sort(rng.choice(len(data.x), sample_rows, replace=False)))
-    progress.set_postfix_str(f"{len(draws)} fits on {first_data.n_rows:,} rows")
-    first = first_data.fit(draws, grid.active(grid.n_init), init=init,
-                           prior=_mixed_prior(prior, grid, grid.n_init, data, dtype),
-                           kinds=grid.kinds(grid.n_init), summarise=sample_rows is None,
-                           **settings)
+    fits = grid.layout(grid.n_init)
+    progress.set_postfix_str(f"{len(fits['pair'])} fits on {first_data.n_rows:,} rows")
+    first = first_data.fit(draws, fits["active"], starts=fits["start"], kinds=fits["kind"],
+                           prior=_mixed_prior(prior, grid, fits["pair"], data, dtype),
+                           summarise=sample_rows is None, **settings)
     progress.update()
-    degenerate = first.degenerate.any(axis=1).reshape(len(grid.pairs), grid.n_init)
-    chosen = [_best_restart(first, pair, grid.n_init) for pair in range(len(grid.pairs))]
-    final = _take(first, chosen)
+    of_pair = [np.flatnonzero(fits["pair"] == p) for p in range(len(grid.pairs))]
+    n_degenerate = np.array([first.degenerate[i].any(axis=1).sum() for i in of_pair])
+    final = _take(first, [_best_restart(first, i) for i in of_pair])  # in pair order
     if sample_rows is not None:
-        progress.set_postfix_str(f"{len(chosen)} fits on all {data.n_rows:,} rows")
-        params = final.state.params
-        final = data.fit(np.zeros((len(chosen), 1)), grid.active(1), init=init,
-                         override=InitOverride(*params),
-                         prior=_mixed_prior(prior, grid, 1, data, dtype),
-                         kinds=grid.kinds(1), summarise=True, **settings)
+        progress.set_postfix_str(f"{len(of_pair)} fits on all {data.n_rows:,} rows")
+        one = grid.layout(1)
+        order = np.argsort(one["pair"])  # the layout's fits in pair order
+        final = data.fit(np.zeros((len(order), 1)), one["active"][order],
+                         kinds=one["kind"][order], override=InitOverride(*final.state.params),
+                         prior=_mixed_prior(prior, grid, np.arange(len(order)), data, dtype),
+                         summarise=True, **settings)
         progress.update()
     n_ks = len(grid.ks)
     return {name: TypeFits(_in_own_format(_take(final, range(t * n_ks, (t + 1) * n_ks)), name),
-                           degenerate[t * n_ks:(t + 1) * n_ks].sum(axis=1))
+                           n_degenerate[t * n_ks:(t + 1) * n_ks])
             for t, name in enumerate(grid.types)}
 
 
@@ -143,16 +147,16 @@ def n_batches(screen_rows, n_rows: int) -> int:
     return 1 if screening_rows(screen_rows, n_rows) is None else 2
 
 
-def _best_restart(result: BatchResult, pair: int, n_init: int) -> int:
-    """Index in the batch of the restart that represents a (type, K): the best lower bound
-    among non-degenerate restarts (all restarts if every one is degenerate)."""
-    block = slice(pair * n_init, (pair + 1) * n_init)
-    bounds = np.asarray(result.state.lower_bound[block], dtype=np.float64)
-    usable = ~np.asarray(result.degenerate[block]).any(axis=1) & np.isfinite(bounds)
+def _best_restart(result: BatchResult, restarts: np.ndarray) -> int:
+    """The batch index, among ``restarts`` (one (type, K)'s fits), of the restart that
+    represents it: the best lower bound among non-degenerate restarts (all restarts if every
+    one is degenerate)."""
+    bounds = np.asarray(result.state.lower_bound[restarts], dtype=np.float64)
+    usable = ~np.asarray(result.degenerate[restarts]).any(axis=1) & np.isfinite(bounds)
     pool = usable if usable.any() else np.isfinite(bounds)
     if not pool.any():
         pool = np.ones_like(usable)
-    return pair * n_init + int(np.argmax(np.where(pool, bounds, -np.inf)))
+    return int(restarts[np.argmax(np.where(pool, bounds, -np.inf))])
 
 
 def _take(result: BatchResult, index) -> BatchResult:
@@ -169,19 +173,19 @@ def _in_own_format(result: BatchResult, name: str) -> BatchResult:
     return result._replace(state=result.state._replace(params=own))
 
 
-def _mixed_prior(prior, grid: Grid, n_init: int, data: TrainingData,
+def _mixed_prior(prior, grid: Grid, pairs: np.ndarray, data: TrainingData,
                  dtype) -> ConjugatePrior | None:
-    """The conjugate prior of every fit (its scale depends on the type and K), stacked, with
-    the diag and spherical scalar scales as ``scale * I`` (see :class:`Mixed`)."""
+    """The conjugate prior of every fit, given each fit's pair (the scale depends on the type
+    and K), stacked, with the diag and spherical scalar scales as ``scale * I`` (see
+    :class:`Mixed`)."""
     if prior is None:
         return None
     n_dims = data.x.shape[1]
-    per_fit = []
+    per_pair = []
     for name, k in grid.pairs:
         one = resolve_prior(prior, FAMILIES[name], data.x, k, data.scaling, dtype)
         scale = np.asarray(one.scale)
         if scale.ndim == 0:
             one = one._replace(scale=scale * np.eye(n_dims, dtype=scale.dtype))
-        per_fit += [one] * n_init
-    return ConjugatePrior(*(np.stack([np.asarray(leaf) for leaf in leaves])
-                            for leaves in zip(*per_fit, strict=True)))
+        per_pair.append([np.asarray(leaf) for leaf in one])
+    return ConjugatePrior(*(np.stack(leaves)[pairs] for leaves in zip(*per_pair, strict=True)))

@@ -135,37 +135,50 @@ class TrainingData:
     def fit(self, draws, active: np.ndarray, *, family: CovarianceFamily, dtype,
             reg_covar: float, tol: float, init: str, max_iter: int,
             override: InitOverride | None = None, prior: ConjugatePrior | None = None,
-            kinds: np.ndarray | None = None, summarise: bool = False) -> BatchResult:
+            kinds: np.ndarray | None = None, starts: np.ndarray | None = None,
+            summarise: bool = False) -> BatchResult:
         """Run :func:`~bayesgmm.core.em.fit_batch` (inside ``compute_context(dtype)``) and
-        return its result as numpy arrays. ``reg_covar`` is in the data's units; ``override``
-        and ``prior`` have the batch axis of ``active``."""
+        return its result as numpy arrays. ``reg_covar`` is in the data's units; ``override``,
+        ``prior``, ``kinds`` and ``starts`` have the batch axis of ``active``, ``draws`` one
+        row per start (per fit without ``starts``)."""
         scale2 = self.scaling.scale**2
+        n_fits = len(active)
+        starts = np.arange(n_fits) if starts is None else np.asarray(starts)
+        draws = np.asarray(draws, dtype)
         # Host arrays (not arrays on one device) for everything but the data: with the data
         # sharded across processes, every other input must be the same replicated value.
-        per_fit = (np.asarray(draws, dtype), np.asarray(active),
+        per_fit = (np.asarray(active),
                    InitOverride(*(None if a is None else np.asarray(a, dtype)
                                   for a in (override or InitOverride()))),
                    jax.tree_util.tree_map(np.asarray, prior),
                    None if kinds is None else np.asarray(kinds, np.int32))
         shared = (self.blocks(family, dtype), np.asarray(reg_covar / scale2, dtype),
                   np.asarray(tol, dtype), np.asarray(self.summary.var / scale2, dtype))
+        runs = _equal_runs(n_fits)
+        n_starts = max(len(np.unique(starts[run])) for run in runs)
 
         def run(index):
-            draws, active, override, prior, kinds = jax.tree_util.tree_map(
-                lambda a: a[index], per_fit)
+            active, override, prior, kinds = jax.tree_util.tree_map(lambda a: a[index],
+                                                                    per_fit)
+            used = np.unique(starts[index])
+            own = np.searchsorted(used, starts[index]).astype(np.int32)
+            used = np.pad(used, (0, n_starts - len(used)), mode="edge")  # one shape per run
             return jax.device_get(fit_batch(
-                draws, active, *shared, override, prior, kinds, family=family, init=init,
-                max_iter=max_iter, summarise=summarise))
+                draws[used], active, *shared, override, prior, kinds, own, family=family,
+                init=init, max_iter=max_iter, summarise=summarise))
 
-        n_fits = len(active)
-        n_runs = -(-n_fits // MAX_FITS_PER_RUN)
-        if n_runs == 1:
-            return run(np.arange(n_fits))
-        # Equal runs (one compiled shape), the last padded with repeats of the last fit.
-        size = -(-n_fits // n_runs)
-        index = np.minimum(np.arange(n_runs * size), n_fits - 1).reshape(n_runs, size)
-        parts = [run(i) for i in index]
+        if len(runs) == 1:
+            return run(runs[0])
+        parts = [run(index) for index in runs]
         return jax.tree_util.tree_map(lambda *a: np.concatenate(a)[:n_fits], *parts)
+
+
+def _equal_runs(n_fits: int) -> list[np.ndarray]:
+    """Fit indices in runs of equal length of at most :data:`MAX_FITS_PER_RUN` (one compiled
+    shape), the last padded with repeats of the last fit."""
+    n_runs = -(-n_fits // MAX_FITS_PER_RUN)
+    size = -(-n_fits // n_runs)
+    return list(np.minimum(np.arange(n_runs * size), n_fits - 1).reshape(n_runs, size))
 
 
 def _across_processes(summary: ColumnSummary, n_rows: int) -> tuple[ColumnSummary, int]:

@@ -214,9 +214,9 @@ def _apply_override(params: MixtureParams, override: InitOverride) -> MixturePar
 @partial(jax.jit, static_argnames=("family", "init", "max_iter", "summarise"))
 def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, tol: Array,
               feature_variance: Array, override: InitOverride,
-              prior: ConjugatePrior | None = None, kinds: Array | None = None, *,
-              family: CovarianceFamily, init: str, max_iter: int,
-              summarise: bool = False) -> BatchResult:
+              prior: ConjugatePrior | None = None, kinds: Array | None = None,
+              starts: Array | None = None, *, family: CovarianceFamily, init: str,
+              max_iter: int, summarise: bool = False) -> BatchResult:
     """Initialise and run EM for a batch of fits, vmapped in one compiled program.
 
     Each fit has its own random draws and its own set of active components, so one
@@ -226,7 +226,7 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
 
     Parameters
     ----------
-    draws : (B, U) uniforms in [0, 1) for each fit's start
+    draws : (S, U) uniforms in [0, 1), one row per start
         (:func:`~bayesgmm.core.init.init_draws`; unused when ``override`` is complete)
     active : (B, K_max) bool
     data : :class:`BlockedData`
@@ -237,6 +237,10 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         scale depends on K), or None for maximum likelihood
     kinds : (B,) int, each fit's index into :data:`~bayesgmm.core.covariance.MIXED_KINDS`
         (``family=Mixed()`` only)
+    starts : (B,) int, each fit's row of ``draws``; None means row b for fit b (S = B).
+        Fits that share a start (a sweep's covariance types, for one K and restart) share one
+        computation of the initial responsibilities, e.g. one k-means run, and must share
+        their ``active`` mask.
     summarise : also score the final parameters (log-likelihood and ICL's assignment term)
     """
     n_blocks, block_rows, _ = data.features.shape
@@ -244,8 +248,14 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
     n_components = active.shape[1]
     flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
     flat_weight = data.weight.reshape(-1)
+    if not override.complete:
+        n_starts = draws.shape[0]
+        starts = jnp.arange(n_starts) if starts is None else starts
+        start_active = jnp.zeros((n_starts, n_components), bool).at[starts].set(active)
+        start_resp = jax.vmap(lambda d, a: initial_responsibilities(
+            d, flat_x, flat_weight, n_components, init, a))(draws, start_active)
 
-    def one_fit(draws, active, prior, kind, override):
+    def one_fit(start, active, prior, kind, override):
         fit_family = family if kind is None else family.bind(kind)
 
         def update(stats, centre):
@@ -255,10 +265,9 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
             params = MixtureParams(*override)
             stats = e_step(data, params, fit_family)
         else:
-            resp = initial_responsibilities(draws, flat_x, flat_weight, n_components, init,
-                                            active)
             stats = stats_from_responsibilities(
-                data, resp.reshape(n_blocks, block_rows, n_components), n_dims, fit_family)
+                data, start_resp[start].reshape(n_blocks, block_rows, n_components), n_dims,
+                fit_family)
             params = _apply_override(update(stats, 0.0), override)
         state = run_em(params, stats, data, fit_family, update, tol, max_iter)
         centre = 0.0
@@ -271,4 +280,5 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
             loglik, map_log_resp = assignment_summary(data, state.params, fit_family)
         return BatchResult(state, degenerate, loglik, map_log_resp)
 
-    return jax.vmap(one_fit)(draws, active, prior, kinds, override)
+    fit_starts = jnp.arange(active.shape[0]) if starts is None else starts
+    return jax.vmap(one_fit)(fit_starts, active, prior, kinds, override)
