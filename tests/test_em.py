@@ -86,3 +86,23 @@ def test_verbose_reports_every_restart(faithful, capsys):
     GaussianMixture(2, n_init=3, verbose=2, verbose_interval=1, random_state=0).fit(faithful)
     out = capsys.readouterr().out
     assert out.count("Initialization") == 3 and "best" in out and "Iteration 1" in out
+
+
+def test_large_batches_run_as_equal_runs_of_one_program(monkeypatch):
+    """XLA's CPU runtime deadlocked on ~150 full-covariance fits in one program (see
+    ``MAX_FITS_PER_RUN``): 150 restarts run as three runs of 50 fits of one program, and
+    their results come back as one batch of 150."""
+    import bayesgmm.training as training
+
+    sizes = []
+    compiled = training.fit_batch
+
+    def spy(draws, active, *args, **options):
+        sizes.append(len(active))
+        return compiled(draws, active, *args, **options)
+
+    monkeypatch.setattr(training, "fit_batch", spy)
+    x = make_mixture(n=200, seed=4)[0]
+    model = GaussianMixture(3, n_init=150, random_state=0).fit(x)
+    assert sizes == [50, 50, 50]
+    assert model.converged_
