@@ -173,9 +173,10 @@ def initial_responsibilities(draws: Array, x: Array, weight: Array, n_components
     """Initial responsibilities (N, K) for ``method`` (one of :data:`INIT_METHODS`), from
     ``draws``, the start's :func:`n_init_draws` uniforms in [0, 1) (:func:`init_draws`).
 
-    Components with ``active`` (K,) False get no responsibility. Greedy k-means++ picks the
-    first seeds independently of later ones, so the active components' seeds equal those of
-    a fit with only the active components.
+    Components with ``active`` (K,) False get no responsibility. A padded fit (a sweep's K
+    below the largest) seeds every component by greedy k-means++ with the padded K's number
+    of candidates per step; the seeds of inactive components never become centres (k-means)
+    or get responsibility.
     """
     n_rows = x.shape[0]
     mask = jnp.ones(n_components, x.dtype) if active is None else active.astype(x.dtype)
