@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core.covariance import MixtureParams, get_family
-from bayesgmm.core.em import BatchResult, InitOverride
+from bayesgmm.core.em import BatchResult, InitOverride, best_restart, usable_restarts
 from bayesgmm.core.init import INIT_METHODS, init_draws
 from bayesgmm.core.missing import conditional_gaussians, conditional_means
 from bayesgmm.core.stats import (
@@ -419,7 +419,7 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         """The best usable restart: highest lower bound among those with no degenerate
         component. Raises :class:`DegenerateFitError` if there is none."""
         lower_bound = np.asarray(result.state.lower_bound, dtype=np.float64)
-        usable = ~np.asarray(result.degenerate).any(axis=1) & np.isfinite(lower_bound)
+        usable = usable_restarts(lower_bound, result.degenerate)
         if not self.max_iter:  # the initialisation itself (often one point per component)
             return 0
         if not usable.any():
@@ -434,7 +434,7 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
                 + (" In float32 a direction whose variance is below about 1e-6 of the data's "
                    "cannot be told from a collapse: try dtype='float64'."
                    if compute_dtype(self.dtype) == np.float32 else ""))
-        return int(np.argmax(np.where(usable, lower_bound, -np.inf)))
+        return best_restart(lower_bound, usable)
 
     def _store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
                    components: np.ndarray | None = None, *, log_det: float) -> None:

@@ -38,7 +38,7 @@ from bayesgmm.core.covariance import (
     Mixed,
     MixtureParams,
 )
-from bayesgmm.core.em import BatchResult, InitOverride
+from bayesgmm.core.em import BatchResult, InitOverride, best_restart, usable_restarts
 from bayesgmm.core.init import init_draws
 from bayesgmm.parallel import multi_process
 from bayesgmm.prior import resolve_prior
@@ -152,11 +152,11 @@ def _best_restart(result: BatchResult, restarts: np.ndarray) -> int:
     represents it: the best lower bound among non-degenerate restarts (all restarts if every
     one is degenerate)."""
     bounds = np.asarray(result.state.lower_bound[restarts], dtype=np.float64)
-    usable = ~np.asarray(result.degenerate[restarts]).any(axis=1) & np.isfinite(bounds)
+    usable = usable_restarts(bounds, result.degenerate[restarts])
     pool = usable if usable.any() else np.isfinite(bounds)
     if not pool.any():
         pool = np.ones_like(usable)
-    return int(restarts[np.argmax(np.where(pool, bounds, -np.inf))])
+    return int(restarts[best_restart(bounds, pool)])
 
 
 def _take(result: BatchResult, index) -> BatchResult:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
@@ -206,6 +207,17 @@ def degenerate_components(stats: SuffStats, centre: Array | float, family: Covar
     return degenerate if active is None else degenerate & active
 
 
+def usable_restarts(lower_bound: np.ndarray, degenerate: np.ndarray) -> np.ndarray:
+    """(B,) bool: the restarts (host arrays: lower bounds (B,), degenerate (B, K)) that ended
+    with no degenerate component and a finite lower bound."""
+    return ~np.asarray(degenerate).any(axis=1) & np.isfinite(lower_bound)
+
+
+def best_restart(lower_bound: np.ndarray, pool: np.ndarray) -> int:
+    """Index of the highest lower bound (B,) among the restarts with ``pool`` True."""
+    return int(np.argmax(np.where(pool, lower_bound, -np.inf)))
+
+
 def _apply_override(params: MixtureParams, override: InitOverride) -> MixtureParams:
     return MixtureParams(*(given if given is not None else computed
                            for computed, given in zip(params, override, strict=True)))
@@ -248,10 +260,9 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
     n_components = active.shape[1]
     flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
     flat_weight = data.weight.reshape(-1)
+    starts = jnp.arange(active.shape[0]) if starts is None else starts
     if not override.complete:
-        n_starts = draws.shape[0]
-        starts = jnp.arange(n_starts) if starts is None else starts
-        start_active = jnp.zeros((n_starts, n_components), bool).at[starts].set(active)
+        start_active = jnp.zeros((draws.shape[0], n_components), bool).at[starts].set(active)
         start_resp = jax.vmap(lambda d, a: initial_responsibilities(
             d, flat_x, flat_weight, n_components, init, a))(draws, start_active)
 
@@ -280,5 +291,4 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
             loglik, map_log_resp = assignment_summary(data, state.params, fit_family)
         return BatchResult(state, degenerate, loglik, map_log_resp)
 
-    fit_starts = jnp.arange(active.shape[0]) if starts is None else starts
-    return jax.vmap(one_fit)(fit_starts, active, prior, kinds, override)
+    return jax.vmap(one_fit)(starts, active, prior, kinds, override)
