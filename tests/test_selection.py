@@ -229,3 +229,9 @@ def test_screened_sweep_matches_the_sweep_of_every_restart_on_all_rows(monkeypat
     pick = [t[t["selected"]].iloc[0] for t in (screened.table, exact.table)]
     assert pick[0].log_likelihood == pytest.approx(pick[1].log_likelihood, abs=1e-4 * len(x))
     assert screened.table["converged"].all()
+
+
+@pytest.mark.parametrize("screen_rows", [0, -5, 2.5, "all", True])
+def test_bad_screen_rows_are_refused(faithful, screen_rows):
+    with pytest.raises(ValueError, match="screen_rows="):
+        select_model(faithful.to_numpy(), n_components=[1, 2], screen_rows=screen_rows)
