@@ -109,18 +109,22 @@ def _features(x, family):
 
 def to_blocks(x: np.ndarray, dtype: np.dtype, family: CovarianceFamily,
               weight: np.ndarray | None = None, pad_to: int = 0,
-              mesh: Mesh | None = None) -> BlockedData:
+              mesh: Mesh | None = None, block_rows: int | None = None) -> BlockedData:
     """Pad ``x`` (N, D) with zero-weight rows, split it into blocks on the JAX device(s) and
     build the feature rows ``[x, phi(x)]`` for ``family``. ``pad_to`` lays the rows out as if
     there were at least that many (the chunks of a stream then share one shape). With a
     ``mesh`` (:func:`bayesgmm.parallel.data_mesh`) the blocks are sharded over its devices.
+    ``block_rows`` fixes the rows per block (default: :func:`block_layout`).
 
     Must be called inside :func:`compute_context` for float64.
     """
     n_rows, n_dims = x.shape
     n_columns = n_dims + family.moments.n_features(n_dims)
-    n_blocks, block_rows = block_layout(max(n_rows, pad_to), n_columns,
-                                        np.dtype(dtype).itemsize, local_shard_count(mesh))
+    if block_rows is None:
+        n_blocks, block_rows = block_layout(max(n_rows, pad_to), n_columns,
+                                            np.dtype(dtype).itemsize, local_shard_count(mesh))
+    else:
+        n_blocks = _multiple_of(local_shard_count(mesh), -(-max(n_rows, pad_to) // block_rows))
     padded = np.zeros((n_blocks * block_rows, n_dims), dtype)
     padded[:n_rows] = x
     w = np.zeros(n_blocks * block_rows, dtype)

@@ -14,6 +14,7 @@ final M-step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -223,12 +224,13 @@ def _apply_override(params: MixtureParams, override: InitOverride) -> MixturePar
                            for computed, given in zip(params, override, strict=True)))
 
 
-@partial(jax.jit, static_argnames=("family", "init", "max_iter", "summarise"))
+@partial(jax.jit, static_argnames=("family", "init", "max_iter", "summarise", "sample_blocks"))
 def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, tol: Array,
               feature_variance: Array, override: InitOverride,
               prior: ConjugatePrior | None = None, kinds: Array | None = None,
-              starts: Array | None = None, *, family: CovarianceFamily, init: str,
-              max_iter: int, summarise: bool = False) -> BatchResult:
+              starts: Array | None = None, final: Array | None = None, *,
+              family: CovarianceFamily, init: str, max_iter: int, summarise: bool = False,
+              sample_blocks: int | None = None) -> BatchResult:
     """Initialise and run EM for a batch of fits, vmapped in one compiled program.
 
     Each fit has its own random draws and its own set of active components, so one
@@ -253,18 +255,37 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         Fits that share a start (a sweep's covariance types, for one K and restart) share one
         computation of the initial responsibilities, e.g. one k-means run, and must share
         their ``active`` mask.
+    final : () bool or None (with ``sample_blocks``). One program then serves both batches of
+        a screened sweep (:mod:`bayesgmm.sweep`), switching at run time: False starts from
+        ``draws`` and runs EM on the first ``sample_blocks`` blocks (the sample; ``override``
+        complete but unused); True continues ``override`` by EM on all blocks and summarises
+        (``summarise`` is then ignored). Complete data, one shard.
     summarise : also score the final parameters (log-likelihood and ICL's assignment term)
+    sample_blocks : int (static), the blocks holding the screening sample (with ``final``)
     """
-    n_blocks, block_rows, _ = data.features.shape
     n_dims = feature_variance.shape[0]
     n_components = active.shape[1]
-    flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
-    flat_weight = data.weight.reshape(-1)
+    screened = final is not None
+    init_data = data.leading(sample_blocks) if screened else data
+    if screened:
+        data = dataclasses.replace(data, n_used=jnp.where(final, data.features.shape[0],
+                                                          sample_blocks).astype(jnp.int32))
+    n_blocks, block_rows, _ = init_data.features.shape
     starts = jnp.arange(active.shape[0]) if starts is None else starts
-    if not override.complete:
+
+    def start_responsibilities():
+        flat_x = data_columns(init_data.features, n_dims).reshape(-1, n_dims)
         start_active = jnp.zeros((draws.shape[0], n_components), bool).at[starts].set(active)
-        start_resp = jax.vmap(lambda d, a: initial_responsibilities(
-            d, flat_x, flat_weight, n_components, init, a))(draws, start_active)
+        return jax.vmap(lambda d, a: initial_responsibilities(
+            d, flat_x, init_data.weight.reshape(-1), n_components, init, a))(
+                draws, start_active)
+
+    if screened:
+        start_resp = jax.lax.cond(final, lambda: jnp.zeros(
+            (draws.shape[0], n_blocks * block_rows, n_components), init_data.features.dtype),
+            start_responsibilities)
+    elif not override.complete:
+        start_resp = start_responsibilities()
 
     def one_fit(start, active, prior, kind, override):
         fit_family = family if kind is None else family.bind(kind)
@@ -272,23 +293,43 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         def update(stats, centre):
             return m_step(stats, fit_family, reg_covar, centre, active, prior)
 
-        if override.complete:
+        def from_override():
             params = MixtureParams(*override)
-            stats = e_step(data, params, fit_family)
-        else:
+            if max_iter > 0:  # the first iteration's E-step replaces these statistics
+                return params, jax.tree_util.tree_map(
+                    lambda s: jnp.zeros(s.shape, s.dtype),
+                    jax.eval_shape(lambda: e_step(data, params, fit_family)))
+            return params, e_step(data, params, fit_family)
+
+        def from_start(given: InitOverride | None = None):
             stats = stats_from_responsibilities(
-                data, start_resp[start].reshape(n_blocks, block_rows, n_components), n_dims,
-                fit_family)
-            params = _apply_override(update(stats, 0.0), override)
+                init_data, start_resp[start].reshape(n_blocks, block_rows, n_components),
+                n_dims, fit_family)
+            params = update(stats, 0.0)
+            return (params if given is None else _apply_override(params, given)), stats
+
+        if screened:
+            params, stats = jax.lax.cond(final, from_override, from_start)
+        else:
+            params, stats = from_override() if override.complete else from_start(override)
         state = run_em(params, stats, data, fit_family, update, tol, max_iter)
         centre = 0.0
-        if max_iter > 0:
+        if max_iter > 0 and screened:
+            state, centre = jax.lax.cond(
+                final, lambda: refine_last_m_step(state, data, fit_family, update),
+                lambda: (state, jnp.zeros_like(state.params.means)))
+        elif max_iter > 0:
             state, centre = refine_last_m_step(state, data, fit_family, update)
         degenerate = degenerate_components(state.stats, centre, fit_family, feature_variance,
                                            active, prior)
-        loglik = map_log_resp = jnp.zeros((), data.features.dtype)
-        if summarise:
-            loglik, map_log_resp = assignment_summary(data, state.params, fit_family)
+        zeros = (jnp.zeros((), data.features.dtype),) * 2
+        if screened:
+            loglik, map_log_resp = jax.lax.cond(
+                final, lambda: assignment_summary(data, state.params, fit_family),
+                lambda: zeros)
+        else:
+            loglik, map_log_resp = (assignment_summary(data, state.params, fit_family)
+                                    if summarise else zeros)
         return BatchResult(state, degenerate, loglik, map_log_resp)
 
     return jax.vmap(one_fit)(starts, active, prior, kinds, override)

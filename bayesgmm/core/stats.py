@@ -33,8 +33,8 @@ from bayesgmm.core.covariance import (
 from bayesgmm.core.missing import conditional_gaussians, expected_sums
 
 
-@partial(jax.tree_util.register_dataclass, data_fields=["features", "weight", "observed"],
-         meta_fields=["shards"])
+@partial(jax.tree_util.register_dataclass,
+         data_fields=["features", "weight", "observed", "n_used"], meta_fields=["shards"])
 @dataclass(frozen=True)
 class BlockedData:
     """Rows of a data set as precomputed features, padded and split into blocks.
@@ -55,12 +55,28 @@ class BlockedData:
         (``n_blocks`` is a multiple of it). With the blocks sharded across that many devices
         (:mod:`bayesgmm.parallel`) each device sums its own blocks and the sum of the shards'
         statistics is the only cross-device step; 1 is the single-device sum.
+    n_used : () int32 (traced) or None
+        Only the first ``n_used`` blocks enter every sum; None means all. A traced count lets
+        one compiled program run on a leading sample of the blocks and on all of them (a
+        screened sweep: :mod:`bayesgmm.sweep`). Single shard only.
     """
 
     features: Array
     weight: Array
     observed: Array | None = None
+    n_used: Array | None = None
     shards: int = 1
+
+    def sum(self, fn, *extra: Array):
+        """``sum_b fn(*self.arrays[b], *extra[b])`` over the blocks in use
+        (:func:`sum_blocks`)."""
+        return sum_blocks(fn, *self.arrays, *extra, shards=self.shards, n_used=self.n_used)
+
+    def leading(self, n_blocks: int) -> BlockedData:
+        """The first ``n_blocks`` blocks (static), all in use."""
+        observed = None if self.observed is None else self.observed[:n_blocks]
+        return BlockedData(self.features[:n_blocks], self.weight[:n_blocks], observed,
+                           shards=self.shards)
 
     @property
     def arrays(self) -> tuple[Array, ...]:
@@ -165,8 +181,9 @@ def block_stats(features: Array, weight: Array, resp: Array, n_dims: int,
     )
 
 
-def sum_blocks(fn, *blocked: Array, shards: int = 1):
-    """``sum_b fn(block_b...)`` over the leading (block) axis with ``lax.scan``.
+def sum_blocks(fn, *blocked: Array, shards: int = 1, n_used: Array | None = None):
+    """``sum_b fn(block_b...)`` over the leading (block) axis with ``lax.scan`` (over the first
+    ``n_used`` blocks with a ``lax.fori_loop`` when ``n_used`` is given).
 
     ``fn`` maps one block of each argument to a pytree of arrays (e.g. :class:`SuffStats`).
     With ``shards > 1`` the blocks are split into that many runs of consecutive blocks, each run
@@ -175,16 +192,21 @@ def sum_blocks(fn, *blocked: Array, shards: int = 1):
     final sum is the one all-reduce (see :class:`BlockedData`).
     """
     if shards > 1:
+        if n_used is not None:
+            raise ValueError("n_used needs a single shard")
         runs = [b.reshape(shards, b.shape[0] // shards, *b.shape[1:]) for b in blocked]
         per_run = jax.vmap(lambda *run: sum_blocks(fn, *run))(*runs)
         return jax.tree_util.tree_map(lambda s: jnp.sum(s, axis=0), per_run)
     first = jax.eval_shape(fn, *(b[0] for b in blocked))
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
 
-    def step(carry, block):
-        return jax.tree_util.tree_map(jnp.add, carry, fn(*block)), None
+    def add(carry, block):
+        return jax.tree_util.tree_map(jnp.add, carry, fn(*block))
 
-    total, _ = jax.lax.scan(step, zero, blocked)
+    if n_used is not None:
+        return jax.lax.fori_loop(0, n_used, lambda b, carry: add(
+            carry, tuple(a[b] for a in blocked)), zero)
+    total, _ = jax.lax.scan(lambda carry, block: (add(carry, block), None), zero, blocked)
     return total
 
 
@@ -198,7 +220,7 @@ def e_step(data: BlockedData, params: MixtureParams, family: CovarianceFamily) -
         resp, log_norm = normalise_log_prob(weighted_log_prob(features, params, family))
         return block_stats(features, weight, resp, n_dims, jnp.sum(weight * log_norm))
 
-    return sum_blocks(one_block, data.features, data.weight, shards=data.shards)
+    return data.sum(one_block)
 
 
 def _missing_e_step(data: BlockedData, params: MixtureParams,
@@ -217,7 +239,7 @@ def _missing_e_step(data: BlockedData, params: MixtureParams,
         return raw._replace(sum_x=sum_x, sum_second=sum_outer,
                             loglik=jnp.sum(weight * log_norm))
 
-    stats = sum_blocks(one_block, *data.arrays, shards=data.shards)
+    stats = data.sum(one_block)
     return stats._replace(sum_second=family.moments.from_matrix(stats.sum_second))
 
 
@@ -231,7 +253,7 @@ def assignment_summary(data: BlockedData, params: MixtureParams,
         map_log_resp = jnp.max(log_prob, axis=1) - log_norm
         return jnp.sum(weight * log_norm), jnp.sum(weight * map_log_resp)
 
-    return sum_blocks(one_block, *data.arrays, shards=data.shards)
+    return data.sum(one_block)
 
 
 def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int,
@@ -243,8 +265,7 @@ def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int,
     as the missing squares), converted to ``family``'s features (required then): a start, not
     an E-step.
     """
-    stats = sum_blocks(lambda f, w, r: block_stats(f, w, r, n_dims),
-                       data.features, data.weight, resp, shards=data.shards)
+    stats = data.sum(lambda f, w, *rest: block_stats(f, w, rest[-1], n_dims), resp)
     if data.observed is None:
         return stats
     return stats._replace(sum_second=family_features(stats.sum_second, n_dims, family))
@@ -279,7 +300,7 @@ def centred_e_step(data: BlockedData, params: MixtureParams, centre: Array,
             total_weight=jnp.sum(weight),
         )
 
-    return sum_blocks(one_block, data.features, data.weight, shards=data.shards)
+    return data.sum(one_block)
 
 
 def m_step(stats: SuffStats, family: CovarianceFamily, reg_covar: Array,
