@@ -200,7 +200,7 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     seed = seed_of_process_zero(_seed(random_state))
 
     grid = Grid(types, ks, n_init)
-    with compute_context(compute), _progress(n_batches(screen_rows, n_samples),
+    with compute_context(compute), _progress(n_batches(screen_rows, data, compute),
                                              progress_bar) as bar:
         fits = fit_grid(data, grid, seed=seed, dtype=compute, reg_covar=reg_covar, tol=tol,
                         init=init_params, max_iter=max_iter, prior=prior,

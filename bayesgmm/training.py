@@ -49,6 +49,7 @@ class TrainingData:
     names : feature names, or None
     n_rows : int, the number of rows: ``len(x)``, or with several JAX processes
         (:mod:`bayesgmm.parallel`) the rows of all processes, whose ``summary`` this is
+    block_rows : int or None, rows per block of :meth:`blocks` (None: the default layout)
     """
 
     x: np.ndarray
@@ -56,6 +57,7 @@ class TrainingData:
     scaling: AffineScaling
     names: np.ndarray | None
     n_rows: int = -1
+    block_rows: int | None = None
     _blocks: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -86,10 +88,15 @@ class TrainingData:
         return cls(x, summary, AffineScaling.from_moments(summary.mean, summary.var), names,
                    n_rows)
 
-    def sample(self, rows: np.ndarray) -> TrainingData:
-        """Only ``rows`` (indices) of these data, with the same units and column summary (a
-        screening sample: :mod:`bayesgmm.sweep`)."""
-        return TrainingData(self.x[rows], self.summary, self.scaling, self.names)
+    def reordered(self, order: np.ndarray, block_rows: int) -> TrainingData:
+        """These rows in ``order`` (a permutation), with the same units and column summary, in
+        blocks of ``block_rows`` rows (a screened sweep's layout: :mod:`bayesgmm.sweep`)."""
+        return TrainingData(self.x[order], self.summary, self.scaling, self.names,
+                            block_rows=block_rows)
+
+    @property
+    def has_missing(self) -> bool:
+        return bool(self.missing_counts.any())
 
     @property
     def internal(self) -> np.ndarray:
@@ -112,7 +119,7 @@ class TrainingData:
         """Feature blocks for ``family`` (shared by families with the same moments; with
         missing values, pattern blocks shared by every family), sharded over the devices of
         :func:`~bayesgmm.parallel.data_mesh`."""
-        has_missing = bool(self.missing_counts.any())
+        has_missing = self.has_missing
         mesh = data_mesh(self.n_rows)
         devices = None if mesh is None else tuple(mesh.devices.flat)
         key = ("missing" if has_missing else family.moments, np.dtype(dtype).name, devices)
@@ -123,7 +130,8 @@ class TrainingData:
                                                       mesh=mesh)[0]
             else:
                 self._blocks[key] = to_blocks(self.internal, dtype, family, mesh=mesh,
-                                              pad_to=self._largest_part())
+                                              pad_to=self._largest_part(),
+                                              block_rows=self.block_rows)
         return self._blocks[key]
 
     def _largest_part(self) -> int:
@@ -136,11 +144,16 @@ class TrainingData:
             reg_covar: float, tol: float, init: str, max_iter: int,
             override: InitOverride | None = None, prior: ConjugatePrior | None = None,
             kinds: np.ndarray | None = None, starts: np.ndarray | None = None,
-            summarise: bool = False) -> BatchResult:
+            summarise: bool = False, final: bool | None = None,
+            sample_blocks: int | None = None, run_size: int | None = None,
+            n_starts: int | None = None) -> BatchResult:
         """Run :func:`~bayesgmm.core.em.fit_batch` (inside ``compute_context(dtype)``) and
         return its result as numpy arrays. ``reg_covar`` is in the data's units; ``override``,
         ``prior``, ``kinds`` and ``starts`` have the batch axis of ``active``, ``draws`` one
-        row per start (per fit without ``starts``)."""
+        row per start (per fit without ``starts``); ``final`` and ``sample_blocks`` are
+        :func:`fit_batch`'s. The fits run in runs of ``run_size`` (default
+        :func:`fits_per_run`), each given ``n_starts`` rows of ``draws`` (default: the most
+        distinct starts of any run): batches with equal values share one program."""
         scale2 = self.scaling.scale**2
         n_fits = len(active)
         starts = np.arange(n_fits) if starts is None else np.asarray(starts)
@@ -154,8 +167,10 @@ class TrainingData:
                    None if kinds is None else np.asarray(kinds, np.int32))
         shared = (self.blocks(family, dtype), np.asarray(reg_covar / scale2, dtype),
                   np.asarray(tol, dtype), np.asarray(self.summary.var / scale2, dtype))
-        runs = _equal_runs(n_fits)
-        n_starts = max(len(np.unique(starts[run])) for run in runs)
+        run_size = run_size or fits_per_run(n_fits)
+        runs = _equal_runs(n_fits, run_size)
+        n_starts = n_starts or most_starts(starts, run_size)
+        final = None if final is None else np.asarray(final)
 
         def run(index):
             active, override, prior, kinds = jax.tree_util.tree_map(lambda a: a[index],
@@ -164,8 +179,9 @@ class TrainingData:
             own = np.searchsorted(used, starts[index]).astype(np.int32)
             used = np.pad(used, (0, n_starts - len(used)), mode="edge")  # one shape per run
             return jax.device_get(fit_batch(
-                draws[used], active, *shared, override, prior, kinds, own, family=family,
-                init=init, max_iter=max_iter, summarise=summarise))
+                draws[used], active, *shared, override, prior, kinds, own, final,
+                family=family, init=init, max_iter=max_iter, summarise=summarise,
+                sample_blocks=sample_blocks))
 
         if len(runs) == 1:
             return run(runs[0])
@@ -173,11 +189,21 @@ class TrainingData:
         return jax.tree_util.tree_map(lambda *a: np.concatenate(a)[:n_fits], *parts)
 
 
-def _equal_runs(n_fits: int) -> list[np.ndarray]:
-    """Fit indices in runs of equal length of at most :data:`MAX_FITS_PER_RUN` (one compiled
-    shape), the last padded with repeats of the last fit."""
-    n_runs = -(-n_fits // MAX_FITS_PER_RUN)
-    size = -(-n_fits // n_runs)
+def fits_per_run(n_fits: int) -> int:
+    """Fits per run of a batch of ``n_fits``: runs of equal length (one compiled shape) of at
+    most :data:`MAX_FITS_PER_RUN`."""
+    return -(-n_fits // -(-n_fits // MAX_FITS_PER_RUN))
+
+
+def most_starts(starts: np.ndarray, run_size: int) -> int:
+    """The most distinct ``starts`` (one per fit) any run of ``run_size`` fits uses."""
+    starts = np.asarray(starts)
+    return max(len(np.unique(starts[run])) for run in _equal_runs(len(starts), run_size))
+
+
+def _equal_runs(n_fits: int, size: int) -> list[np.ndarray]:
+    """Fit indices in runs of ``size``, the last padded with repeats of the last fit."""
+    n_runs = -(-n_fits // size)
     return list(np.minimum(np.arange(n_runs * size), n_fits - 1).reshape(n_runs, size))
 
 

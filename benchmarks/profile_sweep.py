@@ -4,8 +4,8 @@ Usage: ``.venv/bin/python benchmarks/profile_sweep.py [N]`` (default N = 100,000
 
 Runs the default grid (K = 1..9 x 4 types x 5 restarts) twice in one process and prints the
 wall time of every batch :func:`bayesgmm.select_model` runs (screening on the sample, then all
-rows, when N > 20,000): the first sweep includes compilation, the second does not, so their
-difference is the compile time of each batch.
+rows, when N > 20,000; both batches share one compiled program): the first sweep includes
+compilation, the second does not, so their difference is the compile time of each batch.
 """
 
 import sys
@@ -27,7 +27,10 @@ def main() -> None:
     def timed_fit(self, draws, active, **options):
         start = time.perf_counter()
         result = fit(self, draws, active, **options)
-        print(f"  batch of {len(active)} fits on {self.n_rows:,} rows: "
+        final = options.get("final")
+        rows = (f"{self.n_rows:,} rows" if final is None or final else
+                f"the sample ({options['sample_blocks']} x {self.block_rows:,} rows)")
+        print(f"  batch of {len(active)} fits on {rows}: "
               f"{time.perf_counter() - start:5.2f} s, up to {int(result.state.n_iter.max())} "
               "EM iterations", flush=True)
         return result

@@ -202,28 +202,37 @@ def test_old_faithful_matches_mclusts_published_bic(faithful_selection):
 
 
 def test_screened_sweep_matches_the_sweep_of_every_restart_on_all_rows(monkeypatch):
-    """Screening (emEM on a sample) against fitting every restart on all rows: the first batch
-    runs on the sample, every restart of every pair, and the second on all rows, one fit per
-    pair; both pick the true model, and its log-likelihood agrees to 1e-4 per row."""
-    from bayesgmm.training import TrainingData
+    """Screening (emEM on a sample) against fitting every restart on all rows. The screened
+    sweep is one compiled program run twice: every restart of every pair on the sample
+    (3,000 rows rounded up to one block of 3,072), then one fit per pair on all rows; both
+    pick the true model, and its log-likelihood agrees to 1e-4 per row."""
+    import jax
+
+    import bayesgmm.training as training
 
     rng = np.random.default_rng(3)
     means = np.array([[0.0, 0.0], [6.0, 1.0], [1.0, 7.0]])
     x = means[rng.choice(3, 12_000)] + rng.normal(size=(12_000, 2)) * [1.0, 0.6]
-    batches = []
-    fit = TrainingData.fit
+    calls = []
+    compiled = training.fit_batch
 
-    def spy(self, draws, active, **options):
-        batches.append((self.n_rows, len(active)))
-        return fit(self, draws, active, **options)
+    def spy(draws, active, data, *args, **options):
+        final = args[-1]
+        shapes = [np.shape(a) for a in jax.tree_util.tree_leaves((draws, active, data, args))]
+        calls.append((None if final is None else bool(final), len(active),
+                      options.get("sample_blocks"), data.features.shape[:2], shapes))
+        return compiled(draws, active, data, *args, **options)
 
-    monkeypatch.setattr(TrainingData, "fit", spy)
+    monkeypatch.setattr(training, "fit_batch", spy)
     grid = dict(n_components=range(1, 5), covariance_types=("diag", "full"), n_init=3,
                 random_state=0)
     screened = select_model(x, screen_rows=3000, **grid)
-    assert batches == [(3000, 24), (12_000, 8)]
+    # 8 pairs x 3 restarts on the sample in runs of 8, then the 8 pairs on all rows
+    assert [c[:4] for c in calls] == [(False, 8, 1, (4, 3072))] * 3 + [(True, 8, 1, (4, 3072))]
+    assert all(c[4] == calls[0][4] for c in calls), "both batches must share one program"
+    calls.clear()
     exact = select_model(x, screen_rows=None, **grid)
-    assert batches[2:] == [(12_000, 24)]
+    assert [c[:3] for c in calls] == [(None, 24, None)]
     for result in (screened, exact):
         assert (result.best_.covariance_type, result.best_.n_components) == ("diag", 3)
     pick = [t[t["selected"]].iloc[0] for t in (screened.table, exact.table)]
