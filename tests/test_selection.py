@@ -244,3 +244,27 @@ def test_screened_sweep_matches_the_sweep_of_every_restart_on_all_rows(monkeypat
 def test_bad_screen_rows_are_refused(faithful, screen_rows):
     with pytest.raises(ValueError, match="screen_rows="):
         select_model(faithful.to_numpy(), n_components=[1, 2], screen_rows=screen_rows)
+
+
+def test_screening_plan_rounds_the_sample_up_to_whole_blocks_and_is_off_with_missing_values():
+    """The sample fills whole blocks (at most 1/16 more rows than asked), screening needs more
+    than twice the sample's rows, and data with missing values are never screened (their
+    blocks group rows by pattern)."""
+    from bayesgmm.sweep import screening_plan
+    from bayesgmm.training import TrainingData
+
+    x = np.random.default_rng(0).normal(size=(25_000, 8))
+
+    def data(values, missing="error"):
+        return TrainingData.prepare(values, GaussianMixture(2, missing=missing), 2, 1e-6,
+                                    missing)
+
+    plan = screening_plan("auto", data(x), np.float64)
+    assert 10_000 <= plan.sample_rows <= 10_000 * 17 / 16
+    assert plan.sample_rows == plan.sample_blocks * plan.block_rows
+    assert screening_plan(12_000, data(x), np.float64).sample_rows == 12_288  # < 25,000 / 2
+    assert screening_plan(13_000, data(x), np.float64) is None  # 13,312 > 25,000 / 2
+    assert screening_plan(None, data(x), np.float64) is None
+    holes = x.copy()
+    holes[::7, 3] = np.nan
+    assert screening_plan("auto", data(holes, "marginalize"), np.float64) is None
