@@ -182,7 +182,7 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     screen_rows : 'auto', int or None, default 'auto'
         Size of the random sample on which every restart is fitted before the best restart of
         each (type, K) is continued by EM on all rows (emEM; see :mod:`bayesgmm.sweep`).
-        'auto' is 10,000 rows; the sample is rounded up (by less than 7%) to whole blocks.
+        'auto' is 10,000 rows; the sample is rounded up to whole blocks (10,000 -> 10,240).
         Screening applies only to data of more than twice the sample, without missing values,
         on one device; None fits every restart on all rows (scikit-learn's semantics of
         ``n_init``).

@@ -13,9 +13,9 @@ is the cost a sweep cannot avoid without it. With ``screen_rows`` set and more r
 that, the sweep is two batches of one compiled program:
 
 1. every (type, K, restart) runs EM to convergence on a uniform random sample of
-   ``screen_rows`` rows (rounded up, by less than 7%, to whole blocks), and the best restart
-   of each (type, K) on the sample is kept (the highest lower bound among non-degenerate
-   restarts, as without screening);
+   ``screen_rows`` rows (rounded up to whole blocks: by less than 7% from 1,024 rows on), and
+   the best restart of each (type, K) on the sample is kept (the highest lower bound among
+   non-degenerate restarts, as without screening);
 2. that fit alone is continued by EM on all rows, to convergence.
 
 This is the emEM strategy of Biernacki, Celeux & Govaert (2003, "Choosing starting values for

@@ -8,9 +8,9 @@ import pytest
 from bayesgmm.cli import main
 
 
-def _demo_prints_the_selection_and_the_fit(capsys, tmp_path, monkeypatch):
-    """Not collected for now (about 60 s; see tests/test_notebooks.py EXECUTED): run
-    ``make demo`` by hand."""
+def test_demo_prints_the_selection_and_the_fit(capsys, tmp_path, monkeypatch):
+    """``bayesgmm demo`` with short chains (~30 s): the selection table, the selected model,
+    the Bayesian fit's summaries and the comparison, and the four files it writes."""
     monkeypatch.setenv("BAYESGMM_SMALL", "1")  # short chains: the same code path, faster
     assert main(["demo", "--quiet", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
