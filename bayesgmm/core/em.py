@@ -42,6 +42,10 @@ from bayesgmm.core.stats import (
 #: :func:`degenerate_components`). A collapse onto repeated values gives exactly 0 in float64.
 COLLAPSE_VARIANCE_RATIO = 1e-8
 
+#: Relative error of a covariance formed from raw moments above which a screened sweep's final
+#: batch redoes the last M-step from centred statistics (:func:`raw_moments_lose_digits`).
+RAW_MOMENT_TOLERANCE = 1e-11
+
 #: Multiple of ``eps * E[x^2]`` taken as the rounding noise of ``E[x x'] - mu mu'``.
 _ROUNDING_NOISE_FACTOR = 32.0
 
@@ -224,6 +228,29 @@ def _apply_override(params: MixtureParams, override: InitOverride) -> MixturePar
                            for computed, given in zip(params, override, strict=True)))
 
 
+def raw_moments_lose_digits(params: MixtureParams, family: CovarianceFamily,
+                            active: Array) -> Array:
+    """Whether the loop's M-step, which forms covariances from moments about 0
+    (``E[x x'] - mu mu'``), may have lost more than :data:`RAW_MOMENT_TOLERANCE` of some
+    active component's covariance: () bool.
+
+    The rounding error of that difference is about ``eps (|mu_k|^2 + tr S_k)``; relative to the
+    covariance's smallest eigenvalue it exceeds the tolerance exactly when the Cholesky
+    factorisation of ``S_k - eps (|mu_k|^2 + tr S_k) / RAW_MOMENT_TOLERANCE * I`` fails. In
+    float32 (eps 1.2e-7) that is always; in float64 (eps 2.2e-16) only for components thinner
+    than 1/45,000 of their distance from the origin squared, e.g. a thin cluster far from the
+    data's mean, where :func:`refine_last_m_step` is needed.
+    """
+    n_components, n_dims = params.means.shape
+    cov = family.as_full(params.covariances, n_components, n_dims)
+    dtype = cov.dtype
+    size = jnp.sum(params.means**2, axis=-1) + jnp.trace(cov, axis1=-2, axis2=-1)
+    threshold = jnp.finfo(dtype).eps * size / RAW_MOMENT_TOLERANCE
+    factor = jnp.linalg.cholesky(cov - threshold[:, None, None] * jnp.eye(n_dims, dtype=dtype))
+    lose = ~jnp.all(jnp.isfinite(factor), axis=(-2, -1))
+    return jnp.any(lose & active)
+
+
 @partial(jax.jit, static_argnames=("family", "init", "max_iter", "summarise", "sample_blocks"))
 def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, tol: Array,
               feature_variance: Array, override: InitOverride,
@@ -259,7 +286,9 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         a screened sweep (:mod:`bayesgmm.sweep`), switching at run time: False starts from
         ``draws`` and runs EM on the first ``sample_blocks`` blocks (the sample; ``override``
         complete but unused); True continues ``override`` by EM on all blocks and summarises
-        (``summarise`` is then ignored). Complete data, one shard.
+        (``summarise`` is then ignored). The last M-step is refined from centred statistics
+        only when True and some fit needs it (:func:`raw_moments_lose_digits`): it costs
+        about two passes over the rows. Complete data, one shard.
     summarise : also score the final parameters (log-likelihood and ICL's assignment term)
     sample_blocks : int (static), the blocks holding the screening sample (with ``final``)
     """
@@ -287,11 +316,16 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
     elif not override.complete:
         start_resp = start_responsibilities()
 
-    def one_fit(start, active, prior, kind, override):
+    def tools(active, prior, kind):
         fit_family = family if kind is None else family.bind(kind)
 
         def update(stats, centre):
             return m_step(stats, fit_family, reg_covar, centre, active, prior)
+
+        return fit_family, update
+
+    def run_fit(start, active, prior, kind, override):
+        fit_family, update = tools(active, prior, kind)
 
         def from_override():
             params = MixtureParams(*override)
@@ -312,11 +346,14 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
             params, stats = jax.lax.cond(final, from_override, from_start)
         else:
             params, stats = from_override() if override.complete else from_start(override)
-        state = run_em(params, stats, data, fit_family, update, tol, max_iter)
+        return run_em(params, stats, data, fit_family, update, tol, max_iter)
+
+    def finish_fit(state, active, prior, kind, refine):
+        fit_family, update = tools(active, prior, kind)
         centre = 0.0
         if max_iter > 0 and screened:
             state, centre = jax.lax.cond(
-                final, lambda: refine_last_m_step(state, data, fit_family, update),
+                refine, lambda: refine_last_m_step(state, data, fit_family, update),
                 lambda: (state, jnp.zeros_like(state.params.means)))
         elif max_iter > 0:
             state, centre = refine_last_m_step(state, data, fit_family, update)
@@ -332,4 +369,10 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
                                     if summarise else zeros)
         return BatchResult(state, degenerate, loglik, map_log_resp)
 
-    return jax.vmap(one_fit)(starts, active, prior, kinds, override)
+    states = jax.vmap(run_fit)(starts, active, prior, kinds, override)
+    refine = None
+    if screened:  # one decision for the batch: a per-fit one would run both branches
+        refine = final & jnp.any(jax.vmap(lambda params, active, kind: raw_moments_lose_digits(
+            params, tools(active, None, kind)[0], active))(states.params, active, kinds))
+    return jax.vmap(finish_fit, in_axes=(0, 0, 0, 0, None))(states, active, prior, kinds,
+                                                             refine)
