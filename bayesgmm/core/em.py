@@ -316,8 +316,11 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
     elif not override.complete:
         start_resp = start_responsibilities()
 
+    def bound(kind):
+        return family if kind is None else family.bind(kind)
+
     def tools(active, prior, kind):
-        fit_family = family if kind is None else family.bind(kind)
+        fit_family = bound(kind)
 
         def update(stats, centre):
             return m_step(stats, fit_family, reg_covar, centre, active, prior)
@@ -373,6 +376,6 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
     refine = None
     if screened:  # one decision for the batch: a per-fit one would run both branches
         refine = final & jnp.any(jax.vmap(lambda params, active, kind: raw_moments_lose_digits(
-            params, tools(active, None, kind)[0], active))(states.params, active, kinds))
+            params, bound(kind), active))(states.params, active, kinds))
     return jax.vmap(finish_fit, in_axes=(0, 0, 0, 0, None))(states, active, prior, kinds,
                                                              refine)
