@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import SVI, Trace_ELBO
@@ -65,26 +66,28 @@ def _nuts_program(spec: ModelSpec, num_warmup: int, num_samples: int,
     are a single ``lax.scan`` over NumPyro's NUTS kernel, so the sampler is traced and
     compiled once. (``numpyro.infer.MCMC`` compiles warm-up, sampling and post-processing
     separately and runs many small eager ops; on small data that was most of the wall time.)
-    """
-    def potential_fn_gen(y):
-        return partial(potential_energy, mixture_model, (y, spec), {})
 
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+    The kernel runs on the unconstrained sites flattened into one vector: NUTS's per-step
+    bookkeeping (momenta, U-turn checks, mass-matrix adaptation) is then one array operation
+    instead of one per site. That cut the warm sampling time on Old Faithful from 5.3 s to
+    4.2 s and the compile time from 3.6 s to 2.9 s (the gradient itself is ~27 us of the
+    ~85 us per leapfrog step). The mass matrix stays diagonal, as it was per site.
+    """
     n_steps = num_warmup + num_samples
 
     def one_chain(y, init_constrained, jitter, key, chain):
         init_key, jitter_key = jax.random.split(key)
         unconstrained = unconstrain_fn(mixture_model, (y, spec), {}, init_constrained)
-        leaves, tree = jax.tree_util.tree_flatten(unconstrained)
-        noise_keys = jax.random.split(jitter_key, len(leaves))
-        start = jax.tree_util.tree_unflatten(tree, [
-            leaf + jitter * jax.random.normal(k, leaf.shape, leaf.dtype)
-            for leaf, k in zip(leaves, noise_keys, strict=True)])
+        flat, unflatten = ravel_pytree(unconstrained)
+        start = flat + jitter * jax.random.normal(jitter_key, flat.shape, flat.dtype)
+        init_kernel, sample_kernel = hmc(
+            potential_fn=lambda z: potential_energy(mixture_model, (y, spec), {}, unflatten(z)),
+            algo="NUTS")
         state = init_kernel(start, num_warmup, target_accept_prob=target_accept_prob,
-                            max_tree_depth=max_tree_depth, model_args=(y,), rng_key=init_key)
+                            max_tree_depth=max_tree_depth, rng_key=init_key)
 
         def step(state, i):
-            state = sample_kernel(state, model_args=(y,))
+            state = sample_kernel(state)
             jax.lax.cond(i % _PROGRESS_EVERY == 0,
                          lambda: jax.debug.callback(_report_progress, chain, i), lambda: None)
             record = (state.z, state.diverging, state.num_steps, state.accept_prob,
@@ -94,7 +97,8 @@ def _nuts_program(spec: ModelSpec, num_warmup: int, num_samples: int,
         _, trace = jax.lax.scan(step, state, jnp.arange(1, n_steps + 1))
         trace = jax.tree_util.tree_map(lambda a: a[num_warmup:], trace)
         z, *stats = trace
-        constrained = jax.vmap(lambda u: constrain_fn(mixture_model, (y, spec), {}, u))(z)
+        constrained = jax.vmap(
+            lambda u: constrain_fn(mixture_model, (y, spec), {}, unflatten(u)))(z)
         return constrained, stats
 
     return jax.jit(one_chain)
