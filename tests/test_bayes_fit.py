@@ -290,3 +290,41 @@ def test_compare_cluster_counts_gives_four_answers_on_known_truth():
     for name in ("DP", "sparse"):
         posterior = models[name].n_clusters_posterior()
         assert table.loc[name, "probability"] == pytest.approx(posterior.max())
+
+
+def test_chain_program_compiles_from_shapes_once_and_before_the_em_start(monkeypatch):
+    """The NUTS program depends only on shapes and settings: its compilation is submitted
+    before the EM start (so the two overlap) and reused by a later fit of other data with
+    the same shapes."""
+    from bayesgmm.bayes import estimator, inference
+
+    events, compiled = [], []
+    compile_nuts, prepare_nuts = inference._compile_nuts, estimator.prepare_nuts
+    em_start = BayesianGaussianMixture._em_start
+
+    def spy_compile(settings):  # runs in the compiling thread
+        compiled.append(settings)
+        return compile_nuts(settings)
+
+    def spy_prepare(*args, **kwargs):
+        events.append("compile submitted")
+        return prepare_nuts(*args, **kwargs)
+
+    def spy_em_start(self, *args):
+        events.append("em start")
+        return em_start(self, *args)
+
+    monkeypatch.setattr(inference, "_compile_nuts", spy_compile)
+    monkeypatch.setattr(estimator, "prepare_nuts", spy_prepare)
+    monkeypatch.setattr(BayesianGaussianMixture, "_em_start", spy_em_start)
+    settings = dict(n_components=3, num_warmup=20, num_samples=20, num_chains=1,
+                    max_tree_depth=7, progress_bar=False)
+    fits = []
+    for seed in (0, 1):
+        x = _three_clusters(seed)[0].iloc[:60]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fits.append(BayesianGaussianMixture(random_state=seed, **settings).fit(x))
+    assert len(compiled) == 1
+    assert events == ["compile submitted", "em start"] * 2
+    assert all(np.isfinite(f.log_likelihood_draws_).all() for f in fits)

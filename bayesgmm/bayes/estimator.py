@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
-from bayesgmm.bayes.inference import InferenceResult, run_nuts, run_svi
+from bayesgmm.bayes.inference import InferenceResult, prepare_nuts, run_nuts, run_svi
 from bayesgmm.bayes.initial import initial_sites
 from bayesgmm.bayes.models import (
     COMPONENT_TYPES,
@@ -232,6 +232,8 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         spec = self._spec(x.shape[1])._replace(missing_patterns=missing_patterns(x))
         seed = _seed(self.random_state)
         key = jax.random.PRNGKey(seed)
+        if self.method == "nuts":  # compiles on the other core during the EM start
+            prepare_nuts(spec, x.shape[0], **self._nuts_settings())
         with compute_context(np.float64):
             standardised = scaling.transform(x)
             self.em_start_ = self._em_start(standardised, seed)
@@ -278,13 +280,17 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             warnings.simplefilter("ignore")
             return GaussianMixture(n_start, **settings).fit(y)
 
+    def _nuts_settings(self) -> dict:
+        """The settings that shape the compiled NUTS program."""
+        return dict(num_warmup=self.num_warmup, num_samples=self.num_samples,
+                    target_accept_prob=self.target_accept_prob,
+                    max_tree_depth=self.max_tree_depth)
+
     def _infer(self, y: np.ndarray, spec: ModelSpec, start: dict, key) -> InferenceResult:
         y = jnp.asarray(y, jnp.float64)
         if self.method == "nuts":
-            return run_nuts(y, spec, start, key, num_warmup=self.num_warmup,
-                            num_samples=self.num_samples, num_chains=self.num_chains,
-                            target_accept_prob=self.target_accept_prob,
-                            max_tree_depth=self.max_tree_depth, progress_bar=self.progress_bar)
+            return run_nuts(y, spec, start, key, num_chains=self.num_chains,
+                            progress_bar=self.progress_bar, **self._nuts_settings())
         return run_svi(y, spec, start, key, learning_rate=self.learning_rate,
                        max_steps=self.max_steps, tol=self.tol, check_every=self.check_every,
                        subsample_size=self.subsample_size,

@@ -55,8 +55,8 @@ def _report_progress(chain, i) -> None:
 
 _ACTIVE_BAR: list = [None]
 _PROGRESS_EVERY = 20
-#: Compiled chain programs by (spec, settings, data shape and dtype): repeated fits of the
-#: same shapes reuse them instead of recompiling (about 10 s for the NUTS program).
+#: Compiled chain programs (futures, see :func:`prepare_nuts`) by :func:`_nuts_settings`:
+#: repeated fits of the same shapes reuse them instead of recompiling (~5 s on Old Faithful).
 _COMPILED: dict = {}
 
 
@@ -104,34 +104,77 @@ def _nuts_program(spec: ModelSpec, num_warmup: int, num_samples: int,
     return jax.jit(one_chain)
 
 
+def _nuts_settings(spec: ModelSpec, n_samples: int, *, num_warmup: int, num_samples: int,
+                   target_accept_prob: float, max_tree_depth: int) -> tuple:
+    """The key of a compiled chain program: everything that fixes its code and shapes
+    (data are float64, see :mod:`bayesgmm.bayes.estimator`)."""
+    return (spec, num_warmup, num_samples, target_accept_prob, max_tree_depth,
+            (n_samples, spec.n_features), "float64")
+
+
+def _compile_nuts(settings: tuple):
+    """Trace and compile the chain program of ``settings`` from shapes alone."""
+    spec, num_warmup, num_samples, target_accept_prob, max_tree_depth, shape, _ = settings
+    with jax.enable_x64(True):
+        f64 = jnp.float64
+        init = {name: jax.ShapeDtypeStruct(site_shape, f64)
+                for name, (_, site_shape) in latent_constraints(spec).items()}
+        key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+        program = _nuts_program(spec, num_warmup, num_samples, target_accept_prob,
+                                max_tree_depth)
+        return program.lower(jax.ShapeDtypeStruct(shape, f64), init,
+                             jax.ShapeDtypeStruct((), f64), key,
+                             jax.ShapeDtypeStruct((), jnp.int32)).compile()
+
+
+_COMPILER = ThreadPoolExecutor(1, thread_name_prefix="bayesgmm-compile")
+
+
+def prepare_nuts(spec: ModelSpec, n_samples: int, **settings):
+    """Start compiling the chain program for data of ``n_samples`` rows in the background
+    (unless it is compiled or compiling) and return its future.
+
+    The program depends only on shapes, so :class:`~bayesgmm.BayesianGaussianMixture`
+    calls this before its EM start: XLA compiles (without the GIL) on the second core
+    while the EM start runs on the first. ``settings`` are the keywords of
+    :func:`run_nuts` that shape the program (``num_warmup``, ``num_samples``,
+    ``target_accept_prob``, ``max_tree_depth``).
+
+    Tracing runs the model under NumPyro's effect handlers, whose stack is global: the
+    caller must not run NumPyro models in other threads until the future is done
+    (:func:`run_nuts` waits for it first).
+    """
+    key = _nuts_settings(spec, n_samples, **settings)
+    if key not in _COMPILED:
+        _COMPILED[key] = _COMPILER.submit(_compile_nuts, key)
+    return _COMPILED[key]
+
+
 def run_nuts(y, spec: ModelSpec, init_sites: dict, key, *, num_warmup: int, num_samples: int,
              num_chains: int, target_accept_prob: float, max_tree_depth: int,
              progress_bar: bool) -> InferenceResult:
     """NUTS with ``num_chains`` chains started near ``init_sites`` (constrained values; each
-    chain adds ``INIT_JITTER`` noise in unconstrained space).
+    chain adds ``INIT_JITTER`` noise in unconstrained space). ``y`` is float64.
 
-    The chain program is compiled once and the chains run concurrently in threads (JAX
-    releases the GIL while a compiled program runs), one per CPU core: unlike vmapped chains,
-    no chain waits for the longest trajectory of another, and no device flags are needed.
+    The chain program is compiled once (see :func:`prepare_nuts`) and the chains run
+    concurrently in threads (JAX releases the GIL while a compiled program runs), one per
+    CPU core: unlike vmapped chains, no chain waits for the longest trajectory of another,
+    and no device flags are needed.
     """
-    y = jnp.asarray(y)
-    init = {k: jnp.asarray(v, y.dtype) for k, v in init_sites.items()}
+    y = jnp.asarray(y, jnp.float64)
+    init = {k: jnp.asarray(init_sites[k], y.dtype) for k in latent_constraints(spec)}
     jitter = jnp.asarray(INIT_JITTER, y.dtype)
     keys = jax.random.split(key, num_chains)
-    chains = jnp.arange(num_chains)
-    settings = (spec, num_warmup, num_samples, target_accept_prob, max_tree_depth, y.shape,
-                y.dtype.name)
-    if settings not in _COMPILED:
-        program = _nuts_program(spec, num_warmup, num_samples, target_accept_prob,
-                                max_tree_depth)
-        _COMPILED[settings] = program.lower(y, init, jitter, keys[0], chains[0]).compile()
-    compiled = _COMPILED[settings]
+    chains = jnp.arange(num_chains, dtype=jnp.int32)
+    compiled = prepare_nuts(spec, y.shape[0], num_warmup=num_warmup, num_samples=num_samples,
+                            target_accept_prob=target_accept_prob,
+                            max_tree_depth=max_tree_depth).result()
     bar = _progress(num_warmup + num_samples, f"NUTS ({num_chains} chains)", progress_bar)
     _ACTIVE_BAR[0] = bar
 
     def chain(index):
-        # enable_x64 is thread-local: re-enter it for float64 data.
-        with jax.enable_x64(y.dtype == jnp.float64):
+        # enable_x64 is thread-local: re-enter it for the float64 data.
+        with jax.enable_x64(True):
             return jax.device_get(compiled(y, init, jitter, keys[index], chains[index]))
 
     workers = max(1, min(num_chains, os.cpu_count() or 1))
