@@ -5,6 +5,9 @@
 nuts  Old Faithful (standardised internally), T=10, 2 chains x (500 warm-up + 500 draws).
       Each run is a fresh process, so compile time is included ("cold"); a second fit in the
       same process shows the time once the programs are compiled ("warm").
+spread  the same fit for seeds 0-9 in one process, beside NUTS with the same draws on an iid
+      Gaussian of the model's dimension: how often each diagnostic goal is met, and how
+      often it is met when the target is ideal.
 vi    make_blobs(110_000, 8, centers=8, cluster_std=1.5, random_state=0), last 10k held out,
       T=20, against sklearn BayesianGaussianMixture (dirichlet_process, max_iter=500).
 minibatch  examples/minibatch_svi.py on 1e6 simulated rows (6 true clusters, D=4, T=15,
@@ -54,14 +57,8 @@ def _nuts_once(seed: int) -> dict:
             warnings.simplefilter("ignore")
             model = BayesianGaussianMixture(10, random_state=seed, progress_bar=False).fit(data)
         out[f"{phase}_s"] = time.perf_counter() - start
-    table = model.diagnostics()
-    invariant = table.loc[[q for q in ("alpha", "log_likelihood", "n_occupied")
-                           if q in table.index]]
     out.update(
-        min_ess_bulk=float(invariant["ess_bulk"].min()),
-        ess_bulk={k: round(float(v), 1) for k, v in invariant["ess_bulk"].items()},
-        max_r_hat=float(invariant["r_hat"].max()),
-        divergences=int(model.sample_stats_["diverging"].sum()),
+        _invariant_diagnostics(model),
         mean_steps=float(model.sample_stats_["n_steps"].mean()),
         p_k={int(k): round(float(v), 3) for k, v in model.n_clusters_posterior().items()})
     return out
@@ -92,6 +89,85 @@ def _plain_numpyro_once(seed: int) -> dict:
     az = _arviz()
     return {"cold_s": elapsed, "ess_alpha": float(az.ess(alpha)),
             "r_hat_alpha": float(az.rhat(alpha)), "divergences": divergences}
+
+
+def _invariant_diagnostics(model) -> dict:
+    table = model.diagnostics()
+    invariant = table.loc[[q for q in ("alpha", "log_likelihood", "n_occupied")
+                           if q in table.index]]
+    return dict(min_ess_bulk=float(invariant["ess_bulk"].min()),
+                ess_bulk={k: round(float(v), 1) for k, v in invariant["ess_bulk"].items()},
+                max_r_hat=float(invariant["r_hat"].max()),
+                divergences=int(model.sample_stats_["diverging"].sum()))
+
+
+def _gaussian_ceiling(seed: int, n_dims: int, num_samples: int = 500) -> dict:
+    """NUTS with the benchmark's settings on an ideal target, iid N(0, I_d): the ESS and R-hat
+    of its log density are what NUTS reaches with 2 x 500 draws when nothing is hard."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+
+    from bayesgmm.diagnostics import _arviz
+
+    def model():
+        numpyro.sample("x", dist.Normal(jnp.zeros(n_dims), 1.0).to_event(1))
+
+    mcmc = MCMC(NUTS(model), num_warmup=500, num_samples=num_samples, num_chains=2,
+                chain_method="vectorized", progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(seed))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])
+    log_density = -0.5 * np.sum(x**2, axis=-1)
+    az = _arviz()
+    return {"ceiling_ess_bulk": float(az.ess(log_density)),
+            "ceiling_r_hat": float(az.rhat(log_density))}
+
+
+def run_spread(seeds: list[int], num_samples: int = 500) -> str:
+    """The benchmark fit for many seeds in one process (compiled once), beside NUTS on an
+    iid Gaussian of the model's dimension with the same draws: how often each goal is met."""
+    from bayesgmm import BayesianGaussianMixture, load_faithful
+    from bayesgmm.bayes.inference import latent_constraints
+
+    data = load_faithful()
+    rows = []
+    for seed in seeds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = BayesianGaussianMixture(10, random_state=seed, progress_bar=False,
+                                            num_samples=num_samples).fit(data)
+        if not rows:
+            spec = model._model_spec
+            n_dims = sum(int(np.prod(_unconstrained_shape(c, shape)))
+                         for c, shape in latent_constraints(spec).values())
+        row = {"seed": seed, **_invariant_diagnostics(model),
+               **_gaussian_ceiling(seed, n_dims, num_samples)}
+        rows.append(row)
+        print(row, flush=True)
+    met = {
+        "ess_bulk >= 400 (mixture, every invariant quantity)":
+            sum(r["min_ess_bulk"] >= 400 for r in rows),
+        "r_hat <= 1.01 (mixture)": sum(r["max_r_hat"] <= 1.01 for r in rows),
+        "0 divergences (mixture)": sum(r["divergences"] == 0 for r in rows),
+        "ess_bulk >= 400 (iid Gaussian log density)":
+            sum(r["ceiling_ess_bulk"] >= 400 for r in rows),
+        "r_hat <= 1.01 (iid Gaussian log density)": sum(r["ceiling_r_hat"] <= 1.01 for r in rows),
+    }
+    columns = ["seed", "min_ess_bulk", "ess_bulk", "max_r_hat", "divergences",
+               "ceiling_ess_bulk", "ceiling_r_hat"]
+    summary = "\n".join(f"- {goal}: {count} of {len(rows)} seeds" for goal, count in met.items())
+    rows = [{**r, **{k: f"{r[k]:.3f}" for k in ("max_r_hat", "ceiling_r_hat")}} for r in rows]
+    return (f"Ideal-target ceiling: NUTS (`numpyro.infer.MCMC`, 2 vectorised chains x (500 + "
+            f"{num_samples})) on iid N(0, I_{n_dims}), the model's unconstrained dimension, same "
+            f"seeds.\n\n"
+            + markdown_table(rows, columns) + "\n\n" + summary)
+
+
+def _unconstrained_shape(constraint, shape: tuple) -> tuple:
+    from numpyro.distributions.transforms import biject_to
+    return biject_to(constraint).inverse_shape(shape)
 
 
 def run_nuts(seeds: list[int]) -> list[dict]:
@@ -152,8 +228,11 @@ def run_vi(quick: bool) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--suite", choices=("nuts", "vi", "minibatch", "all"), default="all")
+    parser.add_argument("--suite", choices=("nuts", "spread", "vi", "minibatch", "all"),
+                        default="all")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--num-samples", type=int, default=500,
+                        help="draws per chain for --suite spread (the README table: 500)")
     parser.add_argument("--nuts-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--plain-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,6 +260,11 @@ def main() -> None:
         print(text)
         if not args.quick:
             write_readme("bayes-nuts", text)
+    if args.suite in ("spread", "all"):
+        text = run_spread(list(range(3 if args.quick else 10)), args.num_samples)
+        print(text)
+        if not args.quick and args.num_samples == 500:
+            write_readme("bayes-nuts-spread", text)
     if args.suite in ("vi", "all"):
         rows = run_vi(args.quick)
         columns = ["method", "fit_s", "speed-up vs sklearn", "ari", "components_over_1pct",
