@@ -145,7 +145,8 @@ def prepare_nuts(spec: ModelSpec, n_samples: int, **settings):
     (:func:`run_nuts` waits for it first).
     """
     key = _nuts_settings(spec, n_samples, **settings)
-    if key not in _COMPILED:
+    known = _COMPILED.get(key)
+    if known is None or (known.done() and known.exception() is not None):  # retry a failure
         _COMPILED[key] = _COMPILER.submit(_compile_nuts, key)
     return _COMPILED[key]
 
@@ -154,18 +155,20 @@ def run_nuts(y, spec: ModelSpec, init_sites: dict, key, *, num_warmup: int, num_
              num_chains: int, target_accept_prob: float, max_tree_depth: int,
              progress_bar: bool) -> InferenceResult:
     """NUTS with ``num_chains`` chains started near ``init_sites`` (constrained values; each
-    chain adds ``INIT_JITTER`` noise in unconstrained space). ``y`` is float64.
+    chain adds ``INIT_JITTER`` noise in unconstrained space). It runs in float64 whatever
+    the caller's x64 setting.
 
     The chain program is compiled once (see :func:`prepare_nuts`) and the chains run
     concurrently in threads (JAX releases the GIL while a compiled program runs), one per
     CPU core: unlike vmapped chains, no chain waits for the longest trajectory of another,
     and no device flags are needed.
     """
-    y = jnp.asarray(y, jnp.float64)
-    init = {k: jnp.asarray(init_sites[k], y.dtype) for k in latent_constraints(spec)}
-    jitter = jnp.asarray(INIT_JITTER, y.dtype)
-    keys = jax.random.split(key, num_chains)
-    chains = jnp.arange(num_chains, dtype=jnp.int32)
+    with jax.enable_x64(True):
+        y = jnp.asarray(y, jnp.float64)
+        init = {k: jnp.asarray(init_sites[k], y.dtype) for k in latent_constraints(spec)}
+        jitter = jnp.asarray(INIT_JITTER, y.dtype)
+        keys = jax.random.split(key, num_chains)
+        chains = jnp.arange(num_chains, dtype=jnp.int32)
     compiled = prepare_nuts(spec, y.shape[0], num_warmup=num_warmup, num_samples=num_samples,
                             target_accept_prob=target_accept_prob,
                             max_tree_depth=max_tree_depth).result()
