@@ -32,6 +32,8 @@ import numpy as np
 from jax import Array
 from jax.scipy.linalg import solve_triangular
 
+from bayesgmm.core.linalg import cholesky
+
 
 class MixtureParams(NamedTuple):
     """Parameters of a Gaussian mixture (a pytree).
@@ -188,7 +190,7 @@ def _safe_cholesky(cov: Array, reg_covar: Array) -> tuple[Array, Array]:
     """
     eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
     floor = variance_floor(reg_covar, cov.dtype)
-    chol = jnp.linalg.cholesky(cov)
+    chol = cholesky(cov)
     pivots = jnp.diagonal(chol, axis1=-2, axis2=-1)
     ok = (jnp.all(jnp.isfinite(chol), axis=(-2, -1))
           & jnp.all(pivots**2 >= floor, axis=-1))[..., None, None]

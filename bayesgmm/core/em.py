@@ -26,6 +26,7 @@ from jax import Array
 
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
 from bayesgmm.core.init import initial_responsibilities
+from bayesgmm.core.linalg import cholesky
 from bayesgmm.core.stats import (
     BlockedData,
     SuffStats,
@@ -206,7 +207,7 @@ def degenerate_components(stats: SuffStats, centre: Array | float, family: Covar
     # finished on some 32-D covariances. NaN input also fails it, i.e. counts as collapsed.
     shifted = (cov * inv_sd[:, None] * inv_sd[None, :]
                - threshold[:, None, None] * jnp.eye(n_dims, dtype=dtype))
-    collapsed = ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(shifted)), axis=(-2, -1))
+    collapsed = ~jnp.all(jnp.isfinite(cholesky(shifted)), axis=(-2, -1))
     degenerate = collapsed if prior is not None else (
         collapsed | (stats.counts < family.min_count(n_dims)))
     return degenerate if active is None else degenerate & active
@@ -246,7 +247,7 @@ def raw_moments_lose_digits(params: MixtureParams, family: CovarianceFamily,
     dtype = cov.dtype
     size = jnp.sum(params.means**2, axis=-1) + jnp.trace(cov, axis1=-2, axis2=-1)
     threshold = jnp.finfo(dtype).eps * size / RAW_MOMENT_TOLERANCE
-    factor = jnp.linalg.cholesky(cov - threshold[:, None, None] * jnp.eye(n_dims, dtype=dtype))
+    factor = cholesky(cov - threshold[:, None, None] * jnp.eye(n_dims, dtype=dtype))
     lose = ~jnp.all(jnp.isfinite(factor), axis=(-2, -1))
     return jnp.any(lose & active)
 

@@ -48,6 +48,7 @@ from bayesgmm.core.covariance import (
     MixtureParams,
     NaturalParams,
 )
+from bayesgmm.core.linalg import cholesky
 
 
 class ConditionalGaussians(NamedTuple):
@@ -78,7 +79,7 @@ def conditional_gaussians(params: MixtureParams, family: CovarianceFamily,
     missing = 1.0 - observed
     eye = jnp.eye(n_dims, dtype=dtype)
     masked = cov * (observed[:, None] * observed[None, :]) + jnp.diag(missing)
-    chol = jnp.linalg.cholesky(masked)
+    chol = cholesky(masked)
     chol_inv = solve_triangular(chol, jnp.broadcast_to(eye, masked.shape), lower=True)
     precision = jnp.swapaxes(chol_inv, -1, -2) @ chol_inv - jnp.diag(missing)
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
