@@ -8,6 +8,7 @@ from numpyro.infer import Predictive
 from scipy import stats
 
 from bayesgmm.bayes.models import (
+    MixtureDraws,
     ModelSpec,
     draws_from_sites,
     mixture_distribution,
@@ -177,3 +178,37 @@ def test_chain_program_samples_the_posterior_numpyro_mcmc_samples():
                                     for v in (values, other)))
         assert abs(np.mean(values) - np.mean(other)) < 4.5 * standard_error, name
         assert 0.8 < np.std(values) / np.std(other) < 1.25, name
+
+
+@pytest.mark.parametrize("n_dims, n_components", [(3, 5), (6, 3)])
+def test_passes_over_draws_match_scipy_far_from_the_origin(n_dims, n_components):
+    """The passes over draws (expanded quadratic form when D < 2T, the whitened points
+    otherwise) give scipy's log densities and memberships on data a million units from the
+    origin, in mixed units, with one component 100 times narrower than the others."""
+    from scipy.special import logsumexp as scipy_logsumexp
+    from scipy.special import softmax
+
+    from bayesgmm.bayes.posterior import membership_probabilities, pointwise_log_likelihood
+
+    rng = np.random.default_rng(4)
+    units = np.geomspace(0.1, 10.0, n_dims)
+    x = 1e6 + rng.normal(size=(40, n_dims)) * units
+    n_draws = 3
+    means = 1e6 + rng.normal(size=(n_draws, n_components, n_dims)) * units
+    factors = rng.normal(size=(n_draws, n_components, n_dims, n_dims)) * 0.3 + np.eye(n_dims)
+    covs = factors @ np.swapaxes(factors, -1, -2) * np.outer(units, units)
+    covs[:, 0] *= 1e-4                                    # a thin component
+    means[:, 0] = x[0]                                    # ... that holds a point
+    weights = rng.dirichlet(np.ones(n_components), size=n_draws)
+    draws = MixtureDraws(np.log(weights), means, np.linalg.cholesky(covs))
+    expected = np.array([[stats.multivariate_normal(m, c).logpdf(x) + np.log(w)
+                          for w, m, c in zip(weights[s], means[s], covs[s], strict=True)]
+                         for s in range(n_draws)])                        # (S, T, N)
+    with jax.enable_x64(True):
+        device = MixtureDraws(*(jnp.asarray(a) for a in draws))
+        log_lik = np.asarray(pointwise_log_likelihood(jnp.asarray(x), device))
+        membership = np.asarray(membership_probabilities(jnp.asarray(x), device))
+    np.testing.assert_allclose(log_lik, scipy_logsumexp(expected, axis=1), rtol=1e-12,
+                               atol=1e-8)
+    np.testing.assert_allclose(membership, np.swapaxes(softmax(expected, axis=1), 1, 2),
+                               atol=1e-9)

@@ -36,17 +36,61 @@ def component_log_prob(x, draw: MixtureDraws, patterns: tuple = ()):
     return draw.log_weights + normals.log_prob(x[:, None, :])
 
 
+def draw_scorer(x, draws: MixtureDraws, patterns: tuple = ()):
+    """A function ``draw -> (N, T)`` equal to :func:`component_log_prob` of ``x``, with the
+    work that does not depend on the draw done once, for passes over many draws.
+
+    Without missing values, and when the quadratic features are narrower than the whitened
+    points (``D (D + 1) / 2 + D + 1 <= T D``, i.e. ``D < 2 T``), the Mahalanobis term is
+    expanded: with ``u = x - c`` (``c`` the rows' mean) and ``P = S^-1``,
+    ``(u - m)' P (u - m) = u' P u - 2 u' P m + m' P m``, so one draw costs one product of the
+    features ``[u_i u_j (i <= j), u, 1]`` (N, F) with an (F, T) matrix, instead of an
+    (N, T, D) intermediate (100,000 x 8 points, T=20: 20 ms per draw instead of 62-71 ms).
+    The expansion loses about ``eps * lambda_max(P) |u - m|^2`` of absolute accuracy: centring
+    on the rows' mean keeps ``|u|`` at the data's spread, so a component 100 times narrower
+    than the data, 3 spreads from its centre, loses ~1e-11 nats. Otherwise (missing values,
+    or ``D >= 2 T``) it is :func:`component_log_prob` of the centred points and means (the
+    uncentred whitening had lost 6e-8 nats on data a million units from the origin).
+    """
+    n_dims, n_components = x.shape[-1], draws.means.shape[-2]
+    centre = jnp.nan_to_num(jnp.nanmean(x, axis=0)) if patterns else jnp.mean(x, axis=0)
+    u = x - centre
+    if patterns or n_dims >= 2 * n_components:
+        return lambda draw: component_log_prob(u, draw._replace(means=draw.means - centre),
+                                               patterns)
+    rows, cols = np.triu_indices(n_dims)
+    features = jnp.concatenate([u[:, rows] * u[:, cols], u, jnp.ones_like(u[:, :1])], axis=1)
+    off_diagonal = jnp.asarray(np.where(rows == cols, 1.0, 2.0), x.dtype)
+
+    def score(draw: MixtureDraws):
+        tril = draw.scale_tril
+        inverse = jax.scipy.linalg.solve_triangular(
+            tril, jnp.broadcast_to(jnp.eye(n_dims, dtype=tril.dtype), tril.shape), lower=True)
+        precision = jnp.swapaxes(inverse, -1, -2) @ inverse                     # (T, D, D)
+        shifted = draw.means - centre                                           # (T, D)
+        pulled = jnp.einsum("tij,tj->ti", precision, shifted)                   # P m
+        coefficients = jnp.concatenate([
+            precision[:, rows, cols] * off_diagonal, -2.0 * pulled,
+            jnp.einsum("ti,ti->t", shifted, pulled)[:, None]], axis=1)          # (T, F)
+        half_log_det = jnp.sum(jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)), axis=-1)
+        offset = draw.log_weights - half_log_det - 0.5 * n_dims * jnp.log(2 * jnp.pi)
+        return -0.5 * (features @ coefficients.T) + offset
+
+    return score
+
+
 @partial(jax.jit, static_argnames="patterns")
 def pointwise_log_likelihood(x, draws: MixtureDraws, patterns: tuple = ()):
     """Marginal log density of every point under every draw: (S, N)."""
-    return jax.lax.map(lambda d: logsumexp(component_log_prob(x, d, patterns), axis=-1), draws)
+    score = draw_scorer(x, draws, patterns)
+    return jax.lax.map(lambda d: logsumexp(score(d), axis=-1), draws)
 
 
 @partial(jax.jit, static_argnames="patterns")
 def membership_probabilities(x, draws: MixtureDraws, patterns: tuple = ()):
     """Per-draw membership probabilities of ``x``: (S, N, T). For small ``N`` only."""
-    return jax.lax.map(lambda d: jax.nn.softmax(component_log_prob(x, d, patterns), axis=-1),
-                       draws)
+    score = draw_scorer(x, draws, patterns)
+    return jax.lax.map(lambda d: jax.nn.softmax(score(d), axis=-1), draws)
 
 
 @partial(jax.jit, static_argnames="patterns")
@@ -62,10 +106,11 @@ def summarise_draws(x, draws: MixtureDraws, key, patterns: tuple = ()):
     """
     n_draws = draws.means.shape[0]
     keys = jax.random.split(key, n_draws)
+    score = draw_scorer(x, draws, patterns)
 
     def step(total, inputs):
         draw, k = inputs
-        log_prob = component_log_prob(x, draw, patterns)
+        log_prob = score(draw)
         log_norm = logsumexp(log_prob, axis=-1, keepdims=True)
         membership = jnp.exp(log_prob - log_norm)
         # Inverse-CDF sampling: one uniform per point (Gumbel-max would need N x T).
@@ -83,8 +128,10 @@ def summarise_draws(x, draws: MixtureDraws, key, patterns: tuple = ()):
 @partial(jax.jit, static_argnames="patterns")
 def label_probability(x, draws: MixtureDraws, labels, patterns: tuple = ()):
     """Probability of ``labels`` (N,) for every point under every draw: (S, N)."""
+    score = draw_scorer(x, draws, patterns)
+
     def one(draw):
-        membership = jax.nn.softmax(component_log_prob(x, draw, patterns), axis=-1)
+        membership = jax.nn.softmax(score(draw), axis=-1)
         return jnp.take_along_axis(membership, labels[:, None], axis=-1)[:, 0]
     return jax.lax.map(one, draws)
 
@@ -92,9 +139,10 @@ def label_probability(x, draws: MixtureDraws, labels, patterns: tuple = ()):
 @partial(jax.jit, static_argnames="patterns")
 def predictive_log_density(x, draws: MixtureDraws, patterns: tuple = ()):
     """Posterior predictive log density ``log (1/S) sum_s p(x_i | theta_s)``: (N,)."""
+    score = draw_scorer(x, draws, patterns)
+
     def step(running, draw):
-        return (jnp.logaddexp(running, logsumexp(component_log_prob(x, draw, patterns), axis=-1)),
-                None)
+        return jnp.logaddexp(running, logsumexp(score(draw), axis=-1)), None
 
     start = jnp.full(x.shape[0], -jnp.inf, x.dtype)
     total, _ = jax.lax.scan(step, start, draws)
