@@ -55,7 +55,7 @@ def _report_progress(chain, i) -> None:
 
 _ACTIVE_BAR: list = [None]
 _PROGRESS_EVERY = 20
-#: Compiled chain programs (futures, see :func:`prepare_nuts`) by :func:`_nuts_settings`:
+#: Compiled chain programs (futures, see :func:`prepare_nuts`) by :func:`_program_key`:
 #: repeated fits of the same shapes reuse them instead of recompiling (~5 s on Old Faithful).
 _COMPILED: dict = {}
 
@@ -104,7 +104,7 @@ def _nuts_program(spec: ModelSpec, num_warmup: int, num_samples: int,
     return jax.jit(one_chain)
 
 
-def _nuts_settings(spec: ModelSpec, n_samples: int, *, num_warmup: int, num_samples: int,
+def _program_key(spec: ModelSpec, n_samples: int, *, num_warmup: int, num_samples: int,
                    target_accept_prob: float, max_tree_depth: int) -> tuple:
     """The key of a compiled chain program: everything that fixes its code and shapes
     (data are float64, see :mod:`bayesgmm.bayes.estimator`)."""
@@ -144,7 +144,7 @@ def prepare_nuts(spec: ModelSpec, n_samples: int, **settings):
     caller must not run NumPyro models in other threads until the future is done
     (:func:`run_nuts` waits for it first).
     """
-    key = _nuts_settings(spec, n_samples, **settings)
+    key = _program_key(spec, n_samples, **settings)
     known = _COMPILED.get(key)
     if known is None or (known.done() and known.exception() is not None):  # retry a failure
         _COMPILED[key] = _COMPILER.submit(_compile_nuts, key)

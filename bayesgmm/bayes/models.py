@@ -178,6 +178,14 @@ def sample_sites(spec: ModelSpec, dtype) -> dict:
     return sites
 
 
+def whitening(tril):
+    """Inverse factors ``L^-1`` (..., D, D) and half log-determinants ``log |L|`` (...,) of
+    lower Cholesky factors ``L`` (..., D, D) of covariances ``L L'``."""
+    identity = jnp.broadcast_to(jnp.eye(tril.shape[-1], dtype=tril.dtype), tril.shape)
+    inverse = jax.scipy.linalg.solve_triangular(tril, identity, lower=True)
+    return inverse, jnp.sum(jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)), axis=-1)
+
+
 class ComponentNormals(dist.MultivariateNormal):
     """T multivariate normals (batch shape (T,)) whose ``log_prob`` of points broadcast
     against the components, shape (N, 1, D) as :class:`MixtureSameFamily` passes them, is one
@@ -191,11 +199,9 @@ class ComponentNormals(dist.MultivariateNormal):
         if value.ndim < 2 or value.shape[-2] != 1 or loc.ndim != 2 or tril.ndim != 3:
             return super().log_prob(value)
         n_dims = loc.shape[-1]
-        identity = jnp.broadcast_to(jnp.eye(n_dims, dtype=tril.dtype), tril.shape)
-        inverse = jax.scipy.linalg.solve_triangular(tril, identity, lower=True)   # (T, D, D)
+        inverse, half_log_det = whitening(tril)                                  # (T, D, D)
         white = (jnp.einsum("...d,tkd->...tk", value[..., 0, :], inverse)
                  - jnp.einsum("tkd,td->tk", inverse, loc))                        # (..., T, D)
-        half_log_det = jnp.sum(jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)), axis=-1)
         return (-0.5 * jnp.sum(white**2, axis=-1) - half_log_det
                 - 0.5 * n_dims * jnp.log(2 * jnp.pi))
 
@@ -247,10 +253,7 @@ class MaskedComponentNormals(ComponentNormals):
         eye = jnp.eye(n_dims, dtype=x.dtype)
         masked = (cov[None] * (masks[:, :, None] * masks[:, None, :])[:, None]
                   + (eye * (1.0 - masks)[:, None, :])[:, None])                 # (P, T, D, D)
-        chol = jnp.linalg.cholesky(masked)
-        inverse = jax.scipy.linalg.solve_triangular(
-            chol, jnp.broadcast_to(eye, chol.shape), lower=True)               # (P, T, D, D)
-        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (P, T)
+        inverse, log_det = whitening(jnp.linalg.cholesky(masked))              # (P, T, D, D)
         diff = (jnp.where(observed, x, 0.0)[:, None, :] - loc[None]) * weight[:, None, :]
         white = jnp.einsum("ntkd,ntd->ntk", inverse[which], diff)               # (N, T, D)
         n_observed = jnp.sum(weight, axis=-1)[:, None]

@@ -13,7 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from bayesgmm.bayes.models import ComponentNormals, MaskedComponentNormals, MixtureDraws
+from bayesgmm.bayes.models import (
+    ComponentNormals,
+    MaskedComponentNormals,
+    MixtureDraws,
+    whitening,
+)
 from bayesgmm.preprocessing import AffineScaling
 
 
@@ -63,16 +68,13 @@ def draw_scorer(x, draws: MixtureDraws, patterns: tuple = ()):
     off_diagonal = jnp.asarray(np.where(rows == cols, 1.0, 2.0), x.dtype)
 
     def score(draw: MixtureDraws):
-        tril = draw.scale_tril
-        inverse = jax.scipy.linalg.solve_triangular(
-            tril, jnp.broadcast_to(jnp.eye(n_dims, dtype=tril.dtype), tril.shape), lower=True)
+        inverse, half_log_det = whitening(draw.scale_tril)
         precision = jnp.swapaxes(inverse, -1, -2) @ inverse                     # (T, D, D)
         shifted = draw.means - centre                                           # (T, D)
         pulled = jnp.einsum("tij,tj->ti", precision, shifted)                   # P m
         coefficients = jnp.concatenate([
             precision[:, rows, cols] * off_diagonal, -2.0 * pulled,
             jnp.einsum("ti,ti->t", shifted, pulled)[:, None]], axis=1)          # (T, F)
-        half_log_det = jnp.sum(jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)), axis=-1)
         offset = draw.log_weights - half_log_det - 0.5 * n_dims * jnp.log(2 * jnp.pi)
         return -0.5 * (features @ coefficients.T) + offset
 
