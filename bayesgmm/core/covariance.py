@@ -314,9 +314,30 @@ class CovarianceFamily:
         return type(self) is type(other)
 
 
-def _log_normaliser(weights: Array, log_det: Array, mahalanobis_mean: Array, n_dims: int) -> Array:
-    return (jnp.log(weights) - 0.5 * n_dims * math.log(2.0 * math.pi) + log_det
+def _log_normaliser(log_weights: Array, log_det: Array, mahalanobis_mean: Array,
+                    n_dims: int) -> Array:
+    return (log_weights - 0.5 * n_dims * math.log(2.0 * math.pi) + log_det
             - 0.5 * mahalanobis_mean)
+
+
+def matrix_natural(log_weights: Array, means: Array, precision: Array,
+                   half_log_det: Array) -> NaturalParams:
+    """Natural parameters of K Gaussians with precision matrices (K, D, D), ``half_log_det``
+    ``= log |P_k|^(1/2)`` (K,) and log weights (K,), for :class:`FullMoments` features."""
+    linear = jnp.einsum("kij,kj->ki", precision, means)
+    quadratic = FullMoments.quadratic_coefficients(precision)
+    constant = _log_normaliser(log_weights, half_log_det, jnp.sum(linear * means, -1),
+                               means.shape[-1])
+    return NaturalParams(linear, quadratic, constant)
+
+
+def elementwise_natural(log_weights: Array, means: Array, precision: Array,
+                        half_log_det: Array) -> NaturalParams:
+    """:func:`matrix_natural` for diagonal precisions (K, D) and :class:`DiagMoments`."""
+    linear = means * precision
+    constant = _log_normaliser(log_weights, half_log_det, jnp.sum(linear * means, -1),
+                               means.shape[-1])
+    return NaturalParams(linear, -0.5 * precision, constant)
 
 
 class _MatrixCovariance(CovarianceFamily):
@@ -348,11 +369,7 @@ class _MatrixCovariance(CovarianceFamily):
                                      (n_components, n_dims, n_dims))
         log_det = jnp.sum(jnp.log(jnp.diagonal(params.precisions_cholesky, axis1=-2, axis2=-1)),
                           axis=-1)
-        linear = jnp.einsum("kij,kj->ki", precision, params.means)
-        quadratic = FullMoments.quadratic_coefficients(precision)
-        constant = _log_normaliser(params.weights, log_det, jnp.sum(linear * params.means, -1),
-                                   n_dims)
-        return NaturalParams(linear, quadratic, constant)
+        return matrix_natural(jnp.log(params.weights), params.means, precision, log_det)
 
 
 class _ElementwiseCovariance(CovarianceFamily):
@@ -388,11 +405,8 @@ class _ElementwiseCovariance(CovarianceFamily):
     def natural(self, params: MixtureParams) -> NaturalParams:
         n_dims = params.means.shape[1]
         prec_chol = self._per_dim_precision(params.precisions_cholesky, n_dims)  # (K, D)
-        precision = prec_chol**2
-        linear = params.means * precision
-        constant = _log_normaliser(params.weights, jnp.sum(jnp.log(prec_chol), axis=-1),
-                                   jnp.sum(linear * params.means, -1), n_dims)
-        return NaturalParams(linear, -0.5 * precision, constant)
+        return elementwise_natural(jnp.log(params.weights), params.means, prec_chol**2,
+                                   jnp.sum(jnp.log(prec_chol), axis=-1))
 
 
 class Full(_MatrixCovariance):

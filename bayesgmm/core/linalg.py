@@ -43,3 +43,26 @@ def cholesky(a: Array) -> Array:
         return factor.at[..., :, j].set(new)
 
     return jax.lax.fori_loop(0, n, column, jnp.zeros_like(a))
+
+
+def lower_triangular_inverse(factor: Array) -> Array:
+    """Inverse of lower-triangular ``factor`` (..., D, D), by forward substitution in plain
+    JAX operations (no LAPACK ``trsm``; see the module docstring): lower-triangular.
+
+    Row ``i`` of ``X = L^-1``: ``X_i = (e_i - sum_{k<i} L_ik X_k) / L_ii``. Rows not yet
+    computed are zero, so ``L_i @ X`` is that sum.
+    """
+    n = factor.shape[-1]
+    eye = jnp.eye(n, dtype=factor.dtype)
+
+    def row(i, inverse):
+        partial = jnp.einsum("...k,...kj->...j", factor[..., i, :], inverse)
+        new = (eye[i] - partial) / factor[..., i, i][..., None]
+        return inverse.at[..., i, :].set(new)
+
+    return jax.lax.fori_loop(0, n, row, jnp.zeros_like(factor))
+
+
+def log_det_from_cholesky(factor: Array) -> Array:
+    """``log |L L'|`` (...,) from lower Cholesky factors (..., D, D)."""
+    return 2.0 * jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
