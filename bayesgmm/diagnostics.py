@@ -2,12 +2,17 @@
 ``InferenceData``; Python 3.11 cannot install ArviZ 1.x).
 
 Label-invariant quantities
-    Mixture labels can switch between and within chains, so convergence is judged first on
-    quantities that do not depend on the labels: the concentration (``alpha`` or ``e0``,
-    when it has a prior), the total log-likelihood of the training data, and the number of
-    occupied clusters. Per-cluster parameters are diagnosed after relabelling, and only for
-    clusters whose posterior-mean weight is at least ``OCCUPIED_WEIGHT``; the others are
-    draws from the prior.
+    Mixture labels can switch between and within chains, so convergence is judged on
+    quantities that do not depend on the labels: the concentration (``alpha`` or ``e0``, when
+    it has a prior), the total log-likelihood of the training data, the weights sorted largest
+    first (each rank whose posterior mean is at least ``OCCUPIED_WEIGHT``), and the indicators
+    ``I(K+ = k)`` of the number of occupied clusters for every ``k`` with posterior probability
+    at least ``INDICATOR_PROBABILITY`` (rank-normalised R-hat of a discrete K+ itself is
+    fragile: its many ties make ranks uninformative). Per-cluster parameters are diagnosed
+    after relabelling, and only for clusters whose posterior-mean weight is at least
+    ``OCCUPIED_WEIGHT``; the others are draws from the prior. The warning at the end of a fit
+    looks at the label-invariant quantities only: relabelled parameters can show the
+    relabelling's own noise.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ import pandas as pd
 OCCUPIED_WEIGHT = 0.01
 #: R-hat above this triggers a warning (Vehtari et al. 2021).
 RHAT_WARNING = 1.01
+#: Bulk ESS below this many per chain triggers a warning (Vehtari et al. 2021: 100 per chain,
+#: 400 for four chains).
+ESS_PER_CHAIN_WARNING = 100
+#: The indicators I(K+ = k) of every k at least this probable are diagnosed.
+INDICATOR_PROBABILITY = 0.05
 
 
 def _arviz():
@@ -43,13 +53,20 @@ def _feature_names(model) -> list[str]:
 
 
 def label_invariant_draws(model) -> dict[str, np.ndarray]:
-    """(chains, draws) arrays of the label-invariant quantities."""
+    """(chains, draws) arrays of the label-invariant quantities (module docstring)."""
     out = {}
     spec = model._model_spec
     if spec.concentration_site:
         out[spec.concentration_site] = _by_chain(model, model.concentration_draws_)
     out["log_likelihood"] = _by_chain(model, model.log_likelihood_draws_)
-    out["n_occupied"] = _by_chain(model, (model.occupied_draws_ > 0).sum(axis=1))
+    ranked = -np.sort(-np.exp(model.posterior_draws_.log_weights), axis=1)
+    for rank in np.flatnonzero(ranked.mean(axis=0) >= OCCUPIED_WEIGHT):
+        out[f"sorted_weight[{rank}]"] = _by_chain(model, ranked[:, rank])
+    n_occupied = (model.occupied_draws_ > 0).sum(axis=1)
+    values, counts = np.unique(n_occupied, return_counts=True)
+    for value, count in zip(values, counts, strict=True):
+        if count / len(n_occupied) >= INDICATOR_PROBABILITY:
+            out[f"I(K+ = {value})"] = _by_chain(model, (n_occupied == value).astype(float))
     return out
 
 
@@ -73,6 +90,8 @@ def to_inference_data(model):
         pointwise = np.asarray(pointwise_log_likelihood(
             jnp.asarray(model._x_train, jnp.float64), model._device_draws(),
             patterns=missing_patterns(model._x_train)))
+    # The pass draws: every draw, or evenly spaced ones within each chain (Gibbs).
+    pointwise = pointwise.reshape(model._chain_shape[0], -1, pointwise.shape[-1])
     names = _feature_names(model)
     coords = {"cluster": np.arange(model.n_components), "feature": names,
               "feature_": names, "obs": np.arange(len(model._x_train))}
@@ -83,7 +102,7 @@ def to_inference_data(model):
         return az.from_dict(
             posterior=posterior, sample_stats=dict(model.sample_stats_) or None,
             observed_data={"x": model._x_train},
-            log_likelihood={"x": _by_chain(model, pointwise)},
+            log_likelihood={"x": pointwise},
             coords=coords, dims=dims)
 
 
@@ -121,7 +140,9 @@ def diagnostics(model) -> pd.DataFrame:
 
 
 def diagnostics_warnings(model) -> list[str]:
-    """Messages for divergences and for R-hat above ``RHAT_WARNING`` (NUTS only)."""
+    """Messages for divergences (NUTS) and for label-invariant quantities with R-hat above
+    ``RHAT_WARNING`` or bulk ESS below ``ESS_PER_CHAIN_WARNING`` per chain (MCMC with more
+    than one chain)."""
     messages = []
     diverging = model.sample_stats_.get("diverging")
     if diverging is not None and diverging.sum():
@@ -129,13 +150,25 @@ def diagnostics_warnings(model) -> list[str]:
             f"NUTS reported {int(diverging.sum())} divergent transitions out of "
             f"{diverging.size}: the posterior summaries may be biased. Increase "
             "target_accept_prob or check the data for near-duplicate rows.")
-    if model.method == "nuts" and model.num_chains > 1:
-        table = diagnostics(model)
-        bad = table[table["r_hat"] > RHAT_WARNING]
-        if len(bad):
-            listed = ", ".join(f"{name} ({value:.3f})" for name, value in
-                               bad["r_hat"].head(5).items())
-            messages.append(
-                f"R-hat above {RHAT_WARNING} for {len(bad)} quantities ({listed}): the chains "
-                "have not mixed. Run more warm-up/draws, or see model.diagnostics().")
+    chains = model._chain_shape[0]
+    if model.method == "vi" or chains < 2:
+        return messages
+    table = diagnostics(model).loc[list(label_invariant_draws(model))]
+    high = table[table["r_hat"] > RHAT_WARNING]
+    if len(high):
+        listed = ", ".join(f"{name} ({value:.3f})" for name, value in
+                           high["r_hat"].head(5).items())
+        messages.append(
+            f"R-hat above {RHAT_WARNING} for {len(high)} label-invariant quantities "
+            f"({listed}): the chains have not mixed. Run more warm-up/draws, or see "
+            "model.diagnostics().")
+    low = table[table["ess_bulk"] < ESS_PER_CHAIN_WARNING * chains]
+    if len(low):
+        listed = ", ".join(f"{name} ({value:.0f})" for name, value in
+                           low["ess_bulk"].head(5).items())
+        messages.append(
+            f"bulk ESS below {ESS_PER_CHAIN_WARNING * chains} ({ESS_PER_CHAIN_WARNING} per "
+            f"chain) for {len(low)} label-invariant quantities ({listed}): the posterior "
+            "summaries are imprecise. Run more draws (num_samples), or see "
+            "model.diagnostics().")
     return messages

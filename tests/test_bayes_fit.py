@@ -220,7 +220,13 @@ def test_assignment_uncertainty(fitted):
 
 def test_diagnostics_cover_label_invariant_quantities(nuts_fit):
     table = nuts_fit.diagnostics()
-    assert {"alpha", "log_likelihood", "n_occupied"} <= set(table.index)
+    assert {"alpha", "log_likelihood", "sorted_weight[0]"} <= set(table.index)
+    # An indicator I(K+ = k) for every k with posterior probability >= 5%, not K+ itself
+    # (rank R-hat of a discrete quantity with many ties is fragile).
+    posterior = nuts_fit.n_clusters_posterior()
+    expected = {f"I(K+ = {k})" for k, p in posterior.items() if p >= 0.05}
+    assert expected and expected <= set(table.index)
+    assert "n_occupied" not in table.index
     assert table.loc["alpha", "r_hat"] < 1.05
     assert table.loc["log_likelihood", "ess_bulk"] > 50
     occupied = table.filter(like="mean[", axis=0)

@@ -1,9 +1,11 @@
-"""``BayesianGaussianMixture``: the scikit-learn-like shell of the NumPyro mixture.
+"""``BayesianGaussianMixture``: the scikit-learn-like shell of the Bayesian mixtures.
 
-``fit`` standardises the data, starts from an EM fit, runs NUTS or VI, relabels the draws
-(Stephens 2000, started from the EM labelling) and maps them back to the data's units. All
-summaries (``weights_``, ``means_``, memberships, segment sizes) are computed from relabelled
-draws.
+``fit`` standardises the data, runs the inference (by default the Gibbs sampler of
+:mod:`bayesgmm.core.gibbs` on the conjugate mixture; NUTS or VI on the NumPyro model of
+:mod:`bayesgmm.bayes.models`, started from an EM fit), relabels the draws (Stephens 2000) and
+maps them back to the data's units. All per-cluster summaries (``weights_``, ``means_``,
+memberships, segment sizes) are computed from relabelled draws; the number of clusters, the
+log-likelihood and the sorted weights need no labels.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from bayesgmm.bayes.gibbs import (
+    SamplerSettings,
+    covariance_factors_to_tril,
+    flatten_chains,
+    relabel_reference,
+    run_gibbs,
+)
 from bayesgmm.bayes.inference import InferenceResult, prepare_nuts, run_nuts, run_svi
 from bayesgmm.bayes.initial import initial_sites
 from bayesgmm.bayes.models import (
@@ -36,6 +45,7 @@ from bayesgmm.bayes.posterior import (
     to_data_units,
 )
 from bayesgmm.bayes.relabel import permute, stephens_relabel
+from bayesgmm.core.partition import WeightPrior
 from bayesgmm.estimator import GaussianMixture, _seed
 from bayesgmm.io import Persistable
 from bayesgmm.parallel import multi_process
@@ -49,14 +59,37 @@ from bayesgmm.validation import (
     drop_empty_rows,
 )
 
-WEIGHT_PRIOR_TYPES = {"dirichlet_process": "dp", "dirichlet_distribution": "sparse"}
-METHODS = ("nuts", "vi")
+WEIGHT_PRIOR_TYPES = {"mixture_of_finite_mixtures": "mfm", "dirichlet_process": "dp",
+                      "dirichlet_distribution": "sparse"}
+METHODS = ("gibbs", "nuts", "vi")
+#: Each method's defaults for the settings left as None.
+METHOD_DEFAULTS = {
+    "gibbs": {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4, "thinning": 5,
+              "weight_concentration_prior_type": "mixture_of_finite_mixtures"},
+    "nuts": {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "thinning": 1,
+             "weight_concentration_prior_type": "dirichlet_process"},
+    "vi": {"num_warmup": 0, "num_samples": 500, "num_chains": 2, "thinning": 1,
+           "weight_concentration_prior_type": "dirichlet_process"},
+}
 #: Rows used to choose the EM starting K by BIC (a random subsample of larger data).
 INIT_SELECTION_ROWS = 2000
-#: Points used to relabel the draws (Stephens' algorithm is O(draws x points x T^2)).
+#: Points used to relabel the draws (Stephens' algorithm is O(draws x points x T^2)), and the
+#: most per-draw memberships (draws x points x T) it may hold at once.
 RELABEL_ROWS = 1000
+RELABEL_BUDGET = 10_000_000
+#: Draws used by the passes over rows (memberships, densities, intervals): evenly spaced
+#: within each chain, at most this many in all.
+PASS_DRAWS = 1000
 #: Rows per chunk when per-draw probabilities of every point are needed.
 _ROW_CHUNK = 4096
+
+
+def credible_set(posterior: pd.Series, level: float) -> list[int]:
+    """The fewest values of a discrete posterior (index -> probability) whose probabilities
+    add up to at least ``level``, taken most probable first; returned sorted."""
+    ordered = posterior.sort_values(ascending=False, kind="stable")
+    needed = int(np.searchsorted(np.cumsum(ordered.to_numpy()), level - 1e-12)) + 1
+    return sorted(int(k) for k in ordered.index[:needed])
 
 
 def _has_nan(x: np.ndarray) -> bool:
@@ -65,72 +98,89 @@ def _has_nan(x: np.ndarray) -> bool:
 
 
 class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
-    """Bayesian Gaussian mixture with Dirichlet-process or sparse Dirichlet weights, fitted by
-    NUTS or variational inference in NumPyro (model: :mod:`bayesgmm.bayes.models`).
+    """Bayesian Gaussian mixture with an unknown number of clusters: a mixture of finite
+    mixtures (default), Dirichlet-process or sparse Dirichlet weights, fitted by a Gibbs
+    sampler that moves between numbers of clusters (default), NUTS or variational inference.
 
     Parameters
     ----------
     n_components : int, default=10
-        Truncation level T: the largest number of clusters the model can use.
+        T: the largest number of components (the truncation of K's prior, or the DP's).
     covariance_type : {'full', 'diag'}, default='full'
-    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}
-        Stick-breaking DP weights, or the sparse finite mixture ``Dirichlet(e0, ..., e0)``
-        (prefer it to count clusters; see :mod:`bayesgmm.bayes.models`).
+    weight_concentration_prior_type : {'mixture_of_finite_mixtures', 'dirichlet_process', \
+'dirichlet_distribution'} or None
+        The weight prior (:mod:`bayesgmm.core.partition`). 'mixture_of_finite_mixtures' has a
+        prior on the number of components K (``K - 1 ~ BNB(1, 4, 3)``) and answers "how many
+        clusters" without inflating with N; 'dirichlet_process' adds small clusters as N
+        grows; 'dirichlet_distribution' is the sparse finite mixture. None: the mixture of
+        finite mixtures with ``method='gibbs'``, the Dirichlet process with NUTS and VI (which
+        cannot sample K).
     weight_concentration_prior : float or None, default=None
-        The DP's ``alpha`` or the Dirichlet's ``e0``. None puts a Gamma prior on it
-        (``alpha ~ Gamma(2, 4)``, Escobar & West 1995; ``e0 ~ Gamma(10, 1000)``, mean 0.01).
-        Unlike scikit-learn, whose None means the fixed value 1/T.
-    method : {'nuts', 'vi'}, default='nuts'
-    num_warmup, num_samples, num_chains : int, default 500, 500, 2
-        NUTS settings. VI draws ``num_samples * num_chains`` times from the fitted guide.
+        The concentration (``alpha`` for the mixture of finite mixtures and the DP, ``e0``
+        for the sparse mixture); None puts a prior on it (``alpha ~ F(6, 3)``,
+        ``alpha ~ Gamma(2, 4)``, ``e0 ~ Gamma(10, 1000)``). Unlike scikit-learn, whose None
+        means the fixed value 1/T.
+    method : {'gibbs', 'nuts', 'vi'}, default='gibbs'
+        'gibbs': the conjugate (Normal-inverse-Wishart) mixture by the sampler of
+        :mod:`bayesgmm.core.gibbs` (split-merge moves, the number of components sampled);
+        its priors are in :mod:`bayesgmm.bayes.gibbs`. 'nuts' and 'vi': the NumPyro model of
+        :mod:`bayesgmm.bayes.models` (LKJ correlations, log-normal scales).
+    num_warmup, num_samples, num_chains, thinning : int or None
+        Warm-up sweeps or steps, kept draws per chain, chains, and sweeps between kept draws
+        (Gibbs). None: the method's default (gibbs 1000, 1000, 4, 5; nuts 500, 500, 2, 1).
+        VI draws ``num_samples * num_chains`` times from the fitted guide.
     target_accept_prob : float, default=0.8
     max_tree_depth : int, default=10
+        NUTS settings.
     init_components : 'bic' or int, default='bic'
-        K of the EM fit that starts the chains: chosen by BIC (on at most
-        ``INIT_SELECTION_ROWS`` rows), or given. The other ``T - K`` components start empty.
+        NUTS and VI: K of the EM fit that starts the chains, chosen by BIC (on at most
+        ``INIT_SELECTION_ROWS`` rows) or given; the other ``T - K`` components start empty.
+        The Gibbs chains start dispersed instead (1, 2, 4, 8 clusters for four chains, see
+        :func:`bayesgmm.bayes.gibbs.chain_starts`).
     learning_rate, max_steps, tol, check_every, subsample_size, init_scale
         VI settings: Adam step size; step budget; stop when the mean loss per point changes by
         less than ``tol`` between chunks of ``check_every`` steps; minibatch size (None = all
         rows); initial guide scale in unconstrained space.
     credible_level : float, default=0.9
-        Width of every credible interval reported.
+        Width of every credible interval (and credible set) reported.
     ambiguity_threshold : float, default=0.8
         A point is ``ambiguous`` when the posterior probability of its most probable cluster
         is below this.
     progress_bar : bool, default=True
     random_state : int, numpy Generator or RandomState, or None
     missing : {'error', 'marginalize'}, default='error'
-        'marginalize' treats NaN as values missing at random: each point's likelihood is the
-        density of its observed coordinates (:class:`~bayesgmm.bayes.models.
-        MaskedComponentNormals`), for NUTS and VI alike, and the EM start handles them the
-        same way (:class:`~bayesgmm.GaussianMixture`). Rows with no observed value are left
-        out with a warning. Missing values cost one D x D factorisation per (missingness
-        pattern, component) and an (N, T, D, D) gather in every gradient evaluation: fine for
-        thousands of rows, heavy for 1e5.
+        'marginalize' treats NaN as values missing at random (NUTS and VI): each point's
+        likelihood is the density of its observed coordinates (:class:`~bayesgmm.bayes.models.
+        MaskedComponentNormals`), and the EM start handles them the same way. Rows with no
+        observed value are left out with a warning. The Gibbs sampler needs complete rows.
 
     Attributes
     ----------
     weights_ : (T,), means_ : (T, D), covariances_ : (T, D, D)
-        Posterior means of the relabelled parameters, in the data's units.
+        Posterior means of the relabelled parameters, in the data's units (Gibbs: means and
+        covariances averaged over the draws in which the cluster is occupied).
     posterior_draws_ : :class:`~bayesgmm.bayes.models.MixtureDraws`
         Relabelled draws in the data's units, shapes (S, T), (S, T, D), (S, T, D, D), with
         ``S = chains * draws`` (chain-major).
     concentration_draws_ : (S,) or None
+    n_components_draws_ : (S,) K of each draw (Gibbs with the mixture of finite mixtures;
+        T otherwise)
     log_likelihood_draws_ : (S,) total log-likelihood of the training data per draw
-    occupied_draws_ : (S, T) training points per cluster under sampled assignments
-        These two come from one pass over all draws and the training data, run at the end
-        of a NUTS fit (for its R-hat check) and on first use after VI.
-    sample_stats_ : dict of (chains, draws) arrays (NUTS)
-    inference_info_ : dict
+    occupied_draws_ : (S, T) training points per cluster (Gibbs: its assignments; NUTS and
+        VI: assignments sampled from each draw)
+    sample_stats_ : dict of (chains, draws) arrays
+    inference_info_ : dict (Gibbs: split and merge acceptance, time, the starts)
+    sampler_settings_ : dict, the resolved ``num_warmup``, ``num_samples``, ``num_chains``,
+        ``thinning`` and weight prior
     em_start_ : GaussianMixture
-        The EM fit (on standardised data) the inference started from.
+        NUTS and VI: the EM fit (on standardised data) the inference started from.
     n_features_in_, feature_names_in_
     """
 
     def __init__(self, n_components=10, *, covariance_type="full",
-                 weight_concentration_prior_type="dirichlet_process",
-                 weight_concentration_prior=None, method="nuts", num_warmup=500,
-                 num_samples=500, num_chains=2, target_accept_prob=0.8, max_tree_depth=10,
+                 weight_concentration_prior_type=None, weight_concentration_prior=None,
+                 method="gibbs", num_warmup=None, num_samples=None, num_chains=None,
+                 thinning=None, target_accept_prob=0.8, max_tree_depth=10,
                  init_components="bic", learning_rate=0.01, max_steps=5000, tol=1e-4,
                  check_every=200, subsample_size=None, init_scale=0.01, credible_level=0.9,
                  ambiguity_threshold=0.8, progress_bar=True, random_state=None,
@@ -143,6 +193,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self.num_warmup = num_warmup
         self.num_samples = num_samples
         self.num_chains = num_chains
+        self.thinning = thinning
         self.target_accept_prob = target_accept_prob
         self.max_tree_depth = max_tree_depth
         self.init_components = init_components
@@ -164,6 +215,11 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ parameters
+    def _resolved(self, name: str):
+        """A setting that may be None: its own value, or the method's default."""
+        value = getattr(self, name)
+        return METHOD_DEFAULTS[self.method][name] if value is None else value
+
     def _check_parameters(self, n_samples: int) -> None:
         def require(ok, name, what):
             if not ok:
@@ -176,19 +232,34 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         def positive_real(value):
             return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
 
+        require(self.method in METHODS, "method", f"choose one of {METHODS}")
         require(positive_int(self.n_components) and self.n_components >= 2, "n_components",
                 "the truncation level must be an integer >= 2")
         require(self.covariance_type in COMPONENT_TYPES, "covariance_type",
                 f"choose one of {COMPONENT_TYPES}")
-        require(self.weight_concentration_prior_type in WEIGHT_PRIOR_TYPES,
-                "weight_concentration_prior_type", f"choose one of {tuple(WEIGHT_PRIOR_TYPES)}")
+        require(self.weight_concentration_prior_type is None
+                or self.weight_concentration_prior_type in WEIGHT_PRIOR_TYPES,
+                "weight_concentration_prior_type",
+                f"choose one of {tuple(WEIGHT_PRIOR_TYPES)} or None")
+        if (self.method != "gibbs"
+                and self._resolved("weight_concentration_prior_type")
+                == "mixture_of_finite_mixtures"):
+            raise ValueError(
+                f"weight_concentration_prior_type='mixture_of_finite_mixtures' needs "
+                f"method='gibbs' (method={self.method!r} cannot sample the number of "
+                "components); use 'dirichlet_process' or 'dirichlet_distribution' with it")
         require(self.weight_concentration_prior is None
                 or positive_real(self.weight_concentration_prior),
-                "weight_concentration_prior", "it must be None (Gamma prior) or a number > 0")
-        require(self.method in METHODS, "method", f"choose one of {METHODS}")
-        require(isinstance(self.num_warmup, numbers.Integral) and self.num_warmup >= 0,
-                "num_warmup", "it must be an integer >= 0")
-        for name in ("num_samples", "num_chains", "max_tree_depth", "max_steps", "check_every"):
+                "weight_concentration_prior", "it must be None (a prior) or a number > 0")
+        require(self.num_warmup is None or (isinstance(self.num_warmup, numbers.Integral)
+                                            and not isinstance(self.num_warmup, bool)
+                                            and self.num_warmup >= 0),
+                "num_warmup", "it must be None or an integer >= 0")
+        for name in ("num_samples", "num_chains", "thinning"):
+            value = getattr(self, name)
+            require(value is None or positive_int(value), name,
+                    "it must be None or an integer >= 1")
+        for name in ("max_tree_depth", "max_steps", "check_every"):
             require(positive_int(getattr(self, name)), name, "it must be an integer >= 1")
         require(positive_real(self.target_accept_prob) and self.target_accept_prob < 1,
                 "target_accept_prob", "it must lie in (0, 1)")
@@ -206,11 +277,11 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             require(positive_real(value) and value < 1, name, "it must lie in (0, 1)")
 
     def _spec(self, n_features: int) -> ModelSpec:
-        weights = WEIGHT_PRIOR_TYPES[self.weight_concentration_prior_type]
+        weights = WEIGHT_PRIOR_TYPES[self._resolved("weight_concentration_prior_type")]
         fixed = (None if self.weight_concentration_prior is None
                  else float(self.weight_concentration_prior))
         return ModelSpec(self.n_components, n_features, self.covariance_type, weights,
-                         alpha=fixed if weights == "dp" else None,
+                         alpha=fixed if weights != "sparse" else None,
                          e0=fixed if weights == "sparse" else None)
 
     # ------------------------------------------------------------------ fitting
@@ -230,21 +301,79 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         check_columns_informative(x, summary, getattr(self, "feature_names_in_", None))
         scaling = AffineScaling.standardise(summary.mean, summary.var)
         spec = self._spec(x.shape[1])._replace(missing_patterns=missing_patterns(x))
+        if self.method == "gibbs" and spec.missing:
+            raise ValueError("method='gibbs' needs complete rows: X has missing values. Fit "
+                             "with method='nuts' or 'vi' and missing='marginalize' (the "
+                             "likelihood of the observed coordinates), or impute first")
+        self.sampler_settings_ = {
+            name: self._resolved(name) for name in ("num_warmup", "num_samples", "num_chains",
+                                                    "thinning",
+                                                    "weight_concentration_prior_type")}
         seed = _seed(self.random_state)
         key = jax.random.PRNGKey(seed)
         if self.method == "nuts":  # compiles on the other core during the EM start
             prepare_nuts(spec, x.shape[0], **self._nuts_settings())
         with compute_context(np.float64):
             standardised = scaling.transform(x)
-            self.em_start_ = self._em_start(standardised, seed)
-            start = initial_sites(self.em_start_.weights_, self.em_start_.means_,
-                                  self.em_start_._full_covariances(), spec, x.shape[0])
-            result = self._infer(standardised, spec, start, jax.random.fold_in(key, 1))
-            draws, concentration = self._relabelled_draws(result, spec, standardised)
-            self._store(x, scaling, spec, result, to_data_units(draws, scaling), concentration,
-                        jax.random.fold_in(key, 2))
+            if self.method == "gibbs":
+                self._fit_gibbs(x, standardised, scaling, spec, seed, key)
+            else:
+                self.em_start_ = self._em_start(standardised, seed)
+                start = initial_sites(self.em_start_.weights_, self.em_start_.means_,
+                                      self.em_start_._full_covariances(), spec, x.shape[0])
+                result = self._infer(standardised, spec, start, jax.random.fold_in(key, 1))
+                draws, concentration = self._relabelled_draws(result, spec, standardised)
+                self._store(x, scaling, spec, result, to_data_units(draws, scaling),
+                            concentration, jax.random.fold_in(key, 2))
         self._warn_about_diagnostics()
         return self
+
+    def _fit_gibbs(self, x: np.ndarray, y: np.ndarray, scaling: AffineScaling,
+                   spec: ModelSpec, seed: int, key) -> None:
+        """Run the Gibbs sampler on standardised rows ``y`` and store its relabelled draws."""
+        weights = WeightPrior.named(self._resolved("weight_concentration_prior_type"),
+                                    spec.alpha if spec.weights != "sparse" else spec.e0)
+        settings = SamplerSettings(self._resolved("num_warmup"), self._resolved("num_samples"),
+                                   self._resolved("num_chains"), self._resolved("thinning"))
+        result = run_gibbs(y, self.covariance_type, weights, self.n_components, seed,
+                           settings, self.progress_bar)
+        records = result.records
+        self._chain_shape = tuple(records.counts.shape[:2])
+        draws = MixtureDraws(flatten_chains(records.log_weights), flatten_chains(records.means),
+                             covariance_factors_to_tril(flatten_chains(records.covariance_factor),
+                                                        self.covariance_type))
+        counts = flatten_chains(records.counts)
+        # The sampler's log-likelihood is of the standardised rows: back to the data's units.
+        log_likelihood = (flatten_chains(records.log_likelihood)
+                          - x.shape[0] * scaling.log_det(x.shape[1]))
+        perms = self._relabel(y, draws, lambda prob, rows: relabel_reference(
+            prob, (counts > 0).sum(axis=1), log_likelihood, np.exp(draws.log_weights)))
+        relabelled = MixtureDraws(permute(draws.log_weights, perms), permute(draws.means, perms),
+                                  permute(draws.scale_tril, perms))
+        chains, n_draws = self._chain_shape
+        occupied = permute(counts, perms)
+        n_components = flatten_chains(records.n_components)
+        stats = {"n_components": n_components.reshape(chains, n_draws),
+                 "n_occupied": (occupied > 0).sum(axis=1).reshape(chains, n_draws)}
+        info = dict(result.info)
+        info["settings"] = dict(vars(info["settings"]))
+        concentration = (flatten_chains(records.concentration) if spec.concentration_site
+                         else None)
+        self._store(x, scaling, spec, InferenceResult({}, stats, info),
+                    to_data_units(relabelled, scaling), concentration,
+                    jax.random.fold_in(key, 2))
+        self.n_components_draws_ = n_components
+        self._trace = (log_likelihood, occupied)
+        share = occupied > 0
+        seen = share.sum(axis=0)
+        covariances = self.posterior_draws_.scale_tril @ np.swapaxes(
+            self.posterior_draws_.scale_tril, -1, -2)
+        conditional = np.where(seen > 0, seen, 1)
+        self.means_ = np.where((seen > 0)[:, None], np.einsum(
+            "st,std->td", share, self.posterior_draws_.means) / conditional[:, None],
+            self.means_)
+        self.covariances_ = np.where((seen > 0)[:, None, None], np.einsum(
+            "st,stij->tij", share, covariances) / conditional[:, None, None], self.covariances_)
 
     def _em_start(self, y: np.ndarray, seed: int) -> GaussianMixture:
         """The EM fit (standardised units) that starts the chains; see ``init_components``.
@@ -282,19 +411,20 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
     def _nuts_settings(self) -> dict:
         """The settings that shape the compiled NUTS program."""
-        return dict(num_warmup=self.num_warmup, num_samples=self.num_samples,
+        return dict(num_warmup=self._resolved("num_warmup"),
+                    num_samples=self._resolved("num_samples"),
                     target_accept_prob=self.target_accept_prob,
                     max_tree_depth=self.max_tree_depth)
 
     def _infer(self, y: np.ndarray, spec: ModelSpec, start: dict, key) -> InferenceResult:
         y = jnp.asarray(y, jnp.float64)
         if self.method == "nuts":
-            return run_nuts(y, spec, start, key, num_chains=self.num_chains,
+            return run_nuts(y, spec, start, key, num_chains=self._resolved("num_chains"),
                             progress_bar=self.progress_bar, **self._nuts_settings())
         return run_svi(y, spec, start, key, learning_rate=self.learning_rate,
                        max_steps=self.max_steps, tol=self.tol, check_every=self.check_every,
                        subsample_size=self.subsample_size,
-                       num_draws=self.num_samples * self.num_chains,
+                       num_draws=self._resolved("num_samples") * self._resolved("num_chains"),
                        init_scale=self.init_scale, progress_bar=self.progress_bar)
 
     def _relabelled_draws(self, result: InferenceResult, spec: ModelSpec,
@@ -306,18 +436,32 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         draws = MixtureDraws(*(np.asarray(a) for a in draws_from_sites(flat, spec)))
         concentration = (np.asarray(flat[spec.concentration_site])
                          if spec.concentration_site else None)
-        rows = np.random.default_rng(0).permutation(y.shape[0])[:RELABEL_ROWS]
+
+        def em_reference(prob, rows):
+            reference = np.zeros((len(rows), spec.n_components))
+            em = self.em_start_
+            order = np.argsort(-em.weights_, kind="stable")[: spec.n_components]
+            reference[:, : len(order)] = em.predict_proba(y[rows])[:, order]
+            return reference
+
+        perms = self._relabel(y, draws, em_reference)
+        return MixtureDraws(permute(draws.log_weights, perms), permute(draws.means, perms),
+                            permute(draws.scale_tril, perms)), concentration
+
+    def _relabel(self, y: np.ndarray, draws: MixtureDraws, reference_of) -> np.ndarray:
+        """Stephens' permutations (S, T) of ``draws`` (standardised units), from the per-draw
+        memberships of a random subset of the rows ``y``: at most ``RELABEL_ROWS``, fewer when
+        draws x rows x T would exceed ``RELABEL_BUDGET``. ``reference_of(prob, rows)`` gives
+        the starting reference (rows, T)."""
+        n_draws, n_slots = draws.log_weights.shape
+        n_rows = int(min(RELABEL_ROWS, max(50, RELABEL_BUDGET // (n_draws * n_slots))))
+        rows = np.random.default_rng(0).permutation(y.shape[0])[:n_rows]
         points = jnp.asarray(y[rows])
         prob = np.asarray(membership_probabilities(points, MixtureDraws(
             *(jnp.asarray(a) for a in draws)), patterns=missing_patterns(points)))
-        reference = np.zeros((len(rows), spec.n_components))
-        em = self.em_start_
-        order = np.argsort(-em.weights_, kind="stable")[: spec.n_components]
-        reference[:, : len(order)] = em.predict_proba(y[rows])[:, order]
-        perms, _ = stephens_relabel(prob, reference)
+        perms, _ = stephens_relabel(prob, reference_of(prob, rows))
         self._relabel_permutations = perms
-        return MixtureDraws(permute(draws.log_weights, perms), permute(draws.means, perms),
-                            permute(draws.scale_tril, perms)), concentration
+        return perms
 
     def _store(self, x, scaling, spec, result, draws: MixtureDraws, concentration, key) -> None:
         self._scaling = scaling
@@ -325,6 +469,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self._x_train = x
         self.posterior_draws_ = draws
         self.concentration_draws_ = concentration
+        self.n_components_draws_ = np.full(len(draws.means), self.n_components)
         self.sample_stats_ = result.sample_stats
         self.inference_info_ = result.info
         covariances = draws.scale_tril @ np.swapaxes(draws.scale_tril, -1, -2)
@@ -333,30 +478,55 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self.covariances_ = covariances.mean(axis=0)
         self._summary_key = key
         self._training_summary = None
+        self._trace = None
         if self.method == "nuts":  # the R-hat check at the end of fit needs them
             self._summaries()
 
     def _summaries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean membership (N, T), log-likelihood per draw (S,), occupancy (S, T)) of the
-        training data: one pass over all draws, computed on first use and kept."""
+        training data, computed on first use and kept: one pass over the draws (NUTS, VI), or
+        the sampler's own log-likelihood and assignments with a pass over the pass draws for
+        the memberships (Gibbs)."""
         if self._training_summary is None:
-            self._training_summary = self._summarise(self._x_train, self._summary_key)
+            membership, log_likelihood, occupancy = self._summarise(self._x_train,
+                                                                    self._summary_key)
+            if self._trace is not None:
+                log_likelihood, occupancy = self._trace
+            self._training_summary = (membership, log_likelihood, occupancy)
         return self._training_summary
+
+    def _draw_summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(log-likelihood (S,), occupancy (S, T)) of every draw, without a pass if the
+        sampler recorded them."""
+        return self._trace if self._trace is not None else self._summaries()[1:]
 
     @property
     def log_likelihood_draws_(self) -> np.ndarray:
         """(S,) total log-likelihood of the training data under each draw."""
         check_is_fitted(self)
-        return self._summaries()[1]
+        return self._draw_summary()[0]
 
     @property
     def occupied_draws_(self) -> np.ndarray:
-        """(S, T) training points per cluster under assignments sampled from each draw."""
+        """(S, T) training points per cluster (Gibbs: the sampler's assignments; NUTS and VI:
+        assignments sampled from each draw)."""
         check_is_fitted(self)
-        return self._summaries()[2]
+        return self._draw_summary()[1]
+
+    def _pass_index(self) -> np.ndarray:
+        """Indices of the draws used by passes over rows: every draw (NUTS, VI), or at most
+        ``PASS_DRAWS`` evenly spaced within each chain (Gibbs, whose chains are long)."""
+        chains, n_draws = self._chain_shape
+        if self.method != "gibbs":
+            return np.arange(chains * n_draws)
+        per_chain = min(n_draws, -(-PASS_DRAWS // chains))
+        within = np.unique(np.linspace(0, n_draws - 1, per_chain).round().astype(int))
+        return (np.arange(chains)[:, None] * n_draws + within[None, :]).reshape(-1)
 
     def _device_draws(self) -> MixtureDraws:
-        return MixtureDraws(*(jnp.asarray(a, jnp.float64) for a in self.posterior_draws_))
+        index = self._pass_index()
+        return MixtureDraws(*(jnp.asarray(a[index], jnp.float64)
+                              for a in self.posterior_draws_))
 
     def _summarise(self, x: np.ndarray, key):
         with compute_context(np.float64):
@@ -427,13 +597,23 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         return (np.quantile(values, tail, axis=axis), np.quantile(values, 1 - tail, axis=axis))
 
     def n_clusters_posterior(self) -> pd.Series:
-        """Posterior of the number of occupied clusters (at least one training point under
-        assignments sampled from each draw), indexed by that number."""
+        """Posterior of the number of occupied clusters K+ (clusters with at least one
+        training point: the Gibbs sampler's assignments, or assignments sampled from each
+        NUTS/VI draw), indexed by that number.
+
+        ``attrs`` holds the ``mode``, the ``credible_set`` (the fewest values whose total
+        probability reaches ``credible_level``, most probable first, then sorted) and the
+        ``credible_level``.
+        """
         check_is_fitted(self)
         counts = (self.occupied_draws_ > 0).sum(axis=1)
         values, frequency = np.unique(counts, return_counts=True)
-        return pd.Series(frequency / len(counts), index=pd.Index(values, name="n_clusters"),
-                         name="probability")
+        series = pd.Series(frequency / len(counts), index=pd.Index(values, name="n_clusters"),
+                           name="probability")
+        series.attrs.update(mode=int(series.idxmax()),
+                            credible_set=credible_set(series, self.credible_level),
+                            credible_level=self.credible_level)
+        return series
 
     def segment_sizes(self) -> pd.DataFrame:
         """Share of training points per cluster (sampled assignments) and the weight, with

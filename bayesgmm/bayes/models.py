@@ -104,8 +104,9 @@ class ModelSpec(NamedTuple):
 
     @property
     def concentration_site(self) -> str | None:
-        """Name of the sampled concentration site, or None when it is fixed."""
-        if self.weights == "dp":
+        """Name of the sampled concentration site, or None when it is fixed (``mfm``, the
+        Gibbs sampler's mixture of finite mixtures, has an ``alpha`` like the DP)."""
+        if self.weights in ("dp", "mfm"):
             return None if self.alpha is not None else "alpha"
         return None if self.e0 is not None else "e0"
 
