@@ -212,41 +212,6 @@ class ConjugateFull:
         return matrix_natural(log_weights, draw.means, draw.precision, draw.half_log_det)
 
     @staticmethod
-    def predictive_cache(posterior: ConjugatePrior) -> tuple[Array, Array]:
-        """``(scale_n^-1, log |scale_n|)`` (T, D, D), (T,): what :meth:`log_predictive`
-        needs, kept current by :meth:`rank_one` as points come and go."""
-        factor = cholesky(posterior.scale)
-        inverse = lower_triangular_inverse(factor)
-        return jnp.swapaxes(inverse, -1, -2) @ inverse, log_det_from_cholesky(factor)
-
-    @staticmethod
-    def log_predictive(x: Array, posterior: ConjugatePrior, cache: tuple[Array, Array]) -> Array:
-        """``log p(x | points of k)`` (T,): the posterior predictive (multivariate Student t)
-        of one point ``x`` (D,), with the parameters integrated out; ``m(X + x) / m(X)``, by
-        the matrix determinant lemma ``|S + c u u'| = |S| (1 + c u' S^-1 u)``."""
-        precision, log_det = cache
-        n_dims = x.shape[-1]
-        dof = posterior.dof
-        pull = posterior.shrinkage / (posterior.shrinkage + 1.0)
-        offset = x - posterior.mean
-        quadratic = jnp.einsum("ti,tij,tj->t", offset, precision, offset)
-        return (-0.5 * n_dims * _LOG_PI + gammaln(0.5 * (dof + 1.0))
-                - gammaln(0.5 * (dof + 1.0 - n_dims)) - 0.5 * log_det
-                - 0.5 * (dof + 1.0) * jnp.log1p(pull * quadratic) + 0.5 * n_dims * jnp.log(pull))
-
-    @staticmethod
-    def rank_one(cache: tuple[Array, Array], k: Array, offset: Array,
-                 coefficient: Array) -> tuple[Array, Array]:
-        """The cache after ``scale_k += coefficient offset offset'`` (Sherman-Morrison and the
-        determinant lemma; ``coefficient`` < 0 removes a point)."""
-        precision, log_det = cache
-        current = precision[k]
-        pulled = current @ offset
-        denominator = 1.0 + coefficient * (offset @ pulled)
-        updated = current - coefficient * jnp.outer(pulled, pulled) / denominator
-        return precision.at[k].set(updated), log_det.at[k].add(jnp.log(denominator))
-
-    @staticmethod
     def from_covariance(means: Array, covariance: Array) -> ComponentDraw:
         """Components with given means (M, D) and covariance matrices (M, D, D); NaN where
         a covariance is not positive definite."""
@@ -449,31 +414,6 @@ class ConjugateDiag:
     @staticmethod
     def natural(log_weights: Array, draw: ComponentDraw) -> NaturalParams:
         return elementwise_natural(log_weights, draw.means, draw.precision, draw.half_log_det)
-
-    @staticmethod
-    def predictive_cache(posterior: ConjugatePrior) -> tuple[Array, Array]:
-        """The scales themselves (T, D) and their log product (T,)."""
-        return posterior.scale, jnp.sum(jnp.log(posterior.scale), axis=-1)
-
-    @staticmethod
-    def log_predictive(x: Array, posterior: ConjugatePrior, cache: tuple[Array, Array]) -> Array:
-        """Per-feature Student t predictives, summed over features (T,)."""
-        scale, _ = cache
-        n_dims = x.shape[-1]
-        dof = posterior.dof[:, None]
-        pull = (posterior.shrinkage / (posterior.shrinkage + 1.0))[:, None]
-        offset = x - posterior.mean
-        per_feature = (gammaln(0.5 * (dof + 1.0)) - gammaln(0.5 * dof) - 0.5 * jnp.log(scale)
-                       - 0.5 * (dof + 1.0) * jnp.log1p(pull * offset**2 / scale)
-                       + 0.5 * jnp.log(pull))
-        return -0.5 * n_dims * _LOG_PI + jnp.sum(per_feature, axis=-1)
-
-    @staticmethod
-    def rank_one(cache: tuple[Array, Array], k: Array, offset: Array,
-                 coefficient: Array) -> tuple[Array, Array]:
-        scale, log_det = cache
-        updated = scale[k] + coefficient * offset**2
-        return scale.at[k].set(updated), log_det.at[k].set(jnp.sum(jnp.log(updated)))
 
     @staticmethod
     def from_covariance(means: Array, variance: Array) -> ComponentDraw:

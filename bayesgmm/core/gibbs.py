@@ -51,7 +51,6 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.collapsed import collapsed_sweep
 from bayesgmm.core.conjugate import (
     CONJUGATE_FAMILIES,
     ComponentDraw,
@@ -89,8 +88,6 @@ class GibbsConfig(NamedTuple):
     split_merge_moves : split-merge proposals per sweep
     split_merge_tries : tries per proposal (multiple-try Metropolis)
     launch_iterations : EM iterations of a proposal's two-cluster launch
-    collapsed_rows : rows whose assignment is updated with the parameters integrated out, per
-        sweep (:mod:`bayesgmm.core.collapsed`; 0: none)
     concentration_steps : Metropolis-Hastings steps on the concentration per sweep
     hierarchical_scale : whether ``S0`` has its Wishart prior (else it stays fixed)
     """
@@ -101,7 +98,6 @@ class GibbsConfig(NamedTuple):
     split_merge_moves: int = 4
     split_merge_tries: int = 4
     launch_iterations: int = 10
-    collapsed_rows: int = 0
     concentration_steps: int = 2
     hierarchical_scale: bool = True
 
@@ -317,18 +313,11 @@ def sweep(seed: Array, states: GibbsState, data: MixtureData, hyper: Hyperparame
           config: GibbsConfig) -> tuple[GibbsState, SweepInfo]:
     """One sweep of every chain (module docstring): a pure function of the seed
     (:mod:`bayesgmm.core.variates`) and the states."""
-    assign_seed, collapsed_seed, rest_seed = split(seed, 3)
+    assign_seed, rest_seed = split(seed, 2)
     n_chains = states.concentration.shape[0]
     uniforms = uniform(assign_seed, (n_chains, data.weight.shape[0]), data.features.dtype)
     labels, stats, log_likelihood = jax.vmap(assign, in_axes=(None, 0, 0, None))(
         data, states, uniforms, config)
-    if config.collapsed_rows:
-        gamma = jax.vmap(lambda c, k: gamma_of_k(config.weights, c, config.n_components)[
-            k - 1])(states.concentration, states.n_components)
-        priors = _per_chain(hyper.prior, n_chains)._replace(scale=states.scale)
-        labels, stats = collapsed_sweep(collapsed_seed, labels, stats, data.features,
-                                        data.weight, states.n_components, gamma, priors,
-                                        config.collapsed_rows, config.family)
     labels, stats = jax.vmap(compact)(labels, stats)
     new_states, tallies, accepted = update_given_partition(rest_seed, labels, stats, states,
                                                            data, hyper, config)

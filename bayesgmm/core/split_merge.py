@@ -38,6 +38,7 @@ Jain & Neal's restricted Gibbs launch: its scans visit the rows one after anothe
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -388,13 +389,16 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
 
 def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveContext,
                 moves: int, tries: int, iterations: int, n_slots: int, family,
-                weights: WeightPrior) -> tuple[Array, SuffStats, Array]:
+                weights: WeightPrior, kernels: tuple = (0, 1)
+                ) -> tuple[Array, SuffStats, Array]:
     """``moves`` proposals for every chain (leading chain axis C on ``labels`` (C, N),
     ``stats`` and ``contexts``). The random numbers are drawn for all chains at once and only
     the deterministic work is vmapped (random-number calls under ``vmap`` became loops).
 
-    Returns the labels, statistics and per-chain tallies (C, 4): splits proposed and accepted,
-    merges proposed and accepted.
+    Proposal ``m`` uses kernel ``kernels[m % len(kernels)]`` (:data:`LAUNCHED`,
+    :data:`MOMENT`): the choice depends on the move's index, not on the state. Returns the
+    labels, statistics and per-chain tallies (C, 4): splits proposed and accepted, merges
+    proposed and accepted.
     """
     n_chains, n_rows = labels.shape
     n_dims = stats.sum_x.shape[-1]
@@ -417,9 +421,11 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
                 plans, labels, stats, contexts, log_gammas, normals, uniforms, n_slots,
                 family, weights, kind)
 
-        # Alternate the kernels (the move's parity does not depend on the state).
-        labels, stats, accept = jax.lax.cond(move % 2 == 0, lambda: finish(LAUNCHED),
-                                             lambda: finish(MOMENT))
+        if len(kernels) == 1:
+            labels, stats, accept = finish(kernels[0])
+        else:
+            labels, stats, accept = jax.lax.switch(
+                move % len(kernels), [partial(finish, kind) for kind in kernels])
         splits = plans.is_split
         tally = tally + jnp.stack([splits, splits & accept, ~splits, ~splits & accept],
                                   axis=1).astype(jnp.int32)
