@@ -243,7 +243,7 @@ def test_moment_maps_invert_each_other_and_the_jacobian_is_autodiffs(covariance_
 
     u = jnp.linalg.cholesky(cov) @ z if full else jnp.sqrt(cov) * z
     point = pack(mean, cov, u, v)
-    sign, log_det = jnp.linalg.slogdet(jax.jacfwd(forward)(point))
+    _sign, log_det = jnp.linalg.slogdet(jax.jacfwd(forward)(point))
     assert float(log_det) == pytest.approx(float(log_jacobian), abs=1e-8)
 
 
@@ -256,7 +256,7 @@ def _partitions(items):
     first, rest = items[0], items[1:]
     for part in _partitions(rest):
         for i in range(len(part)):
-            yield part[:i] + [[first, *part[i]]] + part[i + 1:]
+            yield [*part[:i], [first, *part[i]], *part[i + 1:]]
         yield [[first], *part]
 
 
