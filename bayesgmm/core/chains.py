@@ -1,11 +1,15 @@
-"""Running Gibbs chains: all sweeps of :func:`bayesgmm.core.gibbs.sweep` (warm-up, then
-``thin`` sweeps per kept draw) in one ``lax.scan``, every chain at once.
+"""Running Gibbs chains in blocks: ``block`` sweeps of :func:`bayesgmm.core.gibbs.sweep` per
+call, every chain at once, keeping every ``thin``-th state.
+
+One compiled program (one block) serves the warm-up, the draws and any extension of the
+chains: the host calls it repeatedly, carrying the states, so that it can report progress and
+decide whether to go on (:mod:`bayesgmm.bayes.gibbs`). The sweep's code appears once in the
+program (XLA compile time grows with every copy).
 
 A kept draw is the state entering a sweep, with the log-likelihood of its parameters that the
 sweep's assignment step computes anyway (no extra pass over the rows); its partition
 (``counts``), ``K``, concentration and parameters belong to one state, so they are one
-posterior draw. The sweep's code appears once in the compiled program (XLA compile time
-grows with every copy): kept draws are written into a buffer carried by the scan.
+posterior draw.
 """
 
 from __future__ import annotations
@@ -26,12 +30,9 @@ from bayesgmm.core.gibbs import (
 )
 from bayesgmm.core.variates import split
 
-#: Sweeps between progress reports from inside a compiled chain.
-PROGRESS_EVERY = 50
-
 
 class DrawRecord(NamedTuple):
-    """One kept draw of a chain (with a leading draw axis once stacked).
+    """One kept draw of a chain (with leading axes (chains, draws) once stacked).
 
     Attributes
     ----------
@@ -51,7 +52,7 @@ class DrawRecord(NamedTuple):
 
 
 class ChainSummary(NamedTuple):
-    """Totals over the sweeps after warm-up, per chain (split-merge and concentration
+    """Totals over the sweeps of a block, per chain (split-merge and concentration
     acceptance)."""
 
     moves: Array                   # (C, 4) splits proposed, accepted; merges proposed, accepted
@@ -64,46 +65,31 @@ def _record(states: GibbsState, log_likelihood: Array) -> DrawRecord:
                       states.concentration, log_likelihood)
 
 
-def run_chains(seed: Array, draws: Array, n_start: Array, chain_index: Array,
-               data: MixtureData, hyper: Hyperparameters, config: GibbsConfig,
-               num_warmup: int, num_samples: int, thin: int,
-               report=None) -> tuple[DrawRecord, ChainSummary]:
-    """Chains from :func:`~bayesgmm.core.gibbs.init_state` (``draws`` (C, U), ``n_start``
-    (C,) components each): ``num_warmup`` sweeps, then ``num_samples`` kept draws ``thin``
-    sweeps apart. Returns records with leading axes (C, num_samples).
+def start_chains(draws: Array, n_start: Array, data: MixtureData, hyper: Hyperparameters,
+                 config: GibbsConfig) -> GibbsState:
+    """Starting states of the chains (leading axis C): ``draws`` (C, U), ``n_start`` (C,)
+    clusters each (:func:`~bayesgmm.core.gibbs.init_state`)."""
+    return jax.vmap(init_state, in_axes=(0, 0, None, None, None))(draws, n_start, data, hyper,
+                                                                  config)
 
-    ``report(first_chain_index, sweep)`` (a host function, optional) is called every
-    :data:`PROGRESS_EVERY` sweeps through ``jax.debug.callback``; ``chain_index`` (C,) numbers
-    the chains (several groups of chains may run at once).
-    """
-    n_chains = n_start.shape[0]
-    states = jax.vmap(init_state, in_axes=(0, 0, None, None, None))(
-        draws, n_start, data, hyper, config)
-    n_sweeps = num_warmup + num_samples * thin
-    # The first sweep's log-likelihood is that of the seeded start, which is no draw.
-    first = _record(states, jnp.zeros(n_chains, data.features.dtype))
-    buffer = jax.tree_util.tree_map(
-        lambda a: jnp.zeros((num_samples + 1, *a.shape), a.dtype), first)
-    tally = ChainSummary(jnp.zeros((n_chains, 4), jnp.int32), jnp.zeros(n_chains, jnp.int32))
 
-    def one(carry, inputs):
-        states, buffer, tally = carry
-        sweep_seed, index = inputs
+def run_block(seed: Array, states: GibbsState, data: MixtureData, hyper: Hyperparameters,
+              config: GibbsConfig, block: int, thin: int
+              ) -> tuple[GibbsState, DrawRecord, ChainSummary]:
+    """``block`` sweeps of every chain from ``states``; returns the final states, the states
+    entering every ``thin``-th sweep (records with leading axes (C, block // thin)) and the
+    block's acceptance totals."""
+    n_chains = states.concentration.shape[0]
+    n_kept = block // thin
+
+    def one(carry, sweep_seed):
+        states, tally = carry
         new_states, info = sweep(sweep_seed, states, data, hyper, config)
-        after = index - num_warmup
-        keep = (after >= 0) & (after % thin == 0)
-        slot = jnp.where(keep, after // thin, num_samples)   # the spare last slot otherwise
-        buffer = jax.tree_util.tree_map(lambda b, v: b.at[slot].set(v), buffer,
-                                        _record(states, info.log_likelihood))
-        counted = (after >= 0).astype(jnp.int32)
-        tally = ChainSummary(tally.moves + counted * info.moves,
-                             tally.concentration_accepted + counted * info.concentration_accepted)
-        if report is not None:
-            jax.lax.cond(index % PROGRESS_EVERY == 0,
-                         lambda: jax.debug.callback(report, chain_index[0], index),
-                         lambda: None)
-        return (new_states, buffer, tally), None
+        tally = ChainSummary(tally.moves + info.moves,
+                             tally.concentration_accepted + info.concentration_accepted)
+        return (new_states, tally), _record(states, info.log_likelihood)
 
-    (_, buffer, tally), _ = jax.lax.scan(
-        one, (states, buffer, tally), (split(seed, n_sweeps), jnp.arange(n_sweeps)))
-    return jax.tree_util.tree_map(lambda b: jnp.swapaxes(b[:num_samples], 0, 1), buffer), tally
+    start = ChainSummary(jnp.zeros((n_chains, 4), jnp.int32), jnp.zeros(n_chains, jnp.int32))
+    (states, tally), records = jax.lax.scan(one, (states, start), split(seed, block))
+    records = jax.tree_util.tree_map(lambda r: jnp.swapaxes(r[::thin][:n_kept], 0, 1), records)
+    return states, records, tally

@@ -88,6 +88,8 @@ class GibbsConfig(NamedTuple):
     split_merge_moves : split-merge proposals per sweep
     split_merge_tries : tries per proposal (multiple-try Metropolis)
     launch_iterations : EM iterations of a proposal's two-cluster launch
+    split_merge_kernels : the split-merge kernels used in turn
+        (:data:`~bayesgmm.core.split_merge.LAUNCHED`, :data:`~bayesgmm.core.split_merge.MOMENT`)
     concentration_steps : Metropolis-Hastings steps on the concentration per sweep
     hierarchical_scale : whether ``S0`` has its Wishart prior (else it stays fixed)
     """
@@ -98,6 +100,7 @@ class GibbsConfig(NamedTuple):
     split_merge_moves: int = 4
     split_merge_tries: int = 4
     launch_iterations: int = 10
+    split_merge_kernels: tuple = (0, 0, 0, 1)
     concentration_steps: int = 2
     hierarchical_scale: bool = True
 
@@ -280,7 +283,7 @@ def update_given_partition(seed: Array, labels: Array, stats: SuffStats, states:
         move_seed, labels, stats, _move_contexts(data, hyper, states.scale,
                                                 states.concentration, config),
         config.split_merge_moves, config.split_merge_tries, config.launch_iterations,
-        config.n_components, family, config.weights)
+        config.n_components, family, config.weights, config.split_merge_kernels)
     n_total = jnp.sum(data.weight)
     steps = config.concentration_steps
     noise = normal(scalar_seed, (n_chains, 2 * steps + 1), dtype)

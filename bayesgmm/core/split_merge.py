@@ -51,12 +51,11 @@ from bayesgmm.core.partition import WeightPrior, log_partition_prior
 from bayesgmm.core.stats import SuffStats, block_stats, natural_log_prob
 from bayesgmm.core.variates import fold_in, inverse_cdf_choice, log_gamma, normal, split, uniform
 
-#: Share of proposals whose second row is drawn near the first (a Gaussian kernel of bandwidth
-#: :data:`LOCAL_BANDWIDTH`, in standardised units) rather than uniformly. The choice depends on
-#: the data only, not on the state, so the move stays reversible; local pairs propose the
-#: splits and merges of neighbouring groups that the posterior is unsure of.
-LOCAL_SHARE = 0.5
-LOCAL_BANDWIDTH = 0.5
+#: Chance of proposing a split rather than a merge (when both are possible).
+SPLIT_SHARE = 0.5
+#: Distance between cluster means (standardised units) at which a pair's chance of being
+#: proposed for a merge halves: nearby clusters are proposed more often.
+AFFINITY_SCALE = 1.0
 
 #: Share of the split proposal ``g`` that is the component prior (defensive importance
 #: sampling, Hesterberg 1995): ``g = (1 - share) g_launch + share p0``. The launch's posterior
@@ -132,14 +131,62 @@ def _draw_row(weight: Array, uniform: Array) -> Array:
     return jnp.minimum(index, weight.shape[0] - 1)
 
 
-def anchors(uniforms: Array, features: Array, weight: Array) -> tuple[Array, Array]:
-    """Two distinct rows from three uniforms: the first uniformly among real rows, the second
-    near it (a share :data:`LOCAL_SHARE` of the time) or uniformly."""
-    first = _draw_row(weight, uniforms[0])
-    x = features[:, :_n_dims(features.shape[-1])]
-    near = weight * jnp.exp(-0.5 * jnp.sum((x - x[first]) ** 2, axis=1) / LOCAL_BANDWIDTH**2)
-    partner = jnp.where(uniforms[2] < LOCAL_SHARE, near, weight)
-    return first, _draw_row(partner.at[first].set(0.0), uniforms[1])
+def _merge_log_weights(counts: Array, sums: Array) -> Array:
+    """(T, T) log weights of ordered pairs of occupied clusters for a merge proposal:
+    ``-log(1 + |mean_a - mean_b|^2 / AFFINITY_SCALE^2)`` (nearby clusters are proposed more
+    often); ``-inf`` on the diagonal and for empty slots."""
+    occupied = counts > 0
+    means = sums / jnp.maximum(counts, 1.0)[:, None]
+    gap = jnp.sum((means[:, None, :] - means[None, :, :]) ** 2, axis=-1)
+    allowed = occupied[:, None] & occupied[None, :] & ~jnp.eye(counts.shape[0], dtype=bool)
+    return jnp.where(allowed, -jnp.log1p(gap / AFFINITY_SCALE**2), -jnp.inf)
+
+
+def _split_share(n_occupied: Array, n_slots: int) -> Array:
+    """Chance of proposing a split: 1 with one cluster, 0 with T, else SPLIT_SHARE."""
+    return jnp.where(n_occupied <= 1, 1.0, jnp.where(n_occupied >= n_slots, 0.0, SPLIT_SHARE))
+
+
+def log_selection(counts: Array, sums: Array, cluster_a: Array, cluster_b: Array,
+                  n_slots: int) -> Array:
+    """``log s(i, j | state)``: the probability of drawing the anchor rows ``(i, j)`` whose
+    clusters are ``cluster_a``, ``cluster_b`` in a state with cluster sizes ``counts`` (T,) and
+    sums (T, D) (:func:`select_anchors`). A split: the share of splits, one of the K+
+    clusters, an ordered pair of its rows; a merge: the share of merges, an ordered pair of
+    clusters by :func:`_merge_log_weights`, a row of each."""
+    n_occupied = jnp.sum(counts > 0)
+    share = _split_share(n_occupied, n_slots)
+    n_a, n_b = counts[cluster_a], counts[cluster_b]
+    split = (jnp.log(share) - jnp.log(n_occupied) - jnp.log(n_a)
+             - jnp.log(jnp.maximum(n_a - 1.0, 0.0)))
+    log_weights = _merge_log_weights(counts, sums)
+    merge = (jnp.log1p(-share) + log_weights[cluster_a, cluster_b]
+             - jax.nn.logsumexp(log_weights) - jnp.log(n_a) - jnp.log(n_b))
+    return jnp.where(cluster_a == cluster_b, split, merge)
+
+
+def select_anchors(uniforms: Array, labels: Array, counts: Array, sums: Array, weight: Array,
+                   n_slots: int) -> tuple[Array, Array, Array]:
+    """Two anchor rows from four uniforms (:func:`log_selection` gives their probability):
+    with probability :func:`_split_share` a split (one of the occupied clusters uniformly, two
+    distinct rows of it), else a merge (an ordered pair of clusters by
+    :func:`_merge_log_weights`, one row of each). ``labels`` are compact (occupied clusters
+    first). Returns the rows and whether they make a proposal (a split needs two rows)."""
+    n_occupied = jnp.sum(counts > 0)
+    is_split = uniforms[0] < _split_share(n_occupied, n_slots)
+    chosen = jnp.minimum(jnp.floor(uniforms[1] * n_occupied), n_occupied - 1).astype(
+        labels.dtype)
+    log_weights = _merge_log_weights(counts, sums).reshape(-1)
+    pair = jnp.sum(jnp.cumsum(jnp.exp(log_weights - jax.nn.logsumexp(log_weights)))
+                   < uniforms[1])
+    pair = jnp.minimum(pair, log_weights.shape[0] - 1)
+    cluster_a = jnp.where(is_split, chosen, pair // n_slots).astype(labels.dtype)
+    cluster_b = jnp.where(is_split, chosen, pair % n_slots).astype(labels.dtype)
+    first = _draw_row(weight * (labels == cluster_a), uniforms[2])
+    in_b = weight * (labels == cluster_b)
+    second = _draw_row(in_b.at[first].set(0.0), uniforms[3])
+    valid = jnp.where(is_split, counts[cluster_a] >= 2, True)
+    return first, second, valid
 
 
 def launch(features: Array, weight: Array, in_set: Array, first: Array, second: Array,
@@ -200,6 +247,7 @@ class MovePlan(NamedTuple):
     cluster_a: Array
     cluster_b: Array
     is_split: Array
+    valid: Array                # whether the anchors make a proposal
     in_set: Array
     launch: Launch
     current: ConjugatePrior     # posteriors of the current clusters of i and j
@@ -208,11 +256,12 @@ class MovePlan(NamedTuple):
     choice: Array               # uniforms that pick the try and decide acceptance (2,)
 
 
-def plan_move(labels: Array, context: MoveContext, uniforms: Array, tries: int, family,
-              iterations: int) -> MovePlan:
-    """The deterministic part of one chain's proposal, from ``5 + 2 tries`` uniforms (the
+def plan_move(labels: Array, stats: SuffStats, context: MoveContext, uniforms: Array,
+              tries: int, family, iterations: int, n_slots: int) -> MovePlan:
+    """The deterministic part of one chain's proposal, from ``6 + 2 tries`` uniforms (the
     anchors, each try's sides' choice between the launch and the prior, then two more)."""
-    first, second = anchors(uniforms, context.features, context.weight)
+    first, second, valid = select_anchors(uniforms[:4], labels, stats.counts, stats.sum_x,
+                                          context.weight, n_slots)
     cluster_a, cluster_b = labels[first], labels[second]
     in_set = (context.weight > 0) & ((labels == cluster_a) | (labels == cluster_b))
     proposal = launch(context.features, context.weight, in_set, first, second,
@@ -220,11 +269,11 @@ def plan_move(labels: Array, context: MoveContext, uniforms: Array, tries: int, 
     sides = jnp.stack([labels == cluster_a, labels == cluster_b], axis=1) & in_set[:, None]
     current = family.posterior(context.prior, stats_of(
         context.features, context.weight, sides.astype(context.features.dtype)))
-    from_prior = uniforms[3:3 + 2 * tries].reshape(tries, 2) < DEFENSIVE_SHARE
+    from_prior = uniforms[4:4 + 2 * tries].reshape(tries, 2) < DEFENSIVE_SHARE
     dof = jnp.concatenate([jnp.where(from_prior, context.prior.dof, proposal.posterior.dof),
                            current.dof[None]])
-    return MovePlan(first, second, cluster_a, cluster_b, cluster_a == cluster_b, in_set,
-                    proposal, current, from_prior, dof, uniforms[3 + 2 * tries:])
+    return MovePlan(first, second, cluster_a, cluster_b, cluster_a == cluster_b, valid,
+                    in_set, proposal, current, from_prior, dof, uniforms[4 + 2 * tries:])
 
 
 def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveContext,
@@ -256,7 +305,12 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
     n_occupied = jnp.sum(counts > 0)
     other_slot = jnp.where(plan.is_split, n_occupied, cluster_b)
     base = counts.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
-    log_merged_prior = context.log_prior(weights, base.at[cluster_a].set(union.counts))
+    base_sums = stats.sum_x.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
+    merged_counts = base.at[cluster_a].set(union.counts)
+    log_merged_prior = context.log_prior(weights, merged_counts)
+    # The anchors' selection probability in the merged state (a split of cluster_a).
+    merged_selection = log_selection(merged_counts, base_sums.at[cluster_a].set(union.sum_x),
+                                     cluster_a, cluster_a, n_slots)
     bartlett = family.bartlett(log_gammas, normals[:, :, :n_dims])
     # The current clusters' parameters, refreshed from their exact conditional posteriors
     # (a Gibbs step on the extended state; for a split both rows are the cluster's).
@@ -344,17 +398,21 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
                                                      ).astype(dtype))
         split_counts = base.at[cluster_a].set(parts.counts[0]).at[other_slot].set(
             parts.counts[1])
+        split_sums = base_sums.at[cluster_a].set(parts.sum_x[0]).at[other_slot].set(
+            parts.sum_x[1])
         ratio = (context.log_prior(weights, split_counts) - log_merged_prior
                  + parameters(theta, aux) + allocation - merged_term)
+        # Weighted by the anchors' selection probability in the split state (a merge).
+        ratio = ratio + log_selection(split_counts, split_sums, cluster_a, other_slot, n_slots)
         return jnp.where(jnp.isnan(ratio), -jnp.inf, ratio), parts, side_a
 
     now = jnp.arange(tries + 1) == tries
     ratios, parts, sides = jax.vmap(log_ratio)(theta, auxiliary, uniforms, now)
-    log_mean_split = jax.nn.logsumexp(ratios[:tries]) - jnp.log(tries)
+    log_mean_split = jax.nn.logsumexp(ratios[:tries]) - jnp.log(tries) - merged_selection
     log_mean_merge = jax.nn.logsumexp(jnp.concatenate([ratios[tries:], ratios[:tries - 1]])
-                                      ) - jnp.log(tries)
+                                      ) - jnp.log(tries) - merged_selection
     chosen = inverse_cdf_choice(ratios[:tries], plan.choice[0])
-    feasible = jnp.where(plan.is_split, n_occupied < n_slots, True)
+    feasible = plan.valid & jnp.where(plan.is_split, n_occupied < n_slots, True)
     log_accept = jnp.where(plan.is_split, log_mean_split, -log_mean_merge)
     accept = feasible & (jnp.log(plan.choice[1]) < log_accept)
     side_a = sides[chosen]
@@ -404,15 +462,17 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
     n_dims = stats.sum_x.shape[-1]
     dtype = stats.sum_x.dtype
     context_axes = MoveContext(None, None, None, 0, 0, 0)
+    distinct = tuple(sorted(set(kernels)))
+    branch_of_move = jnp.asarray([distinct.index(kind) for kind in kernels])
 
     def attempt(move, carry):
         labels, stats, tally = carry
         uniform_seed, normal_seed, gamma_seed, choice_seed = split(fold_in(seed, move), 4)
         uniforms = uniform(uniform_seed, (n_chains, tries + 1, n_rows), dtype)
         normals = normal(normal_seed, (n_chains, tries + 1, 2, n_dims + 1, n_dims), dtype)
-        choices = uniform(choice_seed, (n_chains, 5 + 2 * tries), dtype)
-        plans = jax.vmap(plan_move, in_axes=(0, context_axes, 0, None, None, None))(
-            labels, contexts, choices, tries, family, iterations)
+        choices = uniform(choice_seed, (n_chains, 6 + 2 * tries), dtype)
+        plans = jax.vmap(plan_move, in_axes=(0, 0, context_axes, 0, None, None, None, None))(
+            labels, stats, contexts, choices, tries, family, iterations, n_slots)
         log_gammas = log_gamma(gamma_seed, family.gamma_shapes(plans.dof, n_dims))
 
         def finish(kind):
@@ -421,11 +481,11 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
                 plans, labels, stats, contexts, log_gammas, normals, uniforms, n_slots,
                 family, weights, kind)
 
-        if len(kernels) == 1:
-            labels, stats, accept = finish(kernels[0])
-        else:
+        if len(distinct) == 1:
+            labels, stats, accept = finish(distinct[0])
+        else:  # one branch per distinct kernel: each is a full copy in the program
             labels, stats, accept = jax.lax.switch(
-                move % len(kernels), [partial(finish, kind) for kind in kernels])
+                branch_of_move[move % len(kernels)], [partial(finish, kind) for kind in distinct])
         splits = plans.is_split
         tally = tally + jnp.stack([splits, splits & accept, ~splits, ~splits & accept],
                                   axis=1).astype(jnp.int32)
