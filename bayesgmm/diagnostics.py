@@ -3,16 +3,17 @@
 
 Label-invariant quantities
     Mixture labels can switch between and within chains, so convergence is judged on
-    quantities that do not depend on the labels: the concentration (``alpha`` or ``e0``, when
-    it has a prior), the total log-likelihood of the training data, the weights sorted largest
-    first (each rank whose posterior mean is at least ``OCCUPIED_WEIGHT``), and the indicators
-    ``I(K+ = k)`` of the number of occupied clusters for every ``k`` with posterior probability
-    at least ``INDICATOR_PROBABILITY`` (rank-normalised R-hat of a discrete K+ itself is
-    fragile: its many ties make ranks uninformative). Per-cluster parameters are diagnosed
-    after relabelling, and only for clusters whose posterior-mean weight is at least
-    ``OCCUPIED_WEIGHT``; the others are draws from the prior. The warning at the end of a fit
-    looks at the label-invariant quantities only: relabelled parameters can show the
-    relabelling's own noise.
+    quantities that do not depend on the labels
+    (:func:`bayesgmm.bayes.convergence.label_invariant_quantities`): the concentration (when it
+    has a prior), the total log-likelihood of the training data, the weights sorted largest
+    first, and the indicators ``I(K+ = k)`` of the number of occupied clusters for every
+    probable ``k`` (rank-normalised R-hat of a discrete K+ itself is fragile: its many ties
+    make ranks uninformative). Per-cluster parameters are diagnosed after relabelling, and only
+    for clusters with a posterior-mean weight of at least ``OCCUPIED_WEIGHT`` that are occupied
+    in at least ``OCCUPIED_SHARE`` of the draws (in the other draws their parameters are draws
+    from the prior, which no diagnostic of the posterior should mix in). The warning at the
+    end of a fit looks at the label-invariant quantities only: relabelled parameters can show
+    the relabelling's own noise.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import warnings
 import numpy as np
 import pandas as pd
 
-#: Clusters with a posterior-mean weight below this are left out of the per-parameter
-#: diagnostics (their parameters are draws from the prior).
+from bayesgmm.bayes.convergence import label_invariant_quantities
+
+#: Clusters with a posterior-mean weight below this, or occupied in a smaller share of the
+#: draws than ``OCCUPIED_SHARE``, are left out of the per-parameter diagnostics.
 OCCUPIED_WEIGHT = 0.01
+OCCUPIED_SHARE = 0.95
 #: R-hat above this triggers a warning (Vehtari et al. 2021).
 RHAT_WARNING = 1.01
 #: Bulk ESS below this many per chain triggers a warning (Vehtari et al. 2021: 100 per chain,
 #: 400 for four chains).
 ESS_PER_CHAIN_WARNING = 100
-#: The indicators I(K+ = k) of every k at least this probable are diagnosed.
-INDICATOR_PROBABILITY = 0.05
 
 
 def _arviz():
@@ -54,20 +56,13 @@ def _feature_names(model) -> list[str]:
 
 def label_invariant_draws(model) -> dict[str, np.ndarray]:
     """(chains, draws) arrays of the label-invariant quantities (module docstring)."""
-    out = {}
     spec = model._model_spec
-    if spec.concentration_site:
-        out[spec.concentration_site] = _by_chain(model, model.concentration_draws_)
-    out["log_likelihood"] = _by_chain(model, model.log_likelihood_draws_)
-    ranked = -np.sort(-np.exp(model.posterior_draws_.log_weights), axis=1)
-    for rank in np.flatnonzero(ranked.mean(axis=0) >= OCCUPIED_WEIGHT):
-        out[f"sorted_weight[{rank}]"] = _by_chain(model, ranked[:, rank])
-    n_occupied = (model.occupied_draws_ > 0).sum(axis=1)
-    values, counts = np.unique(n_occupied, return_counts=True)
-    for value, count in zip(values, counts, strict=True):
-        if count / len(n_occupied) >= INDICATOR_PROBABILITY:
-            out[f"I(K+ = {value})"] = _by_chain(model, (n_occupied == value).astype(float))
-    return out
+    concentration = (None if not spec.concentration_site
+                     else _by_chain(model, model.concentration_draws_))
+    return label_invariant_quantities(
+        _by_chain(model, model.log_likelihood_draws_), concentration,
+        _by_chain(model, np.exp(model.posterior_draws_.log_weights)),
+        _by_chain(model, model.occupied_draws_), spec.concentration_site or "concentration")
 
 
 def to_inference_data(model):
@@ -110,7 +105,8 @@ def _diagnosed_draws(model) -> dict[str, np.ndarray]:
     out = label_invariant_draws(model)
     draws = model.posterior_draws_
     names = _feature_names(model)
-    for k in np.flatnonzero(model.weights_ >= OCCUPIED_WEIGHT):
+    often = (model.occupied_draws_ > 0).mean(axis=0) >= OCCUPIED_SHARE
+    for k in np.flatnonzero((model.weights_ >= OCCUPIED_WEIGHT) & often):
         out[f"weight[{k}]"] = _by_chain(model, np.exp(draws.log_weights[:, k]))
         for j, name in enumerate(names):
             out[f"mean[{k}, {name}]"] = _by_chain(model, draws.means[:, k, j])

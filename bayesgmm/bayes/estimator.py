@@ -64,7 +64,7 @@ WEIGHT_PRIOR_TYPES = {"mixture_of_finite_mixtures": "mfm", "dirichlet_process": 
 METHODS = ("gibbs", "nuts", "vi")
 #: Each method's defaults for the settings left as None.
 METHOD_DEFAULTS = {
-    "gibbs": {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4, "thinning": 5,
+    "gibbs": {"num_warmup": 500, "num_samples": 500, "num_chains": 4, "thinning": 5,
               "weight_concentration_prior_type": "mixture_of_finite_mixtures"},
     "nuts": {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "thinning": 1,
              "weight_concentration_prior_type": "dirichlet_process"},
@@ -77,8 +77,10 @@ INIT_SELECTION_ROWS = 2000
 #: most per-draw memberships (draws x points x T) it may hold at once.
 RELABEL_ROWS = 1000
 RELABEL_BUDGET = 10_000_000
-#: Draws used by the passes over rows (memberships, densities, intervals): evenly spaced
-#: within each chain, at most this many in all.
+#: Draws used by the passes over rows (memberships, densities, intervals) of Gibbs fits:
+#: every draw while draws x rows is at most PASS_ROW_DRAWS, else evenly spaced draws within
+#: each chain, as many as the budget allows but at least PASS_DRAWS.
+PASS_ROW_DRAWS = 20_000_000
 PASS_DRAWS = 1000
 #: Rows per chunk when per-draw probabilities of every point are needed.
 _ROW_CHUNK = 4096
@@ -127,15 +129,19 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         :mod:`bayesgmm.bayes.models` (LKJ correlations, log-normal scales).
     num_warmup, num_samples, num_chains, thinning : int or None
         Warm-up sweeps or steps, kept draws per chain, chains, and sweeps between kept draws
-        (Gibbs). None: the method's default (gibbs 1000, 1000, 4, 5; nuts 500, 500, 2, 1).
+        (Gibbs). None: the method's default (gibbs 500, 500, 4, 5; nuts 500, 500, 2, 1).
         VI draws ``num_samples * num_chains`` times from the fitted guide.
+    max_extensions : int, default=3
+        Gibbs: while the label-invariant diagnostics fail (rank R-hat above 1.01 or bulk ESS
+        below 100 per chain), the chains run ``num_samples`` further draws, at most this many
+        times (0: never). ``inference_info_['extensions']`` says how many ran.
     target_accept_prob : float, default=0.8
     max_tree_depth : int, default=10
         NUTS settings.
     init_components : 'bic' or int, default='bic'
         NUTS and VI: K of the EM fit that starts the chains, chosen by BIC (on at most
         ``INIT_SELECTION_ROWS`` rows) or given; the other ``T - K`` components start empty.
-        The Gibbs chains start dispersed instead (1, 2, 4, 8 clusters for four chains, see
+        The Gibbs chains start dispersed instead (1, 2, 3, 4 clusters for four chains, see
         :func:`bayesgmm.bayes.gibbs.chain_starts`).
     learning_rate, max_steps, tol, check_every, subsample_size, init_scale
         VI settings: Adam step size; step budget; stop when the mean loss per point changes by
@@ -180,7 +186,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     def __init__(self, n_components=10, *, covariance_type="full",
                  weight_concentration_prior_type=None, weight_concentration_prior=None,
                  method="gibbs", num_warmup=None, num_samples=None, num_chains=None,
-                 thinning=None, target_accept_prob=0.8, max_tree_depth=10,
+                 thinning=None, max_extensions=3, target_accept_prob=0.8, max_tree_depth=10,
                  init_components="bic", learning_rate=0.01, max_steps=5000, tol=1e-4,
                  check_every=200, subsample_size=None, init_scale=0.01, credible_level=0.9,
                  ambiguity_threshold=0.8, progress_bar=True, random_state=None,
@@ -194,6 +200,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.thinning = thinning
+        self.max_extensions = max_extensions
         self.target_accept_prob = target_accept_prob
         self.max_tree_depth = max_tree_depth
         self.init_components = init_components
@@ -255,6 +262,9 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                                             and not isinstance(self.num_warmup, bool)
                                             and self.num_warmup >= 0),
                 "num_warmup", "it must be None or an integer >= 0")
+        require(isinstance(self.max_extensions, numbers.Integral)
+                and not isinstance(self.max_extensions, bool) and self.max_extensions >= 0,
+                "max_extensions", "it must be an integer >= 0")
         for name in ("num_samples", "num_chains", "thinning"):
             value = getattr(self, name)
             require(value is None or positive_int(value), name,
@@ -334,7 +344,8 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         weights = WeightPrior.named(self._resolved("weight_concentration_prior_type"),
                                     spec.alpha if spec.weights != "sparse" else spec.e0)
         settings = SamplerSettings(self._resolved("num_warmup"), self._resolved("num_samples"),
-                                   self._resolved("num_chains"), self._resolved("thinning"))
+                                   self._resolved("num_chains"), self._resolved("thinning"),
+                                   self.max_extensions)
         result = run_gibbs(y, self.covariance_type, weights, self.n_components, seed,
                            settings, self.progress_bar)
         records = result.records
@@ -514,12 +525,14 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         return self._draw_summary()[1]
 
     def _pass_index(self) -> np.ndarray:
-        """Indices of the draws used by passes over rows: every draw (NUTS, VI), or at most
-        ``PASS_DRAWS`` evenly spaced within each chain (Gibbs, whose chains are long)."""
+        """Indices of the draws used by passes over rows: every draw (NUTS, VI; Gibbs while
+        draws x training rows is at most ``PASS_ROW_DRAWS``), else evenly spaced draws within
+        each chain (the budget's worth, at least ``PASS_DRAWS``)."""
         chains, n_draws = self._chain_shape
-        if self.method != "gibbs":
+        wanted = max(PASS_DRAWS, PASS_ROW_DRAWS // max(1, self._x_train.shape[0]))
+        if self.method != "gibbs" or chains * n_draws <= wanted:
             return np.arange(chains * n_draws)
-        per_chain = min(n_draws, -(-PASS_DRAWS // chains))
+        per_chain = min(n_draws, -(-wanted // chains))
         within = np.unique(np.linspace(0, n_draws - 1, per_chain).round().astype(int))
         return (np.arange(chains)[:, None] * n_draws + within[None, :]).reshape(-1)
 
@@ -538,6 +551,21 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         from bayesgmm.diagnostics import diagnostics_warnings
         for message in diagnostics_warnings(self):
             warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def describe(self) -> str:
+        """One line on what was fitted: weights, T, method and run length."""
+        check_is_fitted(self)
+        settings = self.sampler_settings_
+        weights = settings["weight_concentration_prior_type"].replace("_", " ")
+        if self.method == "vi":
+            run = f"{settings['num_samples'] * settings['num_chains']} draws from the guide"
+            return f"{weights} weights (T={self.n_components}), variational inference, {run}"
+        run = (f"{settings['num_chains']} chains x ({settings['num_warmup']} warm-up + "
+               f"{settings['num_samples']} draws")
+        if self.method == "gibbs":
+            return (f"{weights} weights (T={self.n_components}), Gibbs sampler with "
+                    f"split-merge moves, {run}, thinning {settings['thinning']})")
+        return f"{weights} weights (T={self.n_components}), NUTS, {run})"
 
     # ------------------------------------------------------------------ prediction
     def _validated(self, X) -> np.ndarray:

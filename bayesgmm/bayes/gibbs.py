@@ -36,24 +36,24 @@ Why these
 from __future__ import annotations
 
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.core.chains import ChainSummary, DrawRecord, run_chains
+from bayesgmm.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat
+from bayesgmm.core.chains import ChainSummary, DrawRecord, run_block, start_chains
 from bayesgmm.core.conjugate import ConjugatePrior, ScaleHyperprior
 from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.partition import WeightPrior, log_k_prior
 from bayesgmm.core.stats import make_features
-from bayesgmm.core.variates import make_seed, split
+from bayesgmm.core.variates import fold_in, make_seed, split
 from bayesgmm.preprocessing import round_up_size
 
 #: Prior shrinkage of the component means (pseudo-observations; mclust's default).
@@ -110,27 +110,40 @@ def chain_starts(num_chains: int, n_components: int) -> np.ndarray:
 @dataclass(frozen=True)
 class SamplerSettings:
     """How long to run and how hard each sweep works (see :class:`~bayesgmm.core.gibbs.
-    GibbsConfig`). ``None`` fields are chosen from the data size by :meth:`resolve`."""
+    GibbsConfig`). ``None`` fields are chosen from the data size by :meth:`resolve`.
 
-    num_warmup: int = 1000
-    num_samples: int = 1000
+    The chains run ``num_warmup`` sweeps, then ``num_samples`` kept draws ``thinning`` sweeps
+    apart; while the label-invariant diagnostics fail (R-hat above ``RHAT_TARGET`` or bulk ESS
+    below ``ESS_PER_CHAIN_TARGET`` per chain) they are extended by ``num_samples`` further
+    draws, at most ``max_extensions`` times.
+    """
+
+    num_warmup: int = 500
+    num_samples: int = 500
     num_chains: int = 4
     thinning: int = 5
+    max_extensions: int = 3
     split_merge_moves: int | None = None
     split_merge_tries: int | None = None
-    launch_iterations: int = 10
+    launch_iterations: int = 5
 
     def resolve(self, n_samples: int) -> SamplerSettings:
-        """Split-merge work per sweep: 4 proposals of 4 tries on small data; fewer and single
+        """Split-merge work per sweep: 4 proposals of 2 tries on small data; fewer and single
         tries on large data, where a proposal's passes over the rows dominate a sweep."""
         moves = self.split_merge_moves
         if moves is None:
             moves = 4 if n_samples <= 10_000 else 2
         tries = self.split_merge_tries
         if tries is None:
-            tries = 4 if n_samples <= 5_000 else 1
-        return SamplerSettings(self.num_warmup, self.num_samples, self.num_chains,
-                               self.thinning, moves, tries, self.launch_iterations)
+            tries = 2 if n_samples <= 5_000 else 1
+        return replace(self, split_merge_moves=moves, split_merge_tries=tries)
+
+
+#: The extension rule's targets (Vehtari et al. 2021).
+RHAT_TARGET = 1.01
+ESS_PER_CHAIN_TARGET = 100
+#: Kept draws per compiled block of sweeps (the unit of progress and of extension).
+DRAWS_PER_BLOCK = 100
 
 
 @dataclass
@@ -147,22 +160,14 @@ class GibbsResult:
 
 # ---------------------------------------------------------------- compiled chains
 
-_PROGRESS = {"bar": None, "lock": threading.Lock()}
+@partial(jax.jit, static_argnames=("config",))
+def _start(draws, n_start, data, hyper, *, config):
+    return start_chains(draws, n_start, data, hyper, config)
 
 
-def _report(first_chain, sweep) -> None:
-    """Host callback from the compiled chains: advance the progress bar (group of chain 0)."""
-    with _PROGRESS["lock"]:
-        bar = _PROGRESS["bar"]
-        if bar is not None and int(first_chain) == 0 and int(sweep) > bar.n:
-            bar.update(int(sweep) - bar.n)
-
-
-@partial(jax.jit, static_argnames=("config", "num_warmup", "num_samples", "thin", "progress"))
-def _chains(seed, draws, n_start, chain_index, data, hyper, *, config, num_warmup,
-            num_samples, thin, progress):
-    return run_chains(seed, draws, n_start, chain_index, data, hyper, config, num_warmup,
-                      num_samples, thin, _report if progress else None)
+@partial(jax.jit, static_argnames=("config", "block", "thin"))
+def _block(seed, states, data, hyper, *, config, block, thin):
+    return run_block(seed, states, data, hyper, config, block, thin)
 
 
 def _groups(num_chains: int) -> int:
@@ -188,63 +193,121 @@ def mixture_data(y: np.ndarray, covariance_type: str) -> MixtureData:
     return MixtureData(features, jnp.asarray(weight))
 
 
+class _Chains:
+    """The chains of one group (one thread): their states, and the records kept so far."""
+
+    def __init__(self, seed, draws, starts, data, hyper, config, block, thin, bar):
+        self.seed, self.data, self.hyper, self.config = seed, data, hyper, config
+        self.block, self.thin, self.bar = block, thin, bar
+        self.done = 0
+        with jax.enable_x64(True):
+            self.states = _start(jnp.asarray(draws), jnp.asarray(starts), data, hyper,
+                                 config=config)
+        self.records, self.summaries = [], []
+
+    def run(self, n_blocks: int, keep: bool) -> None:
+        with jax.enable_x64(True):  # thread-local: re-entered in the worker
+            for _ in range(n_blocks):
+                self.states, records, summary = _block(
+                    fold_in(self.seed, self.done), self.states, self.data, self.hyper,
+                    config=self.config, block=self.block, thin=self.thin)
+                self.done += 1
+                if keep:
+                    self.records.append(jax.device_get(records))
+                    self.summaries.append(jax.device_get(summary))
+                else:
+                    jax.block_until_ready(self.states)
+                if self.bar is not None:
+                    self.bar.update(self.block)
+
+
+def _converged(records: DrawRecord, fixed_concentration: bool) -> bool:
+    """Whether every label-invariant quantity (:func:`~bayesgmm.bayes.convergence.
+    label_invariant_quantities`) has R-hat <= RHAT_TARGET and bulk ESS >= the target."""
+    quantities = label_invariant_quantities(
+        records.log_likelihood, None if fixed_concentration else records.concentration,
+        np.exp(records.log_weights), records.counts)
+    n_chains = records.counts.shape[0]
+    for draws in quantities.values():
+        if np.ptp(draws) == 0:
+            continue
+        if rank_rhat(draws) > RHAT_TARGET or bulk_ess(draws) < ESS_PER_CHAIN_TARGET * n_chains:
+            return False
+    return True
+
+
 def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_components: int,
               seed: int, settings: SamplerSettings, progress_bar: bool) -> GibbsResult:
-    """Fit standardised data ``y`` (N, D) by the Gibbs sampler, in float64 whatever the
-    caller's x64 setting (the global setting is not changed)."""
+    """Fit standardised data ``y`` (N, D) by the Gibbs sampler (see :class:`SamplerSettings`
+    for the run length), in float64 whatever the caller's x64 setting (the global setting
+    is not changed). Chain groups run in threads, one per core."""
     settings = settings.resolve(y.shape[0])
     config = GibbsConfig(covariance_type, weights, n_components, settings.split_merge_moves,
                          settings.split_merge_tries, settings.launch_iterations,
                          concentration_steps=CONCENTRATION_STEPS)
     hyper_np = default_hyperparameters(y, covariance_type, weights, n_components)
-    n_chains = settings.num_chains
+    n_chains, thin = settings.num_chains, settings.thinning
+    draws_per_block = min(settings.num_samples, DRAWS_PER_BLOCK)
+    block = draws_per_block * thin
+    warm_blocks = -(-settings.num_warmup // block)
+    sample_blocks = -(-settings.num_samples // draws_per_block)
     groups = _groups(n_chains)
     per_group = n_chains // groups
     starts = chain_starts(n_chains, n_components)
     draws = init_draws(seed, n_chains, "k-means++", n_components)
-    n_sweeps = settings.num_warmup + settings.num_samples * settings.thinning
     bar = None
     if progress_bar:
         from tqdm.auto import tqdm
-        bar = tqdm(total=n_sweeps, desc=f"Gibbs ({n_chains} chains)")
+        bar = tqdm(total=(warm_blocks + sample_blocks) * block,
+                   desc=f"Gibbs ({n_chains} chains, sweeps)")
     began = time.perf_counter()
     with jax.enable_x64(True):
         data = mixture_data(y, covariance_type)
         hyper = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), hyper_np)
         seeds = split(make_seed(seed), groups)
+        chains = [_Chains(seeds[g], draws[g * per_group:(g + 1) * per_group],
+                          starts[g * per_group:(g + 1) * per_group], data, hyper, config,
+                          block, thin, bar if g == 0 else None) for g in range(groups)]
 
-        def group(g: int):
-            chains = slice(g * per_group, (g + 1) * per_group)
-            with jax.enable_x64(True):  # thread-local: re-enter it in the worker
-                return jax.device_get(_chains(
-                    seeds[g], jnp.asarray(draws[chains]), jnp.asarray(starts[chains]),
-                    jnp.arange(g * per_group, (g + 1) * per_group), data, hyper,
-                    config=config, num_warmup=settings.num_warmup,
-                    num_samples=settings.num_samples, thin=settings.thinning,
-                    progress=bar is not None))
+    def in_parallel(n_blocks: int, keep: bool) -> None:
+        if groups == 1:
+            chains[0].run(n_blocks, keep)
+            return
+        with ThreadPoolExecutor(groups) as pool:
+            list(pool.map(lambda c: c.run(n_blocks, keep), chains))
 
-        _PROGRESS["bar"] = bar
-        try:
-            if groups == 1:
-                runs = [group(0)]
-            else:
-                with ThreadPoolExecutor(groups) as pool:
-                    runs = list(pool.map(group, range(groups)))
-        finally:
-            _PROGRESS["bar"] = None
+    def gathered() -> DrawRecord:
+        per_chain = [jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *c.records)
+                     for c in chains]
+        return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *per_chain)
+
+    extensions = 0
+    try:
+        in_parallel(warm_blocks, keep=False)
+        in_parallel(sample_blocks, keep=True)
+        records = gathered()
+        while (extensions < settings.max_extensions
+               and not _converged(records, weights.concentration is not None)):
+            extensions += 1
             if bar is not None:
-                bar.update(bar.total - bar.n)
-                bar.close()
-    records = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *(r[0] for r in runs))
-    summary = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *(r[1] for r in runs))
+                bar.total += sample_blocks * block
+                bar.set_postfix(extension=extensions)
+            in_parallel(sample_blocks, keep=True)
+            records = gathered()
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = jax.tree_util.tree_map(  # totals over blocks, chains of every group in order
+        lambda *a: np.concatenate(a),
+        *[jax.tree_util.tree_map(lambda *b: np.sum(b, axis=0), *c.summaries) for c in chains])
     moves = summary.moves.sum(axis=0)
-    info = {"seconds": time.perf_counter() - began, "n_sweeps": n_sweeps,
+    info = {"seconds": time.perf_counter() - began,
+            "n_sweeps": (warm_blocks + sample_blocks * (extensions + 1)) * block,
+            "extensions": extensions,
             "split_acceptance": float(moves[1] / max(moves[0], 1)),
             "merge_acceptance": float(moves[3] / max(moves[2], 1)),
-            "starts": starts, "chain_groups": groups,
-            "settings": settings}
+            "starts": starts, "chain_groups": groups, "settings": settings}
     return GibbsResult(records, summary, config, hyper_np, info)
-
 
 
 # ---------------------------------------------------------------- draws
