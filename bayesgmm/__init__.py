@@ -9,10 +9,12 @@ select_model, SelectionResult, AutoGaussianMixture
 MAPPrior
     mclust's conjugate prior for MAP EM (``prior="default"`` or explicit hyperparameters).
 BayesianGaussianMixture, compare_with_em, compare_cluster_counts
-    Dirichlet-process / sparse finite Gaussian mixture in NumPyro (NUTS or VI), with the
-    posterior over the number of clusters and per-point assignment uncertainty; its
-    side-by-side comparison with the BIC-selected EM fit; and the four answers to "how many
-    clusters?" (BIC, ICL, DP posterior, sparse finite mixture posterior) in one table.
+    Bayesian Gaussian mixture with an unknown number of clusters: a mixture of finite
+    mixtures by a Gibbs sampler with split-merge moves (default), or Dirichlet-process /
+    sparse finite weights by NUTS or VI on the NumPyro model; the posterior over the number
+    of clusters and per-point assignment uncertainty; its side-by-side comparison with the
+    BIC-selected EM fit; and the answers to "how many clusters?" (BIC, ICL and the
+    posteriors) in one table.
 profile_clusters, cluster_quality, gaussian_checks
     what each cluster is (per-feature profiles, effect sizes), whether the clustering is any
     good (scikit-learn's metrics), whether each cluster looks Gaussian (Mardia, Shapiro-Wilk,
@@ -20,7 +22,8 @@ profile_clusters, cluster_quality, gaussian_checks
 load, ModelFileError
     read a model saved with ``model.save(path)`` (versioned npz + JSON, never pickle).
 load_faithful
-    The bundled Old Faithful data set.
+    The bundled Old Faithful data set (:mod:`bayesgmm.datasets` also simulates mixtures with
+    known truth).
 """
 
 from bayesgmm.bayes.compare import compare_cluster_counts, compare_with_em
