@@ -54,9 +54,9 @@ def _format_fit(model: GaussianMixture, data: pd.DataFrame) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     data = load_faithful()
     print("Old Faithful (bundled, 272 eruptions): choosing K and the covariance type by BIC, "
-          "then a Bayesian mixture by NUTS\n")
-    clustering = Clustering(bayes="nuts", random_state=args.seed, progress_bar=not args.quiet,
-                            bayes_options=small_settings() or None)
+          "then a Bayesian mixture with a prior on the number of clusters\n")
+    clustering = Clustering(bayes="gibbs", random_state=args.seed, progress_bar=not args.quiet,
+                            bayes_options=small_settings("gibbs") or None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clustering.fit(data)
@@ -80,15 +80,15 @@ def _bayesian_demo(data: pd.DataFrame, clustering: Clustering, seed: int) -> Non
     """The Bayesian half of the demo: posterior over K, uncertain points, diagnostics, and
     the comparison with the BIC-selected EM fit."""
     model = clustering.bayes_model_
-    print(f"Bayesian mixture: Dirichlet-process weights (T={model.n_components}), NUTS, "
-          f"{model.num_chains} chains x ({model.num_warmup} warm-up + {model.num_samples} "
-          "draws)\n")
+    print(f"Bayesian mixture: {model.describe()}\n")
     for message in clustering.warnings_:
         if "degenerate in every restart" not in message:
             print(f"warning: {message}")
+    posterior = model.n_clusters_posterior()
     print("Posterior over the number of occupied clusters:")
-    print(model.n_clusters_posterior().to_frame().T.to_string(
-        float_format=lambda v: f"{v:.3f}"), "\n")
+    print(posterior.to_frame().T.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"mode {posterior.attrs['mode']}; {model.credible_level:.0%} credible set "
+          f"{posterior.attrs['credible_set']}\n")
     print("Segment sizes (share of points, 90% credible intervals):")
     sizes = model.segment_sizes()
     print(sizes[sizes["share"] >= 0.01].to_string(float_format=lambda v: f"{v:.3f}"), "\n")
@@ -98,13 +98,18 @@ def _bayesian_demo(data: pd.DataFrame, clustering: Clustering, seed: int) -> Non
         float_format=lambda v: f"{v:.3f}"), "\n")
     print("Diagnostics (label-invariant quantities first):")
     print(model.diagnostics().to_string(float_format=lambda v: f"{v:.3f}"), "\n")
-    n_div = int(model.sample_stats_["diverging"].sum())
-    print(f"divergent transitions: {n_div}\n")
+    if "diverging" in model.sample_stats_:
+        print(f"divergent transitions: {int(model.sample_stats_['diverging'].sum())}\n")
+    else:
+        info = model.inference_info_
+        print(f"split-merge acceptance: splits {info['split_acceptance']:.3f}, merges "
+              f"{info['merge_acceptance']:.3f}\n")
     print("EM (BIC) vs Bayesian, both fitted on 75% of the rows, scored on the other 25%:")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = compare_with_em(data, BayesianGaussianMixture(
-            10, random_state=seed, progress_bar=False, **small_settings()), random_state=seed)
+            10, random_state=seed, progress_bar=False, **small_settings("gibbs")),
+            random_state=seed)
     print(table.T.to_string(float_format=lambda v: f"{v:.3f}"))
 
 

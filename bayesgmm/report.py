@@ -245,21 +245,23 @@ def _bayes_sections(clustering: Clustering) -> list[str]:
     bayes = clustering.bayes_model_
     if bayes is None:
         return ["<h2>Bayesian analysis</h2>",
-                _para("Not run. Fit with --bayes vi or --bayes nuts for the posterior over the "
+                _para("Not run. Fit with --bayes gibbs (or vi, nuts) for the posterior over the "
                       "number of clusters, credible intervals and diagnostics.")]
     posterior = bayes.n_clusters_posterior()
     ax = plot_posterior_k(posterior)
     parts = ["<h2>Posterior over the number of clusters</h2>",
-             _para(f"{bayes.method.upper()}, {bayes.weight_concentration_prior_type} weights, "
-                   f"truncation T = {bayes.n_components}; a cluster counts when at least one "
-                   "row is assigned to it in a posterior draw (sampled assignments)."),
+             _para(f"{bayes.describe()}. A cluster counts when at least one row is assigned "
+                   f"to it in a posterior draw. Mode {posterior.attrs['mode']}; "
+                   f"{bayes.credible_level:.0%} credible set "
+                   f"{posterior.attrs['credible_set']}."),
              figure_html(ax.figure, "posterior over the number of clusters"),
              _table(posterior.to_frame().T)]
     parts += ["<h2>Diagnostics</h2>",
               _para("R-hat and effective sample sizes; the label-invariant quantities "
-                    "(concentration, total log-likelihood, number of occupied clusters) do "
-                    "not depend on relabelling. Variational fits have one 'chain' of "
-                    "independent draws from the approximation, so R-hat does not apply."),
+                    "(concentration, total log-likelihood, weights sorted largest first, "
+                    "indicators of the number of occupied clusters) do not depend on "
+                    "relabelling. Variational fits have one 'chain' of independent draws from "
+                    "the approximation, so R-hat does not apply."),
               _table(bayes.diagnostics())]
     chains, n_draws = bayes._chain_shape
     quantities = {"log-likelihood": bayes.log_likelihood_draws_.reshape(chains, n_draws),
@@ -269,8 +271,12 @@ def _bayes_sections(clustering: Clustering) -> list[str]:
         quantities = {"concentration": bayes.concentration_draws_.reshape(chains, n_draws),
                       **quantities}
     parts.append(figure_html(plot_trace_rank(quantities), "trace and rank plots"))
-    if bayes.method == "nuts":
+    if "diverging" in bayes.sample_stats_:
         parts.append(_para(f"Divergent transitions: {int(bayes.sample_stats_['diverging'].sum())}"))
+    elif bayes.method == "gibbs":
+        info = bayes.inference_info_
+        parts.append(_para(f"Split-merge acceptance: splits {info['split_acceptance']:.3f}, "
+                           f"merges {info['merge_acceptance']:.3f}."))
     parts += ["<h2>EM vs Bayesian</h2>",
               _para("Both on the training rows. The mean log density is in-sample (optimistic "
                     "for both); bayesgmm.compare_with_em gives a held-out comparison."),

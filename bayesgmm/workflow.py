@@ -31,23 +31,27 @@ from bayesgmm.validation import (
     check_missing_option,
 )
 
-BAYES_METHODS = ("none", "vi", "nuts")
+BAYES_METHODS = ("none", "gibbs", "vi", "nuts")
 #: Probability below which an assignment is called ambiguous (as BayesianGaussianMixture).
 AMBIGUITY_THRESHOLD = 0.8
 #: Smallest mean share of rows for which a Bayesian cluster is reported on its own.
 REPORTED_SHARE = 0.01
 
 
-#: NUTS settings when ``BAYESGMM_SMALL=1`` (how the test suite runs the demo, the examples
-#: and the notebooks): one short chain with capped trajectories. It exercises every code path;
-#: its posterior is not fit for inference.
-SMALL_NUTS = {"num_warmup": 100, "num_samples": 100, "num_chains": 1, "max_tree_depth": 6}
+#: Settings when ``BAYESGMM_SMALL=1`` (how the test suite runs the demo, the examples and the
+#: notebooks): short chains (and capped NUTS trajectories). They exercise every code path;
+#: their posteriors are not fit for inference.
+SMALL_SETTINGS = {
+    "gibbs": {"num_warmup": 100, "num_samples": 100, "thinning": 2},
+    "nuts": {"num_warmup": 100, "num_samples": 100, "num_chains": 1, "max_tree_depth": 6},
+    "vi": {"max_steps": 1000},
+}
 
 
-def small_settings() -> dict:
-    """``SMALL_NUTS`` when the environment variable ``BAYESGMM_SMALL`` is ``1``, else ``{}``
-    (the defaults)."""
-    return dict(SMALL_NUTS) if os.environ.get("BAYESGMM_SMALL") == "1" else {}
+def small_settings(method: str = "gibbs") -> dict:
+    """The :data:`SMALL_SETTINGS` of ``method`` when the environment variable
+    ``BAYESGMM_SMALL`` is ``1``, else ``{}`` (the defaults)."""
+    return dict(SMALL_SETTINGS[method]) if os.environ.get("BAYESGMM_SMALL") == "1" else {}
 
 
 def select_columns(data: pd.DataFrame, columns=None) -> tuple[pd.DataFrame, list[str]]:
@@ -94,11 +98,11 @@ class Clustering(Persistable, BaseEstimator):
     covariance_type : 'auto' or one of {'spherical', 'diag', 'tied', 'full'}
         'auto' chooses among all four.
     criterion : {'bic', 'aic', 'icl'}
-    bayes : {'none', 'vi', 'nuts'}
-        Also fit a :class:`~bayesgmm.BayesianGaussianMixture` (truncation ``max(10, 2 K)``
-        with K the selected EM count; full covariances, or diag when EM chose diag or
-        spherical), its chains started from an EM fit with the selected K. Its assignments
-        and uncertainty are then the ones reported.
+    bayes : {'none', 'gibbs', 'vi', 'nuts'}
+        Also fit a :class:`~bayesgmm.BayesianGaussianMixture` by that method (truncation
+        ``max(10, 2 K)`` with K the selected EM count; full covariances, or diag when EM chose
+        diag or spherical; NUTS and VI start from an EM fit with the selected K). Its
+        assignments and uncertainty are then the ones reported.
     standardize : bool, default False
         Scale each column to mean 0 and variance 1 before clustering (the spherical and diag
         models and ``reg_covar`` are not invariant to per-column scale; full and tied are).

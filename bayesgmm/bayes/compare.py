@@ -58,8 +58,9 @@ def compare_with_em(X, bayes: BayesianGaussianMixture | None = None, *, test_siz
     model = clone(template).fit(train)
     posterior = model.n_clusters_posterior()
     mode = int(posterior.idxmax())
-    weights = {"dirichlet_process": "DP", "dirichlet_distribution": "sparse Dirichlet"}[
-        model.weight_concentration_prior_type]
+    weights = {"mixture_of_finite_mixtures": "MFM", "dirichlet_process": "DP",
+               "dirichlet_distribution": "sparse Dirichlet"}[
+        model.sampler_settings_["weight_concentration_prior_type"]]
     rows = [
         {"approach": "EM (BIC)", "model": f"{em.covariance_type}, K={em.n_components}",
          "n_clusters": em.n_components, "p_n_clusters": np.nan, "posterior_n_clusters": "",
@@ -75,36 +76,41 @@ def compare_with_em(X, bayes: BayesianGaussianMixture | None = None, *, test_siz
     return (table, selection, model) if return_models else table
 
 
-#: The Bayesian answers of :func:`compare_cluster_counts`: row name -> weight prior type.
-_WEIGHT_PRIORS = {"DP": "dirichlet_process", "sparse": "dirichlet_distribution"}
+#: The Bayesian answers of :func:`compare_cluster_counts`: row name -> weight prior type (the
+#: mixture of finite mixtures needs the Gibbs sampler).
+_WEIGHT_PRIORS = {"MFM": "mixture_of_finite_mixtures", "DP": "dirichlet_process",
+                  "sparse": "dirichlet_distribution"}
 
 
 def compare_cluster_counts(X, bayes: BayesianGaussianMixture | None = None, *,
                            labels_true=None, random_state=None, return_models: bool = False,
                            **selection_options):
-    """How many clusters? BIC and ICL over the EM sweep, the DP and the sparse finite mixture.
+    """How many clusters? BIC and ICL over the EM sweep, and the Bayesian posteriors under the
+    mixture of finite mixtures (the default weights), the DP and the sparse finite mixture.
 
     Parameters
     ----------
     X : array-like (n_samples, n_features)
     bayes : BayesianGaussianMixture, optional
-        Unfitted template for both Bayesian fits (cloned; its
-        ``weight_concentration_prior_type`` is set to each of the two). Default
-        ``BayesianGaussianMixture()`` (NUTS, full covariances, T = 10).
+        Unfitted template for the Bayesian fits (cloned; its
+        ``weight_concentration_prior_type`` is set to each weight prior; the mixture of finite
+        mixtures only with ``method='gibbs'``). Default ``BayesianGaussianMixture()`` (the Gibbs
+        sampler, full covariances, T = 10).
     labels_true : array-like (n_samples,), optional
         Known classes, used only to score each answer's partition (adjusted Rand index).
     random_state : int or None
         Seeds the sweep and (when ``bayes`` has none) the Bayesian fits.
     return_models : bool
-        Also return ``{"selection": SelectionResult, "DP": fit, "sparse": fit}``.
+        Also return ``{"selection": SelectionResult, "MFM": fit, "DP": fit, "sparse": fit}``
+        (no MFM fit unless the template uses the Gibbs sampler).
     **selection_options
         Passed to :func:`bayesgmm.select_model` (e.g. ``n_components``).
 
     Returns
     -------
-    table : DataFrame indexed by approach (``BIC``, ``ICL``, ``DP``, ``sparse``)
+    table : DataFrame indexed by approach (``BIC``, ``ICL``, ``MFM``, ``DP``, ``sparse``)
         ``n_clusters``: the selected K (BIC, ICL; degenerate fits excluded) or the posterior
-        mode of the number of occupied clusters (DP, sparse); ``probability``: the posterior
+        mode of the number of occupied clusters (MFM, DP, sparse); ``probability``: the posterior
         probability of that mode (NaN for BIC and ICL); ``posterior``: the whole posterior;
         ``model``: what was fitted; ``ari_vs_truth`` with ``labels_true``.
     """
@@ -130,6 +136,8 @@ def compare_cluster_counts(X, bayes: BayesianGaussianMixture | None = None, *,
         template = clone(template).set_params(init_components=bic_model.n_components)
     models = {"selection": selection}
     for name, weights in _WEIGHT_PRIORS.items():
+        if name == "MFM" and template.method != "gibbs":
+            continue
         fit = clone(template).set_params(weight_concentration_prior_type=weights).fit(X)
         posterior = fit.n_clusters_posterior()
         mode = int(posterior.idxmax())
