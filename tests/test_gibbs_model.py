@@ -120,7 +120,7 @@ def test_gibbs_agrees_with_numpyro_nuts_where_nuts_mixes():
     planted bug (component posteriors from 0.7 times the statistics) failed at 5.5."""
     import arviz as az
 
-    from bayesgmm.core.chains import run_chains
+    from bayesgmm.core.chains import run_block, start_chains
 
     rng = np.random.default_rng(0)
     n_rows = 60
@@ -158,9 +158,12 @@ def test_gibbs_agrees_with_numpyro_nuts_where_nuts_mixes():
             2, 1000, 4)
         data = MixtureData(make_features(jnp.asarray(y), FAMILIES["full"]), jnp.ones(n_rows))
         draws = jnp.asarray(np.random.default_rng(1).random((4, 5)))
-        records, _ = jax.jit(lambda: run_chains(make_seed(2), draws, jnp.array([1, 2, 1, 2]),
-                                                jnp.arange(4), data, hyper_j, config, 500,
-                                                1000, 2))()
+        def chains():
+            states = start_chains(draws, jnp.array([1, 2, 1, 2]), data, hyper_j, config)
+            states, _, _ = run_block(make_seed(2), states, data, hyper_j, config, 500, 500)
+            return run_block(make_seed(3), states, data, hyper_j, config, 2000, 2)[1]
+
+        records = jax.jit(chains)()
         factor = np.asarray(records.covariance_factor)
         gibbs = summaries(np.exp(np.asarray(records.log_weights)).reshape(-1, 2),
                           np.asarray(records.means).reshape(-1, 2, 2),
