@@ -94,7 +94,7 @@ def test_concentration_updates_target_its_conditional():
         def step(c, s):
             noise = normal(s, (2, 5))
             c, _ = update_concentration(prior, log_pk, counts, c, 70.0, noise[0],
-                                        jax.scipy.stats.norm.cdf(noise[1]), 2.5)
+                                        jax.scipy.stats.norm.cdf(noise[1]))
             return c, c
         return jax.lax.scan(step, jnp.asarray(1.0), split(seed, 20_000))[1]
 
@@ -309,7 +309,7 @@ def test_split_merge_moves_sample_the_exact_partition_posterior(covariance_type,
         def step(carry, s):
             labels, s_stats = carry
             labels, s_stats, _ = split_merge(s, labels, s_stats, context, 2, 3, 3, 4, family,
-                                             weights, kernels)
+                                             weights.parameters(), kernels)
             return (labels, s_stats), labels
         return jax.lax.scan(step, (labels, start), split(seed, n_moves))[1]
 

@@ -34,7 +34,7 @@ import numpyro.distributions as dist
 from numpyro.distributions.transforms import AffineTransform, ExpTransform, SigmoidTransform
 
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters
-from bayesgmm.core.partition import gamma_of_k
+from bayesgmm.core.partition import WeightPrior, gamma_of_k
 
 
 def f_distribution(d1: float, d2: float) -> dist.Distribution:
@@ -44,17 +44,18 @@ def f_distribution(d1: float, d2: float) -> dist.Distribution:
         [SigmoidTransform().inv, ExpTransform(), AffineTransform(0.0, d2 / d1)])
 
 
-def concentration_prior(config: GibbsConfig) -> dist.Distribution:
-    kind, first, second = config.weights.concentration_prior
+def concentration_prior(weights: WeightPrior) -> dist.Distribution:
+    kind, first, second = weights.concentration_prior
     if kind == "f":
         return f_distribution(first, second)
     return dist.Gamma(first, second)
 
 
 def conjugate_mixture_model(n_samples: int, hyper: Hyperparameters, config: GibbsConfig,
-                            y=None, marginal: bool = False):
+                            weights: WeightPrior, y=None, marginal: bool = False):
     """NumPyro model of ``n_samples`` rows ``y`` (N, D) (module docstring); ``hyper`` holds
-    arrays (numpy or JAX)."""
+    arrays (numpy or JAX) and the sampler's encoding of ``weights``, whose static form
+    decides here which sites exist."""
     prior = hyper.prior
     n_slots = config.n_components
     full = config.covariance_type == "full"
@@ -69,9 +70,8 @@ def conjugate_mixture_model(n_samples: int, hyper: Hyperparameters, config: Gibb
                 0.5 * scale_prior.dof, 0.5 * scale_prior.inverse_scale).to_event(1))
     else:
         scale = jnp.asarray(prior.scale)
-    weights = config.weights
     if weights.concentration is None:
-        concentration = numpyro.sample("concentration", concentration_prior(config))
+        concentration = numpyro.sample("concentration", concentration_prior(weights))
     else:
         concentration = jnp.asarray(weights.concentration)
     if weights.random_k:

@@ -84,7 +84,8 @@ def default_hyperparameters(y: np.ndarray, covariance_type: str, weights: Weight
         start = scale_dof * variances
     prior = ConjugatePrior(np.zeros(n_dims), np.asarray(MEAN_SHRINKAGE),
                            np.asarray(effective + 4.0), start)
-    return Hyperparameters(prior, scale_prior, log_k_prior(weights, n_components))
+    return Hyperparameters(prior, scale_prior, log_k_prior(weights, n_components),
+                           weights.parameters())
 
 
 def chain_starts(num_chains: int, n_components: int) -> np.ndarray:
@@ -242,7 +243,7 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
     for the run length), in float64 whatever the caller's x64 setting (the global setting
     is not changed). Chain groups run in threads, one per core."""
     settings = settings.resolve(y.shape[0])
-    config = GibbsConfig(covariance_type, weights, n_components, settings.split_merge_moves,
+    config = GibbsConfig(covariance_type, n_components, settings.split_merge_moves,
                          settings.split_merge_tries, settings.launch_iterations,
                          concentration_steps=CONCENTRATION_STEPS)
     hyper_np = default_hyperparameters(y, covariance_type, weights, n_components)

@@ -59,8 +59,7 @@ from bayesgmm.core.conjugate import (
 )
 from bayesgmm.core.init import kmeans_plusplus, lloyd
 from bayesgmm.core.partition import (
-    WeightPrior,
-    concentration_step,
+    WeightParameters,
     gamma_of_k,
     sample_n_components,
     update_concentration,
@@ -83,7 +82,6 @@ class GibbsConfig(NamedTuple):
     Attributes
     ----------
     covariance_type : 'full' or 'diag'
-    weights : :class:`~bayesgmm.core.partition.WeightPrior`
     n_components : T, the number of component slots (the truncation of ``K``)
     split_merge_moves : split-merge proposals per sweep
     split_merge_tries : tries per proposal (multiple-try Metropolis)
@@ -95,7 +93,6 @@ class GibbsConfig(NamedTuple):
     """
 
     covariance_type: str = "full"
-    weights: WeightPrior = WeightPrior()
     n_components: int = 10
     split_merge_moves: int = 4
     split_merge_tries: int = 4
@@ -116,12 +113,15 @@ class Hyperparameters(NamedTuple):
     ----------
     prior : component prior; its ``scale`` is the starting (or fixed) ``S0``
     scale_prior : the Wishart prior on ``S0``
-    log_k_prior : (T,) ``log p(K)`` for ``K = 1..T``
+    log_k_prior : (T,) ``log p(K)`` for ``K = 1..T`` (all mass on ``T`` when ``K`` is fixed)
+    weights : the weight prior's other settings (arrays: every weight prior runs in one
+        compiled program)
     """
 
     prior: ConjugatePrior
     scale_prior: ScaleHyperprior
     log_k_prior: Array
+    weights: WeightParameters
 
 
 class MixtureData(NamedTuple):
@@ -209,7 +209,7 @@ def parameter_gamma_shapes(stats: SuffStats, n_components: Array, concentration:
     components' Bartlett factors (T D) and the scale's (D)."""
     family = config.family
     n_dims = stats.sum_x.shape[-1]
-    gamma = gamma_of_k(config.weights, concentration, config.n_components)[n_components - 1]
+    gamma = gamma_of_k(hyper.weights, concentration, config.n_components)[n_components - 1]
     n_occupied = jnp.sum(stats.counts > 0)
     return jnp.concatenate([
         gamma + stats.counts,
@@ -283,22 +283,19 @@ def update_given_partition(seed: Array, labels: Array, stats: SuffStats, states:
         move_seed, labels, stats, _move_contexts(data, hyper, states.scale,
                                                 states.concentration, config),
         config.split_merge_moves, config.split_merge_tries, config.launch_iterations,
-        config.n_components, family, config.weights, config.split_merge_kernels)
+        config.n_components, family, hyper.weights, config.split_merge_kernels)
     n_total = jnp.sum(data.weight)
     steps = config.concentration_steps
     noise = normal(scalar_seed, (n_chains, 2 * steps + 1), dtype)
     uniforms = jax.scipy.stats.norm.cdf(noise[:, steps:])  # uniforms: one random call
     concentration, accepted = jax.vmap(
         lambda counts, c, z, u: update_concentration(
-            config.weights, hyper.log_k_prior, counts, c, n_total, z, u,
-            concentration_step(config.weights)))(
+            hyper.weights, hyper.log_k_prior, counts, c, n_total, z, u))(
         stats.counts, states.concentration, noise[:, :steps], uniforms[:, :steps])
-    if config.weights.random_k:
-        n_components = jax.vmap(lambda counts, c, u: sample_n_components(
-            config.weights, hyper.log_k_prior, counts, c, n_total, u))(
-            stats.counts, concentration, uniforms[:, steps])
-    else:
-        n_components = jnp.full(n_chains, config.n_components, jnp.int32)
+    # A fixed K is a p(K) with all its mass on T: the step then returns T.
+    n_components = jax.vmap(lambda counts, c, u: sample_n_components(
+        hyper.weights, hyper.log_k_prior, counts, c, n_total, u))(
+        stats.counts, concentration, uniforms[:, steps])
     shapes = jax.vmap(parameter_gamma_shapes, in_axes=(0, 0, 0, None, None))(
         stats, n_components, concentration, hyper, config)
     log_gammas = log_gamma(gamma_seed, shapes)
@@ -357,4 +354,4 @@ def init_state(draws: Array, n_start: Array, data: MixtureData, hyper: Hyperpara
     components = family.fixed(centres, prior.scale / spread)
     return GibbsState(jnp.zeros(x.shape[0], jnp.int32), jnp.zeros(config.n_components, dtype),
                       jnp.asarray(config.n_components, jnp.int32), log_weights, components,
-                      jnp.asarray(config.weights.initial_concentration(), dtype), prior.scale)
+                      jnp.asarray(hyper.weights.initial, dtype), prior.scale)

@@ -25,6 +25,10 @@ prior). Integrating the weights and the labels of the components out, a partitio
   Grün 2016): ``K = T``, static, ``c = e0 ~ Gamma(10, 1000)``.
 
 Everything here is a handful of ``lgamma`` evaluations over ``K = 1..T``: no data.
+
+The functions take the prior as :class:`WeightParameters`, arrays rather than static settings
+(a fixed ``K`` is a ``p(K)`` with all its mass on ``T``), so that one compiled sampler serves
+every weight prior: ``compare_cluster_counts`` fits three of them to the same rows.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from jax.scipy.special import gammaln
 
 #: The named weight priors and their settings (see the module docstring).
 WEIGHT_PRIORS = ("mixture_of_finite_mixtures", "dirichlet_process", "dirichlet_distribution")
+#: Random-walk step on ``log c`` (telescope's ``s0`` for the F prior is 2.5; 1.5 for gammas).
+CONCENTRATION_STEP = {"f": 2.5, "gamma": 1.5}
 
 
 class WeightPrior(NamedTuple):
@@ -79,6 +85,41 @@ class WeightPrior(NamedTuple):
             return 1.0
         return first / second
 
+    def parameters(self) -> WeightParameters:
+        """The prior as arrays (host, numpy float64)."""
+        kind, first, second = self.concentration_prior
+        return WeightParameters(*(np.asarray(float(v)) for v in (
+            self.dynamic, self.concentration is None, kind == "f", first, second,
+            CONCENTRATION_STEP[kind], self.initial_concentration())))
+
+
+class WeightParameters(NamedTuple):
+    """A :class:`WeightPrior` as scalar arrays (a pytree: traced, not part of a program's
+    key). Flags are 1.0 or 0.0.
+
+    Attributes
+    ----------
+    dynamic : ``gamma_K = c / K`` (1) or ``c`` (0)
+    sampled : ``c`` has its prior and is updated (1) or stays fixed (0)
+    f_prior : ``c ~ F(first, second)`` (1) or ``Gamma(first, rate=second)`` (0)
+    first, second : the concentration prior's parameters
+    step : random-walk step on ``log c``
+    initial : the starting (or fixed) ``c``
+    """
+
+    dynamic: Array
+    sampled: Array
+    f_prior: Array
+    first: Array
+    second: Array
+    step: Array
+    initial: Array
+
+
+def as_parameters(weights: WeightPrior | WeightParameters) -> WeightParameters:
+    """The arrays of a weight prior given either way."""
+    return weights.parameters() if isinstance(weights, WeightPrior) else weights
+
 
 def log_beta_negative_binomial(x: np.ndarray, r: float, a: float, b: float) -> np.ndarray:
     """log pmf of the beta-negative-binomial ``BNB(r, a, b)`` at integers ``x >= 0``:
@@ -102,23 +143,25 @@ def log_k_prior(prior: WeightPrior, n_components: int) -> np.ndarray:
     return log_p - np.logaddexp.reduce(log_p)
 
 
-def log_concentration_prior(prior: WeightPrior, c: Array) -> Array:
+def log_concentration_prior(weights: WeightPrior | WeightParameters, c: Array) -> Array:
     """Log prior density of the concentration ``c`` (up to a constant)."""
-    kind, first, second = prior.concentration_prior
-    if kind == "f":  # F(d1, d2): c^(d1/2 - 1) (1 + d1 c / d2)^(-(d1 + d2) / 2)
-        return (0.5 * first - 1.0) * jnp.log(c) - 0.5 * (first + second) * jnp.log1p(
-            first * c / second)
-    return (first - 1.0) * jnp.log(c) - second * c  # Gamma(shape, rate)
+    p = as_parameters(weights)
+    log_c = jnp.log(c)
+    f_density = ((0.5 * p.first - 1.0) * log_c
+                 - 0.5 * (p.first + p.second) * jnp.log1p(p.first * c / p.second))
+    gamma_density = (p.first - 1.0) * log_c - p.second * c
+    return jnp.where(p.f_prior > 0, f_density, gamma_density)
 
 
-def gamma_of_k(prior: WeightPrior, c: Array, n_components: int) -> Array:
+def gamma_of_k(weights: WeightPrior | WeightParameters, c: Array, n_components: int) -> Array:
     """``gamma_K`` for ``K = 1..T``: (T,)."""
+    p = as_parameters(weights)
     k = jnp.arange(1, n_components + 1, dtype=jnp.asarray(c).dtype)
-    return c / k if prior.dynamic else jnp.broadcast_to(c, k.shape)
+    return c * jnp.exp(-p.dynamic * jnp.log(k))
 
 
-def log_partition_terms(prior: WeightPrior, log_pk: Array, counts: Array, c: Array,
-                        n_total: Array) -> Array:
+def log_partition_terms(prior: WeightPrior | WeightParameters, log_pk: Array, counts: Array,
+                        c: Array, n_total: Array) -> Array:
     """The summands of ``p(C | c)`` (module docstring) for ``K = 1..T``: (T,), ``-inf`` for
     ``K < K+``. ``counts`` (T,) are the block sizes (zeros for empty slots, in any order)."""
     n_components = counts.shape[-1]
@@ -134,14 +177,14 @@ def log_partition_terms(prior: WeightPrior, log_pk: Array, counts: Array, c: Arr
     return jnp.where(k >= n_occupied, terms, -jnp.inf)
 
 
-def log_partition_prior(prior: WeightPrior, log_pk: Array, counts: Array, c: Array,
-                        n_total: Array) -> Array:
+def log_partition_prior(prior: WeightPrior | WeightParameters, log_pk: Array, counts: Array,
+                        c: Array, n_total: Array) -> Array:
     """``log p(C | c)``, with ``K`` summed out: ()."""
     return jax.nn.logsumexp(log_partition_terms(prior, log_pk, counts, c, n_total))
 
 
-def sample_n_components(prior: WeightPrior, log_pk: Array, counts: Array, c: Array,
-                        n_total: Array, uniform: Array) -> Array:
+def sample_n_components(prior: WeightPrior | WeightParameters, log_pk: Array, counts: Array,
+                        c: Array, n_total: Array, uniform: Array) -> Array:
     """``K ~ p(K | C, c)`` (the telescoping step), from one uniform: () int32 in ``1..T``."""
     from bayesgmm.core.variates import inverse_cdf_choice
 
@@ -149,17 +192,18 @@ def sample_n_components(prior: WeightPrior, log_pk: Array, counts: Array, c: Arr
     return inverse_cdf_choice(terms, uniform) + 1
 
 
-def update_concentration(prior: WeightPrior, log_pk: Array, counts: Array, c: Array,
-                         n_total: Array, normals: Array, uniforms: Array,
-                         step: float) -> tuple[Array, Array]:
+def update_concentration(prior: WeightPrior | WeightParameters, log_pk: Array, counts: Array,
+                         c: Array, n_total: Array, normals: Array, uniforms: Array
+                         ) -> tuple[Array, Array]:
     """Random-walk Metropolis-Hastings on ``log c`` targeting ``p(c) p(C | c)`` (``K``
-    summed out), one step per entry of ``normals``/``uniforms`` (each (n_steps,)).
+    summed out), one step per entry of ``normals``/``uniforms`` (each (n_steps,)), of size
+    ``step`` (:class:`WeightParameters`).
 
     Returns the new ``c`` and the number of accepted steps. With a fixed ``c`` it is returned
     unchanged.
     """
-    if prior.concentration is not None:
-        return c, jnp.asarray(0, jnp.int32)
+    prior = as_parameters(prior)
+    step = prior.step
 
     def target(value):
         return (log_concentration_prior(prior, value)
@@ -171,7 +215,7 @@ def update_concentration(prior: WeightPrior, log_pk: Array, counts: Array, c: Ar
         proposed = target(proposal)
         # The Jacobian of the log scale: log c' - log c.
         log_ratio = proposed - current + jnp.log(proposal) - jnp.log(value)
-        accept = jnp.log(uniforms[i]) < log_ratio
+        accept = (jnp.log(uniforms[i]) < log_ratio) & (prior.sampled > 0)
         return (jnp.where(accept, proposal, value), jnp.where(accept, proposed, current),
                 accepted + accept.astype(jnp.int32))
 
@@ -180,9 +224,3 @@ def update_concentration(prior: WeightPrior, log_pk: Array, counts: Array, c: Ar
     return value, accepted
 
 
-#: Random-walk step on ``log c`` (telescope's ``s0`` for the F prior is 2.5; 1.5 for gammas).
-CONCENTRATION_STEP = {"f": 2.5, "gamma": 1.5}
-
-
-def concentration_step(prior: WeightPrior) -> float:
-    return CONCENTRATION_STEP[prior.concentration_prior[0]]

@@ -47,7 +47,7 @@ from jax import Array
 
 from bayesgmm.core.conjugate import ComponentDraw, ConjugatePrior, ScaleFactor
 from bayesgmm.core.init import squared_distances
-from bayesgmm.core.partition import WeightPrior, log_partition_prior
+from bayesgmm.core.partition import WeightParameters, log_partition_prior
 from bayesgmm.core.stats import SuffStats, block_stats, natural_log_prob
 from bayesgmm.core.variates import fold_in, inverse_cdf_choice, log_gamma, normal, split, uniform
 
@@ -103,7 +103,7 @@ class MoveContext(NamedTuple):
     prior_factor: ScaleFactor
     concentration: Array
 
-    def log_prior(self, weights: WeightPrior, counts: Array) -> Array:
+    def log_prior(self, weights: WeightParameters, counts: Array) -> Array:
         """``log p(C)`` of a partition with block sizes ``counts`` (T,)."""
         return log_partition_prior(weights, self.log_k_prior, counts, self.concentration,
                                    jnp.sum(self.weight))
@@ -278,7 +278,7 @@ def plan_move(labels: Array, stats: SuffStats, context: MoveContext, uniforms: A
 
 def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveContext,
                 log_gammas: Array, normals: Array, uniforms: Array, n_slots: int,
-                family, weights: WeightPrior, kind: int) -> tuple[Array, SuffStats, Array]:
+                family, weights: WeightParameters, kind: int) -> tuple[Array, SuffStats, Array]:
     """Draw the tries, accept or reject, and apply: one chain's proposal, of the launched
     kernel (``kind`` 0) or the moment-matching kernel (``kind`` 1; module docstring).
 
@@ -447,7 +447,7 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
 
 def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveContext,
                 moves: int, tries: int, iterations: int, n_slots: int, family,
-                weights: WeightPrior, kernels: tuple = (0, 1)
+                weights: WeightParameters, kernels: tuple = (0, 1)
                 ) -> tuple[Array, SuffStats, Array]:
     """``moves`` proposals for every chain (leading chain axis C on ``labels`` (C, N),
     ``stats`` and ``contexts``). The random numbers are drawn for all chains at once and only
