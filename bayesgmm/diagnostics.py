@@ -150,21 +150,23 @@ def diagnostics_warnings(model) -> list[str]:
     if model.method == "vi" or chains < 2:
         return messages
     table = diagnostics(model).loc[list(label_invariant_draws(model))]
+    more = ("Run more draws (num_samples) or allow more extensions (max_extensions)"
+            if model.method == "gibbs" else "Run more warm-up/draws")
+
+    def listed(failing, column: str, digits: int) -> str:
+        return ", ".join(f"{name} ({value:.{digits}f})"
+                         for name, value in failing[column].head(5).items())
+
     high = table[table["r_hat"] > RHAT_WARNING]
     if len(high):
-        listed = ", ".join(f"{name} ({value:.3f})" for name, value in
-                           high["r_hat"].head(5).items())
         messages.append(
             f"R-hat above {RHAT_WARNING} for {len(high)} label-invariant quantities "
-            f"({listed}): the chains have not mixed. Run more warm-up/draws, or see "
+            f"({listed(high, 'r_hat', 3)}): the chains have not mixed. {more}, or see "
             "model.diagnostics().")
     low = table[table["ess_bulk"] < ESS_PER_CHAIN_WARNING * chains]
     if len(low):
-        listed = ", ".join(f"{name} ({value:.0f})" for name, value in
-                           low["ess_bulk"].head(5).items())
         messages.append(
             f"bulk ESS below {ESS_PER_CHAIN_WARNING * chains} ({ESS_PER_CHAIN_WARNING} per "
-            f"chain) for {len(low)} label-invariant quantities ({listed}): the posterior "
-            "summaries are imprecise. Run more draws (num_samples), or see "
-            "model.diagnostics().")
+            f"chain) for {len(low)} label-invariant quantities ({listed(low, 'ess_bulk', 0)}): "
+            f"the posterior summaries are imprecise. {more}, or see model.diagnostics().")
     return messages
