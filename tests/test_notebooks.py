@@ -52,7 +52,7 @@ def _check_quickstart(out: str, folder: Path) -> None:
 
 def _check_choosing_k(out: str, folder: Path) -> None:
     assert out.count("sparse") >= 2 and "ari_vs_truth" in out
-    for approach in ("BIC", "ICL", "DP"):
+    for approach in ("BIC", "ICL", "MFM", "DP"):
         assert approach in out
 
 
