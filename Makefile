@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/bayes.py
+	$(PY) benchmarks/gibbs.py
 
 strip-notebooks: $(STAMP)
 	$(PY) notebooks/strip_outputs.py
