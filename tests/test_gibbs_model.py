@@ -161,8 +161,8 @@ def test_gibbs_agrees_with_numpyro_nuts_where_nuts_mixes():
         draws = jnp.asarray(np.random.default_rng(1).random((4, 5)))
         def chains():
             states = start_chains(draws, jnp.array([1, 2, 1, 2]), data, hyper_j, config)
-            states, _, _ = run_block(make_seed(2), states, data, hyper_j, config, 500, 500)
-            return run_block(make_seed(3), states, data, hyper_j, config, 2000, 2)[1]
+            states, _, _ = run_block(make_seed(2), states, data, hyper_j, config, 1, 500)
+            return run_block(make_seed(3), states, data, hyper_j, config, 1000, 2)[1]
 
         records = jax.jit(chains)()
         factor = np.asarray(records.covariance_factor)

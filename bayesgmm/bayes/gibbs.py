@@ -166,9 +166,9 @@ def _start(draws, n_start, data, hyper, *, config):
     return start_chains(draws, n_start, data, hyper, config)
 
 
-@partial(jax.jit, static_argnames=("config", "block", "thin"))
-def _block(seed, states, data, hyper, *, config, block, thin):
-    return run_block(seed, states, data, hyper, config, block, thin)
+@partial(jax.jit, static_argnames=("config", "n_kept"))
+def _block(seed, states, data, hyper, thin, *, config, n_kept):
+    return run_block(seed, states, data, hyper, config, n_kept, thin)
 
 
 def _groups(num_chains: int) -> int:
@@ -211,7 +211,8 @@ class _Chains:
             for _ in range(n_blocks):
                 self.states, records, summary = _block(
                     fold_in(self.seed, self.done), self.states, self.data, self.hyper,
-                    config=self.config, block=self.block, thin=self.thin)
+                    jnp.asarray(self.thin, jnp.int32), config=self.config,
+                    n_kept=self.block // self.thin)
                 self.done += 1
                 if keep:
                     self.records.append(jax.device_get(records))

@@ -28,7 +28,7 @@ from bayesgmm.core.gibbs import (
     init_state,
     sweep,
 )
-from bayesgmm.core.variates import split
+from bayesgmm.core.variates import fold_in
 
 
 class DrawRecord(NamedTuple):
@@ -74,22 +74,34 @@ def start_chains(draws: Array, n_start: Array, data: MixtureData, hyper: Hyperpa
 
 
 def run_block(seed: Array, states: GibbsState, data: MixtureData, hyper: Hyperparameters,
-              config: GibbsConfig, block: int, thin: int
+              config: GibbsConfig, n_kept: int, thin: Array
               ) -> tuple[GibbsState, DrawRecord, ChainSummary]:
-    """``block`` sweeps of every chain from ``states``; returns the final states, the states
-    entering every ``thin``-th sweep (records with leading axes (C, block // thin)) and the
-    block's acceptance totals."""
-    n_chains = states.concentration.shape[0]
-    n_kept = block // thin
+    """``n_kept * thin`` sweeps of every chain from ``states``; returns the final states, the
+    states entering every ``thin``-th sweep (records with leading axes (C, n_kept)) and the
+    block's acceptance totals.
 
-    def one(carry, sweep_seed):
-        states, tally = carry
-        new_states, info = sweep(sweep_seed, states, data, hyper, config)
+    ``thin`` is traced (an int32 scalar), so one compiled program serves every thinning: the
+    sweeps run in a ``while_loop``, and sweep i writes its entering state to record slot
+    ceil(i / thin), which the first sweep of the next thinning interval overwrites (the last
+    interval writes to a spare slot that is dropped).
+    """
+    n_chains = states.concentration.shape[0]
+    template = _record(states, jnp.zeros(n_chains, states.concentration.dtype))
+    buffer = jax.tree_util.tree_map(lambda r: jnp.zeros((n_kept + 1, *r.shape), r.dtype),
+                                    template)
+    start = ChainSummary(jnp.zeros((n_chains, 4), jnp.int32), jnp.zeros(n_chains, jnp.int32))
+
+    def one(i, carry):
+        states, tally, buffer = carry
+        new_states, info = sweep(fold_in(seed, i), states, data, hyper, config)
         tally = ChainSummary(tally.moves + info.moves,
                              tally.concentration_accepted + info.concentration_accepted)
-        return (new_states, tally), _record(states, info.log_likelihood)
+        slot = (i + thin - 1) // thin
+        buffer = jax.tree_util.tree_map(
+            lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, slot, 0), buffer,
+            _record(states, info.log_likelihood))
+        return new_states, tally, buffer
 
-    start = ChainSummary(jnp.zeros((n_chains, 4), jnp.int32), jnp.zeros(n_chains, jnp.int32))
-    (states, tally), records = jax.lax.scan(one, (states, start), split(seed, block))
-    records = jax.tree_util.tree_map(lambda r: jnp.swapaxes(r[::thin][:n_kept], 0, 1), records)
+    states, tally, buffer = jax.lax.fori_loop(0, n_kept * thin, one, (states, start, buffer))
+    records = jax.tree_util.tree_map(lambda r: jnp.swapaxes(r[:n_kept], 0, 1), buffer)
     return states, records, tally
