@@ -1,6 +1,8 @@
 """The Gibbs sampler's parts against independent references: enumeration of every partition,
 scipy's densities and distributions, one-dimensional quadrature, automatic differentiation."""
 
+from collections import Counter
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -315,8 +317,8 @@ def test_split_merge_moves_sample_the_exact_partition_posterior(covariance_type,
 
     trace = np.asarray(run(make_seed(11)))[300:]                           # (moves, chains, 6)
     top = sorted(exact, key=exact.get, reverse=True)[:10]
-    frequency = np.array([[np.mean([_canonical(t) == key for t in trace[:, c]])
-                           for key in top] for c in range(n_chains)])          # (chains, 10)
+    visits = [Counter(_canonical(t) for t in trace[:, c]) for c in range(n_chains)]
+    frequency = np.array([[v[key] / len(trace) for key in top] for v in visits])  # (chains, 10)
     mean = frequency.mean(axis=0)
     se = frequency.std(axis=0, ddof=1) / np.sqrt(n_chains)
     z = (mean - np.array([exact[k] for k in top])) / np.maximum(se, 1e-4)
