@@ -453,8 +453,11 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
     ``stats`` and ``contexts``). The random numbers are drawn for all chains at once and only
     the deterministic work is vmapped (random-number calls under ``vmap`` became loops).
 
-    Proposal ``m`` uses kernel ``kernels[m % len(kernels)]`` (:data:`LAUNCHED`,
-    :data:`MOMENT`): the choice depends on the move's index, not on the state. Returns the
+    Each proposal uses a kernel drawn uniformly from ``kernels`` (:data:`LAUNCHED`,
+    :data:`MOMENT`; repeat an entry to weight it), the same for every chain: the choice does
+    not depend on the state, so the move is a mixture of reversible kernels. (Choosing by the
+    move's index within a sweep left the last entries unused when ``moves < len(kernels)``:
+    with 2 moves per sweep on large data the moment-matching kernel never ran.) Returns the
     labels, statistics and per-chain tallies (C, 4): splits proposed and accepted, merges
     proposed and accepted.
     """
@@ -463,11 +466,12 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
     dtype = stats.sum_x.dtype
     context_axes = MoveContext(None, None, None, 0, 0, 0)
     distinct = tuple(sorted(set(kernels)))
-    branch_of_move = jnp.asarray([distinct.index(kind) for kind in kernels])
+    branch_of_entry = jnp.asarray([distinct.index(kind) for kind in kernels])
 
     def attempt(move, carry):
         labels, stats, tally = carry
-        uniform_seed, normal_seed, gamma_seed, choice_seed = split(fold_in(seed, move), 4)
+        uniform_seed, normal_seed, gamma_seed, choice_seed, kernel_seed = split(
+            fold_in(seed, move), 5)
         uniforms = uniform(uniform_seed, (n_chains, tries + 1, n_rows), dtype)
         normals = normal(normal_seed, (n_chains, tries + 1, 2, n_dims + 1, n_dims), dtype)
         choices = uniform(choice_seed, (n_chains, 6 + 2 * tries), dtype)
@@ -484,8 +488,10 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
         if len(distinct) == 1:
             labels, stats, accept = finish(distinct[0])
         else:  # one branch per distinct kernel: each is a full copy in the program
+            entry = jnp.minimum((uniform(kernel_seed, (), dtype) * len(kernels)).astype(jnp.int32),
+                                len(kernels) - 1)
             labels, stats, accept = jax.lax.switch(
-                branch_of_move[move % len(kernels)], [partial(finish, kind) for kind in distinct])
+                branch_of_entry[entry], [partial(finish, kind) for kind in distinct])
         splits = plans.is_split
         tally = tally + jnp.stack([splits, splits & accept, ~splits, ~splits & accept],
                                   axis=1).astype(jnp.int32)
