@@ -12,8 +12,10 @@ import tempfile
 
 if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain pytest run)
     os.environ["BAYESGMM_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="bayesgmm-jax-cache-")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["BAYESGMM_TEST_JAX_CACHE"]
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    # bayesgmm's own compile cache (bayesgmm.compile_cache), pointed at the throwaway folder:
+    # the suite never reads or fills the user's cache, and exercises the library's cache.
+    os.environ["BAYESGMM_COMPILE_CACHE"] = os.environ["BAYESGMM_TEST_JAX_CACHE"]
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
     # One XLA compute thread per test process: two xdist workers (plus a notebook kernel)
     # already fill the two cores, and Eigen's pool spinning for work it cannot get cost 7% of
     # the CPU time (measured on test_selection + test_bayes_model).

@@ -3,3 +3,7 @@
 Nothing in this sub-package touches numpy-in/numpy-out conventions, pandas or I/O; the
 scikit-learn-compatible shell lives in :mod:`bayesgmm.estimator`.
 """
+
+from bayesgmm.compile_cache import configure_from_environment
+
+configure_from_environment()

@@ -1,0 +1,178 @@
+"""The persistent compile cache (bayesgmm.compile_cache): fresh processes reuse compiled
+programs, share a folder safely, survive corrupt entries and version changes, and can be
+turned off; ``import bayesgmm`` stays light."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from bayesgmm import compile_cache
+from bayesgmm.compile_cache import CHECKSUM_BYTES, ChecksummedFileCache, CompileCacheWarning
+
+#: A small fit in a fresh process; prints its answer, the cache's counters and any warnings.
+JOB = """
+import json, sys, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import numpy as np
+    from bayesgmm import GaussianMixture, compile_cache
+    x = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [6, 0]], 30, 0)
+    model = GaussianMixture(2, covariance_type="spherical", random_state=0).fit(x)
+cache = compile_cache.active_cache()
+print(json.dumps({
+    "means": sorted(model.means_[:, 0].round(10).tolist()),
+    "folder": str(compile_cache.compile_cache_dir()),
+    "counts": None if cache is None else [cache.hits, cache.misses, cache.writes],
+    "warnings": [str(w.message) for w in caught if "compile cache" in str(w.message)],
+}))
+"""
+
+
+def run_job(environment: dict, script: str = JOB) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("BAYESGMM_COMPILE_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    env.update(environment)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def entries(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.xla"))
+
+
+def test_a_fresh_process_loads_what_an_earlier_one_compiled(tmp_path):
+    first = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+    written = entries(tmp_path)
+    assert first["folder"] == str(tmp_path) and first["warnings"] == []
+    hits, misses, writes = first["counts"]
+    assert hits == 0 and misses >= 1 and writes == len(written) >= 1
+    second = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+    hits, misses, writes = second["counts"]
+    assert (hits, misses, writes) == (len(written), 0, 0)  # every program came from disk
+    assert second["means"] == first["means"]
+    assert entries(tmp_path) == written
+
+
+def test_processes_sharing_an_empty_folder_at_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["BAYESGMM_COMPILE_CACHE"] = str(tmp_path)
+    jobs = [subprocess.Popen([sys.executable, "-c", JOB], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    answers = []
+    for job in jobs:
+        out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err
+        answers.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(a["means"] == answers[0]["means"] and a["warnings"] == [] for a in answers)
+    assert not list(tmp_path.glob("*.tmp"))  # no temporary file left behind
+    for file in entries(tmp_path):  # every entry whole: its checksum holds
+        blob = file.read_bytes()
+        assert hashlib.sha256(blob[CHECKSUM_BYTES:]).digest() == blob[:CHECKSUM_BYTES]
+    last = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+    assert last["counts"][1:] == [0, 0] and last["means"] == answers[0]["means"]
+
+
+def test_corrupt_entries_are_recompiled_with_one_warning(tmp_path):
+    first = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+    written = entries(tmp_path)
+    for i, file in enumerate(written):  # one truncated, the others with a flipped byte
+        blob = bytearray(file.read_bytes())
+        if i == 0:
+            file.write_bytes(bytes(blob[: len(blob) // 2]))
+        else:
+            blob[len(blob) // 2] ^= 0xFF
+            file.write_bytes(bytes(blob))
+    second = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+    assert second["means"] == first["means"]
+    assert len(second["warnings"]) == 1 and "corrupt" in second["warnings"][0]
+    hits, misses, writes = second["counts"]
+    assert (hits, misses, writes) == (0, len(written), len(written))  # written back whole
+    third = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+    assert third["warnings"] == [] and third["counts"] == [len(written), 0, 0]
+
+
+def test_a_changed_version_does_not_load_old_entries(tmp_path):
+    run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+    written = entries(tmp_path)
+    upgraded = JOB.replace(
+        "from bayesgmm import GaussianMixture, compile_cache",
+        "from bayesgmm import GaussianMixture, compile_cache\n"
+        "    compile_cache.versions = lambda: 'bayesgmm 99.0, jax 99.0, jaxlib 99.0'")
+    after = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)}, upgraded)
+    hits, misses, writes = after["counts"]
+    assert (hits, misses, writes) == (0, len(written), len(written))  # new keys
+    assert len(entries(tmp_path)) == 2 * len(written)
+
+
+@pytest.mark.parametrize("value", ["off"])
+def test_turned_off_by_the_environment(tmp_path, value):
+    answer = run_job({"BAYESGMM_COMPILE_CACHE": value, "HOME": str(tmp_path),
+                      "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert answer["folder"] == "None" and answer["counts"] is None
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_default_folder_and_a_user_configured_jax_cache(tmp_path):
+    cache_home = tmp_path / "cache"
+    default = run_job({"XDG_CACHE_HOME": str(cache_home)})
+    assert default["folder"] == str(cache_home / "bayesgmm" / "xla")
+    assert entries(cache_home / "bayesgmm" / "xla")
+    theirs = tmp_path / "theirs"
+    left_alone = run_job({"XDG_CACHE_HOME": str(tmp_path / "other"),
+                          "JAX_COMPILATION_CACHE_DIR": str(theirs)})
+    assert left_alone["folder"] == str(theirs) and left_alone["counts"] is None
+    assert not (tmp_path / "other").exists()
+
+
+def test_set_compile_cache_moves_and_turns_off(tmp_path):
+    import jax
+
+    compile_cache.configure_from_environment()  # as importing bayesgmm.core does
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        assert compile_cache.set_compile_cache(tmp_path / "moved") == tmp_path / "moved"
+        assert compile_cache.compile_cache_dir() == tmp_path / "moved"
+        assert compile_cache.active_cache()._path == tmp_path / "moved"
+        assert compile_cache.set_compile_cache(None) is None
+        assert compile_cache.compile_cache_dir() is None
+        assert compile_cache.active_cache() is None
+    finally:
+        compile_cache.set_compile_cache(before)
+
+
+def test_write_failures_warn_once_and_the_cap_evicts_the_oldest(tmp_path, monkeypatch):
+    monkeypatch.setattr(compile_cache, "_warned", set())
+    cache = ChecksummedFileCache(tmp_path / "c", max_bytes=3 * (CHECKSUM_BYTES + 100))
+    for i, key in enumerate("abcd"):
+        cache.put(key, bytes([i]) * 100)
+        os.utime(cache._file(key), (1000 + i, 1000 + i))
+    assert cache.get("a") is None  # evicted, least recently used
+    assert [cache.get(k) for k in "bcd"] == [bytes([i]) * 100 for i in (1, 2, 3)]
+    (tmp_path / "c").rename(tmp_path / "gone")  # the folder vanishes: writes fail
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache.put("e", b"x" * 10)
+        cache.put("f", b"y" * 10)
+    assert [w.category for w in caught] == [CompileCacheWarning]
+    assert cache.get("e") is None
+
+
+def test_import_bayesgmm_loads_no_heavy_module():
+    script = ("import sys, bayesgmm; heavy = ['jax', 'numpyro', 'arviz', 'matplotlib', "
+              "'pandas', 'sklearn', 'scipy']; print([m for m in heavy if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+    import bayesgmm
+
+    assert set(bayesgmm.__all__) <= set(dir(bayesgmm))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bayesgmm.nope  # noqa: B018
