@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/bayes.py
 	$(PY) benchmarks/gibbs.py
+	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/cold_time.py
 
 strip-notebooks: $(STAMP)
 	$(PY) notebooks/strip_outputs.py

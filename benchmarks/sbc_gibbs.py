@@ -1,7 +1,8 @@
 """Simulation-based calibration (Talts et al. 2018) of the Gibbs sampler: K+, the
 concentration and the log-likelihood.
 
-    python benchmarks/sbc_gibbs.py [--replicates 200] [--draws 99] [--thin 20]
+    python benchmarks/sbc_gibbs.py [--replicates 200] [--draws 99] [--thin 20] [--warmup 500]
+        [--seed 0]
 
 Each replicate draws (S0, alpha, K, weights, components, labels, rows) from the NumPyro
 statement of the model (:func:`bayesgmm.bayes.conjugate.conjugate_mixture_model`, mixture of
@@ -60,6 +61,8 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--draws", type=int, default=99)
     parser.add_argument("--thin", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=WARMUP)
+    parser.add_argument("--seed", type=int, default=0, help="replicate set (0: the default)")
     args = parser.parse_args()
     weights = WeightPrior.named("mixture_of_finite_mixtures")
     config = GibbsConfig("full", N_SLOTS, split_merge_moves=2, split_merge_tries=2,
@@ -69,7 +72,7 @@ def main() -> None:
     with jax.enable_x64(True):
         hyper = jax.tree_util.tree_map(jnp.asarray, hyperparameters(weights))
         truth = Predictive(conjugate_mixture_model, num_samples=args.replicates)(
-            jax.random.PRNGKey(2026), N_ROWS, hyper, config, weights)
+            jax.random.PRNGKey(2026 + args.seed), N_ROWS, hyper, config, weights)
         y = truth["y"]                                                       # (R, N, D)
         gamma = jnp.where(jnp.arange(N_SLOTS) < truth["n_components_minus_one"][:, None] + 1,
                           truth["weight_gamma"], 0.0)
@@ -100,7 +103,7 @@ def main() -> None:
                 return jax.lax.scan(body, states, split(seed, n))[0]
 
             warm_seed, draw_seed = split(seed, 2)
-            states = sweeps(states, warm_seed, WARMUP)
+            states = sweeps(states, warm_seed, args.warmup)
 
             def record(states, s):
                 """``thin`` sweeps; the state entering the last one is the draw (its
@@ -115,11 +118,12 @@ def main() -> None:
             _, recorded = jax.lax.scan(record, states, split(draw_seed, args.draws))
             return recorded                                                  # (L, R, 3)
 
-        recorded = np.asarray(run(make_seed(7)))
+        recorded = np.asarray(run(make_seed(7 + args.seed)))
     elapsed = time.perf_counter() - start
     rng = np.random.default_rng(0)
     names = ["K+ (occupied clusters)", "log concentration", "log-likelihood of the data"]
-    print(f"{args.replicates} replicates x {args.draws} draws ({args.thin} sweeps apart), "
+    print(f"{args.replicates} replicates, {args.warmup} warm-up sweeps, {args.draws} draws "
+          f"({args.thin} sweeps apart, replicate set {args.seed}), "
           f"{elapsed:.0f} s\n")
     print("| quantity | counts in 10 rank bins | chi-square p |")
     print("|---|---|---|")
