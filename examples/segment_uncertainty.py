@@ -21,9 +21,9 @@ from bayesgmm.workflow import Clustering, small_settings
 
 
 def main(out_dir: str | None = None) -> None:
-    mcmc = small_settings() or {"num_warmup": 500, "num_samples": 1000}
+    mcmc = small_settings()  # the defaults, or short chains with BAYESGMM_SMALL=1
     customers, true_segment = make_segments(n_samples=600, random_state=1)
-    clustering = Clustering(n_components=range(1, 7), bayes="nuts", standardize=True,
+    clustering = Clustering(n_components=range(1, 7), bayes="gibbs", standardize=True,
                             random_state=0, bayes_options=mcmc).fit(customers)
     assigned = clustering.assign(customers)
     table = pd.concat([customers, assigned], axis=1)
