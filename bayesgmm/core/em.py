@@ -287,9 +287,10 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         a screened sweep (:mod:`bayesgmm.sweep`), switching at run time: False starts from
         ``draws`` and runs EM on the first ``sample_blocks`` blocks (the sample; ``override``
         complete but unused); True continues ``override`` by EM on all blocks and summarises
-        (``summarise`` is then ignored). The last M-step is refined from centred statistics
-        only when True and some fit needs it (:func:`raw_moments_lose_digits`): it costs
-        about two passes over the rows. Complete data, one shard.
+        (``summarise`` is then ignored). Complete data, one shard. In every mode the last
+        M-step is refined from centred statistics only when some fit of the batch needs it
+        (:func:`raw_moments_lose_digits`; with ``final``, only when True): it costs about two
+        passes over the rows.
     summarise : also score the final parameters (log-likelihood and ICL's assignment term)
     sample_blocks : int (static), the blocks holding the screening sample (with ``final``)
     """
@@ -355,12 +356,10 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
     def finish_fit(state, active, prior, kind, refine):
         fit_family, update = tools(active, prior, kind)
         centre = 0.0
-        if max_iter > 0 and screened:
+        if max_iter > 0 and data.observed is None:  # with missing values: nothing to refine
             state, centre = jax.lax.cond(
                 refine, lambda: refine_last_m_step(state, data, fit_family, update),
                 lambda: (state, jnp.zeros_like(state.params.means)))
-        elif max_iter > 0:
-            state, centre = refine_last_m_step(state, data, fit_family, update)
         degenerate = degenerate_components(state.stats, centre, fit_family, feature_variance,
                                            active, prior)
         zeros = (jnp.zeros((), data.features.dtype),) * 2
@@ -374,9 +373,12 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         return BatchResult(state, degenerate, loglik, map_log_resp)
 
     states = jax.vmap(run_fit)(starts, active, prior, kinds, override)
-    refine = None
-    if screened:  # one decision for the batch: a per-fit one would run both branches
-        refine = final & jnp.any(jax.vmap(lambda params, active, kind: raw_moments_lose_digits(
-            params, bound(kind), active))(states.params, active, kinds))
+    # Refine the last M-step from centred statistics only when some fit's raw moments may
+    # have lost digits (two passes over the rows); one decision for the batch, since a
+    # per-fit one under vmap would run both branches.
+    refine = jnp.any(jax.vmap(lambda params, active, kind: raw_moments_lose_digits(
+        params, bound(kind), active))(states.params, active, kinds))
+    if screened:
+        refine = final & refine
     return jax.vmap(finish_fit, in_axes=(0, 0, 0, 0, None))(states, active, prior, kinds,
                                                              refine)
