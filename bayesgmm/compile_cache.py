@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import numbers
 import os
 import tempfile
 import threading
@@ -216,9 +217,17 @@ def set_compile_cache(path: str | os.PathLike | None = "default", *,
     Returns
     -------
     The folder in use, or None when the cache is off or could not be created (then a
-    :class:`CompileCacheWarning` says why).
+    :class:`CompileCacheWarning` says why, and the cache in use before is kept).
+
+    Raises
+    ------
+    ValueError
+        ``max_megabytes`` is not a number > 0.
     """
     global _configured
+    if (isinstance(max_megabytes, bool) or not isinstance(max_megabytes, numbers.Real)
+            or not max_megabytes > 0):
+        raise ValueError(f"max_megabytes must be a number > 0, got {max_megabytes!r}")
     with _lock:
         _configured = True
         if path is None:

@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import render_table, write_readme  # noqa: E402
+from run import cold_env, render_table, write_readme  # noqa: E402
 
 
 def _format(value) -> str:
@@ -175,7 +175,7 @@ def run_nuts(seeds: list[int]) -> list[dict]:
     rows = []
     for seed in seeds:
         result = subprocess.run([sys.executable, __file__, "--nuts-child", str(seed)],
-                                capture_output=True, text=True, check=True)
+                                capture_output=True, text=True, check=True, env=cold_env())
         record = json.loads(result.stdout.strip().splitlines()[-1])
         record["seed"] = seed
         rows.append(record)
@@ -247,7 +247,7 @@ def main() -> None:
         rows = run_nuts([0] if args.quick else [0, 1, 2])
         anchor = json.loads(subprocess.run(
             [sys.executable, __file__, "--plain-child", "0"], capture_output=True, text=True,
-            check=True).stdout.strip().splitlines()[-1])
+            check=True, env=cold_env()).stdout.strip().splitlines()[-1])
         print("anchor", anchor, flush=True)
         for row in rows:
             row["cold speed-up vs plain MCMC"] = anchor["cold_s"] / row["cold_s"]

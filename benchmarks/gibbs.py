@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bayes import markdown_table  # noqa: E402
-from run import write_readme  # noqa: E402
+from run import cold_env, write_readme  # noqa: E402
 
 
 def _quiet_fit(model, x):
@@ -80,7 +80,7 @@ def _faithful_child(seed: int, method: str) -> dict:
 
 def _child(seed: int, method: str) -> dict:
     result = subprocess.run([sys.executable, __file__, "--child", method, str(seed)],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, env=cold_env())
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -151,7 +151,8 @@ def run_recovery(quick: bool) -> str:
                "90% set": posterior.attrs["credible_set"],
                "max R-hat": f"{_invariant(model)['max_r_hat']:.3f}", "warning": flagged,
                "fit_s": fit_s, "BIC": bic, "BIC_s": bic_s,
-               "sklearn BGM (>1%)": int((sk.weights_ > 0.01).sum()), "sklearn_s": sk_s}
+               "sklearn BGM (>1%)": int((sk.weights_ > 0.01).sum()), "sklearn_s": sk_s,
+               "sklearn_s / fit_s": sk_s / fit_s}
         rows.append(row)
         print(row, flush=True)
     right = np.mean([r["mode"] == r["K"] for r in rows])

@@ -253,6 +253,14 @@ print(json.dumps([time.perf_counter() - start,
 """
 
 
+def cold_env() -> dict:
+    """The environment for a "cold" child process: no persistent compile cache (bayesgmm's is
+    on by default, JAX's may be configured by the environment)."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["BAYESGMM_COMPILE_CACHE"] = "off"
+    return env
+
+
 def _time_sweep(label, ks, n_init, screen_rows) -> tuple[float, str]:
     """Wall time of select_model on a sweep problem in a fresh process (data made before
     the clock starts, compilation included) and the model it selects."""
@@ -262,7 +270,7 @@ def _time_sweep(label, ks, n_init, screen_rows) -> tuple[float, str]:
     code = _SWEEP_CHILD.format(here=str(HERE), label=label, ks=list(ks), n_init=n_init,
                                screen=screen_rows)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout
+                         text=True, env=cold_env()).stdout
     seconds, pick = json.loads(out.strip().splitlines()[-1])
     return seconds, pick
 

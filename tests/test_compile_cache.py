@@ -132,7 +132,7 @@ def test_the_default_folder_and_a_user_configured_jax_cache(tmp_path):
     assert not (tmp_path / "other").exists()
 
 
-def test_set_compile_cache_moves_and_turns_off(tmp_path):
+def test_set_compile_cache_moves_and_turns_off(tmp_path, monkeypatch):
     import jax
 
     compile_cache.configure_from_environment()  # as importing bayesgmm.core does
@@ -144,6 +144,13 @@ def test_set_compile_cache_moves_and_turns_off(tmp_path):
         assert compile_cache.set_compile_cache(None) is None
         assert compile_cache.compile_cache_dir() is None
         assert compile_cache.active_cache() is None
+        for bad in (0, -5, "big", True):
+            with pytest.raises(ValueError, match="max_megabytes must be a number > 0"):
+                compile_cache.set_compile_cache(tmp_path, max_megabytes=bad)
+        (tmp_path / "a_file").write_text("not a folder")
+        monkeypatch.setattr(compile_cache, "_warned", set())
+        with pytest.warns(CompileCacheWarning, match="could not create"):
+            assert compile_cache.set_compile_cache(tmp_path / "a_file") is None
     finally:
         compile_cache.set_compile_cache(before)
 
