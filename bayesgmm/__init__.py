@@ -8,6 +8,10 @@ select_model, SelectionResult, AutoGaussianMixture
     choice of K and covariance type by BIC, AIC or ICL in one compiled sweep per type.
 MAPPrior
     mclust's conjugate prior for MAP EM (``prior="default"`` or explicit hyperparameters).
+VariationalGaussianMixture
+    scikit-learn's variational ``BayesianGaussianMixture`` (same model, parameters and
+    attributes; agreement to rounding), by coordinate ascent in one compiled program.
+    :mod:`bayesgmm.mixture` has it under scikit-learn's name, for a one-line switch.
 BayesianGaussianMixture, compare_with_em, compare_cluster_counts
     Bayesian Gaussian mixture with an unknown number of clusters: a mixture of finite
     mixtures by a Gibbs sampler with split-merge moves (default), or Dirichlet-process /
@@ -56,6 +60,7 @@ _PUBLIC = {
     "select_model": "bayesgmm.selection",
     "set_compile_cache": "bayesgmm.compile_cache",
     "use_devices": "bayesgmm.parallel",
+    "VariationalGaussianMixture": "bayesgmm.variational",
 }
 
 if TYPE_CHECKING:
@@ -72,6 +77,7 @@ if TYPE_CHECKING:
     from bayesgmm.quality import cluster_quality
     from bayesgmm.selection import AutoGaussianMixture, SelectionResult, select_model
     from bayesgmm.validation import DegenerateFitError, NonNumericDataError
+    from bayesgmm.variational import VariationalGaussianMixture
 
 
 def __getattr__(name: str):
@@ -99,6 +105,7 @@ __all__ = [
     "ModelFileError",
     "NonNumericDataError",
     "SelectionResult",
+    "VariationalGaussianMixture",
     "__version__",
     "cluster_quality",
     "compare_cluster_counts",

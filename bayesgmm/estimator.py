@@ -79,6 +79,23 @@ def _numpy_rng(random_state) -> np.random.RandomState | np.random.Generator:
     return np.random.RandomState(random_state)
 
 
+def sample_mixture(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
+                   n_samples, rng) -> tuple[np.ndarray, np.ndarray]:
+    """``n_samples`` draws from a Gaussian mixture (weights (K,), means (K, D), covariances
+    (K, D, D)) with numpy's ``rng``: the rows (n_samples, D) and their components
+    (n_samples,), in component order (as scikit-learn)."""
+    if (not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool)
+            or n_samples < 1):
+        raise ValueError(f"n_samples={n_samples!r} is invalid: the sampling requires at "
+                         "least one sample")
+    n_components, n_dims = means.shape
+    counts = rng.multinomial(n_samples, weights)
+    chol = np.linalg.cholesky(covariances)
+    draws = [mean + rng.standard_normal((count, n_dims)) @ factor.T
+             for mean, factor, count in zip(means, chol, counts, strict=True)]
+    return np.vstack(draws), np.repeat(np.arange(n_components), counts)
+
+
 @partial(jax.jit, static_argnames="family")
 def _block_log_prob(data, params, family):
     """Weighted component log densities per block: (n_blocks, block_rows, K); of the observed
@@ -637,18 +654,8 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         X : (n_samples, n_features)
         y : (n_samples,) component of each draw, in component order (as scikit-learn)
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples={n_samples!r} is invalid: the sampling requires at "
-                             "least one sample")
-        n_dims = self.means_.shape[1]
-        rng = _numpy_rng(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_)
-        chol = np.linalg.cholesky(self._full_covariances())
-        draws = [mean + rng.standard_normal((count, n_dims)) @ factor.T
-                 for mean, factor, count in zip(self.means_, chol, counts, strict=True)]
-        labels = np.repeat(np.arange(self.n_components), counts)
-        return np.vstack(draws), labels
+        return sample_mixture(self.weights_, self.means_, self._full_covariances(), n_samples,
+                              _numpy_rng(self.random_state))
 
     def _full_covariances(self) -> np.ndarray:
         """Fitted covariances as (K, D, D) matrices whatever the covariance type."""

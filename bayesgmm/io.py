@@ -56,10 +56,12 @@ def _model_classes() -> dict[str, type]:
     from bayesgmm.bayes.estimator import BayesianGaussianMixture
     from bayesgmm.estimator import GaussianMixture
     from bayesgmm.selection import AutoGaussianMixture
+    from bayesgmm.variational import VariationalGaussianMixture
     from bayesgmm.workflow import Clustering
 
     return {cls.__name__: cls for cls in
-            (GaussianMixture, AutoGaussianMixture, BayesianGaussianMixture, Clustering)}
+            (GaussianMixture, AutoGaussianMixture, BayesianGaussianMixture,
+             VariationalGaussianMixture, Clustering)}
 
 
 def _records() -> dict[str, type]:

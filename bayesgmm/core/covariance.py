@@ -274,6 +274,68 @@ class CovarianceFamily:
 
     def natural(self, params: MixtureParams) -> NaturalParams:
         """Coefficients for the E-step's matrix-product form of the log densities."""
+        return self.natural_of(jnp.log(params.weights), params.means,
+                               params.precisions_cholesky)
+
+    def natural_of(self, log_weights: Array, means: Array, prec_chol: Array) -> NaturalParams:
+        """:meth:`natural` of Gaussians (``means`` (K, D), precision Cholesky factors in this
+        type's shape) with any per-component log offsets ``log_weights`` (K,)."""
+        raise NotImplementedError
+
+    def half_log_det(self, prec_chol: Array, n_components: int, n_dims: int) -> Array:
+        """``log |P_k|^(1/2)`` (K,) from the precision Cholesky factors (tied: repeated)."""
+        raise NotImplementedError
+
+    def wishart_update(self, counts: Array, means: Array, second: Array, reg_covar: Array,
+                       prior: ConjugatePrior) -> tuple[Array, Array]:
+        """The variational update of the components' Wishart factor (Bishop 2006, eq. 10.62;
+        scikit-learn's ``BayesianGaussianMixture``, including its ``diag``/``spherical``
+        and ``tied`` conventions).
+
+        With ``S_k`` the maximum-likelihood covariance (plus ``reg_covar``) of component
+        ``k``, ``d_k = xbar_k - prior.mean`` and ``beta_k = prior.shrinkage + n_k``::
+
+            scale_k = prior.scale + share * (m_k S_k + n_k prior.shrinkage / beta_k * d_k d_k')
+
+        in this type's format, where ``m_k`` is the count behind ``S_k`` (full, diag: ``n_k``;
+        spherical: ``D n_k`` summed over features; tied: ``sum_k n_k``, pooled) and ``share``
+        spreads it (1; spherical ``1/D``; tied ``1/K``). The degrees of freedom are
+        ``prior.dof + n_k`` (tied: ``prior.dof + sum_k n_k / K``).
+
+        Parameters
+        ----------
+        counts : (K,) effective counts (with scikit-learn's ``10 eps``)
+        means : (K, D) ``xbar_k`` about the origin of ``second``
+        second : (K, F) weighted sums of the second-moment features about that origin
+        prior : :class:`ConjugatePrior` (``scale`` in this type's covariance format)
+
+        Returns
+        -------
+        covariances : ``scale_k / dof_k`` in this type's format (scikit-learn's
+            ``covariances_``: the inverse of the expected precision)
+        dof : (K,) (tied: one value repeated)
+        """
+        n_components, n_dims = means.shape
+        scatter = self.clip(self.pooled_second(second) - self.pooled_outer(counts, means))
+        scatter = scatter + (self.ml_denominator(counts, n_dims) * reg_covar
+                             * self.identity(n_dims, means.dtype))
+        kappa = prior.shrinkage * counts / (prior.shrinkage + counts)
+        scale = prior.scale + self.wishart_share(n_components, n_dims) * (
+            scatter + self.pooled_outer(kappa, means - prior.mean))
+        dof = prior.dof + self.wishart_counts(counts)
+        return self.per_component(scale, 1.0 / dof), dof
+
+    def wishart_share(self, n_components: int, n_dims: int) -> float:
+        """The factor ``share`` of :meth:`wishart_update`."""
+        return 1.0
+
+    def wishart_counts(self, counts: Array) -> Array:
+        """(K,) counts added to the Wishart degrees of freedom."""
+        return counts
+
+    def per_component(self, cov: Array, factors: Array) -> Array:
+        """``cov`` (this type's format) times per-component ``factors`` (K,) (tied: the
+        first)."""
         raise NotImplementedError
 
     def n_parameters(self, n_components: int, n_dims: int) -> int:
@@ -362,14 +424,16 @@ class _MatrixCovariance(CovarianceFamily):
     def covariances_from_precisions(self, precisions: Array) -> Array:
         return jnp.linalg.inv(precisions)
 
-    def natural(self, params: MixtureParams) -> NaturalParams:
-        n_components, n_dims = params.means.shape
+    def natural_of(self, log_weights: Array, means: Array, prec_chol: Array) -> NaturalParams:
+        n_components, n_dims = means.shape
         # Tied parameters (D, D) broadcast to every component.
-        precision = jnp.broadcast_to(self.precisions(params.precisions_cholesky),
-                                     (n_components, n_dims, n_dims))
-        log_det = jnp.sum(jnp.log(jnp.diagonal(params.precisions_cholesky, axis1=-2, axis2=-1)),
-                          axis=-1)
-        return matrix_natural(jnp.log(params.weights), params.means, precision, log_det)
+        precision = jnp.broadcast_to(self.precisions(prec_chol), (n_components, n_dims, n_dims))
+        return matrix_natural(log_weights, means, precision,
+                              self.half_log_det(prec_chol, n_components, n_dims))
+
+    def half_log_det(self, prec_chol, n_components, n_dims):
+        log_det = jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+        return jnp.broadcast_to(log_det, (n_components,))
 
 
 class _ElementwiseCovariance(CovarianceFamily):
@@ -402,17 +466,23 @@ class _ElementwiseCovariance(CovarianceFamily):
     def _per_dim_precision(self, prec_chol: Array, n_dims: int) -> Array:
         raise NotImplementedError
 
-    def natural(self, params: MixtureParams) -> NaturalParams:
-        n_dims = params.means.shape[1]
-        prec_chol = self._per_dim_precision(params.precisions_cholesky, n_dims)  # (K, D)
-        return elementwise_natural(jnp.log(params.weights), params.means, prec_chol**2,
-                                   jnp.sum(jnp.log(prec_chol), axis=-1))
+    def natural_of(self, log_weights: Array, means: Array, prec_chol: Array) -> NaturalParams:
+        n_dims = means.shape[1]
+        per_dim = self._per_dim_precision(prec_chol, n_dims)  # (K, D)
+        return elementwise_natural(log_weights, means, per_dim**2,
+                                   jnp.sum(jnp.log(per_dim), axis=-1))
+
+    def half_log_det(self, prec_chol, n_components, n_dims):
+        return jnp.sum(jnp.log(self._per_dim_precision(prec_chol, n_dims)), axis=-1)
 
 
 class Full(_MatrixCovariance):
     """Each component has its own general covariance matrix (mclust ``VVV``)."""
 
     name = "full"
+
+    def per_component(self, cov, factors):
+        return cov * factors[:, None, None]
 
     def pooled_second(self, second):
         return FullMoments.to_matrix(second, _dims_from_vech(second.shape[-1]))
@@ -444,6 +514,15 @@ class Tied(_MatrixCovariance):
 
     name = "tied"
 
+    def wishart_share(self, n_components, n_dims):
+        return 1.0 / n_components
+
+    def wishart_counts(self, counts):
+        return jnp.broadcast_to(jnp.sum(counts) / counts.shape[0], counts.shape)
+
+    def per_component(self, cov, factors):
+        return cov * factors[0]
+
     def pooled_second(self, second):
         return FullMoments.to_matrix(jnp.sum(second, axis=0), _dims_from_vech(second.shape[-1]))
 
@@ -473,6 +552,9 @@ class Diag(_ElementwiseCovariance):
     """Each component has its own diagonal covariance (mclust ``VVI``)."""
 
     name = "diag"
+
+    def per_component(self, cov, factors):
+        return cov * factors[:, None]
 
     def pooled_second(self, second):
         return second
@@ -506,6 +588,12 @@ class Spherical(_ElementwiseCovariance):
     """Each component has its own single variance (mclust ``VII``)."""
 
     name = "spherical"
+
+    def wishart_share(self, n_components, n_dims):
+        return 1.0 / n_dims
+
+    def per_component(self, cov, factors):
+        return cov * factors
 
     def pooled_second(self, second):
         return jnp.sum(second, axis=-1)
