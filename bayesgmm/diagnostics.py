@@ -147,7 +147,7 @@ def diagnostics_warnings(model) -> list[str]:
             f"{diverging.size}: the posterior summaries may be biased. Increase "
             "target_accept_prob or check the data for near-duplicate rows.")
     chains = model._chain_shape[0]
-    if model.method == "vi" or chains < 2:
+    if model.method in ("vi", "advi") or chains < 2:
         return messages
     table = diagnostics(model).loc[list(label_invariant_draws(model))]
     more = ("Run more draws (num_samples) or allow more extensions (max_extensions)"

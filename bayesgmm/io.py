@@ -67,10 +67,12 @@ def _model_classes() -> dict[str, type]:
 def _records() -> dict[str, type]:
     """Named tuples and dataclasses that may appear inside a model, by name."""
     from bayesgmm.bayes.models import MixtureDraws, ModelSpec
+    from bayesgmm.core.variational import VariationalParams
     from bayesgmm.preprocessing import AffineScaling
     from bayesgmm.prior import MAPPrior
 
-    return {cls.__name__: cls for cls in (MixtureDraws, ModelSpec, AffineScaling, MAPPrior)}
+    return {cls.__name__: cls for cls in (MixtureDraws, ModelSpec, AffineScaling, MAPPrior,
+                                          VariationalParams)}
 
 
 class _Writer:

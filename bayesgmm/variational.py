@@ -60,7 +60,7 @@ _continue_fit = jax.jit(variational.continue_fit, static_argnames=("family", "ma
 
 
 @partial(jax.jit, static_argnames="family")
-def _expected_log_prob(data: BlockedData, params: VariationalParams, stick_breaking,
+def expected_log_prob(data: BlockedData, params: VariationalParams, stick_breaking,
                        family: CovarianceFamily):
     """``E_q[log pi_k + log N(x | mu_k, Lambda_k)]`` per block: (n_blocks, block_rows, K)."""
     natural = variational.expected_natural(params, stick_breaking, family)
@@ -390,7 +390,7 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             params = VariationalParams(*(jnp.asarray(a, dtype)
                                          for a in self._internal_params(scaling)))
             data = to_blocks(scaling.transform(X), dtype, family)
-            log_prob = _expected_log_prob(
+            log_prob = expected_log_prob(
                 data, params, self.weight_concentration_prior_type == "dirichlet_process",
                 family)
         log_prob = np.asarray(log_prob, np.float64).reshape(-1, self.n_components)

@@ -278,7 +278,7 @@ class Clustering(Persistable, BaseEstimator):
         if self.bayes_model_ is None:
             return list(range(self.model_.n_components))
         bayes = self.bayes_model_
-        labels = set(np.unique(bayes._summaries()[0].argmax(axis=1)).tolist())
+        labels = set(np.unique(bayes._training_membership().argmax(axis=1)).tolist())
         sizes = bayes.segment_sizes()
         labels |= set(sizes.index[sizes["share"] >= REPORTED_SHARE].tolist())
         return sorted(int(k) for k in labels)

@@ -273,7 +273,7 @@ def test_edge_cases_have_clear_messages(holes):
     assert model.score_samples(empty_row[7:8])[0] == pytest.approx(0.0)
 
 
-@pytest.fixture(scope="module", params=["nuts", "vi"])
+@pytest.fixture(scope="module", params=["nuts", "advi"])
 def bayes_with_holes(request):
     x, labels = correlated_mixture(240, seed=7)
     holes = remove(x, 7, "mcar", 0.15)

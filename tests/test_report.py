@@ -56,7 +56,7 @@ def bayes_clustering(faithful):
 
 
 def test_bayes_options_reach_the_bayesian_model(bayes_clustering):
-    assert bayes_clustering.bayes_model_.inference_info_["n_steps"] <= 400
+    assert bayes_clustering.bayes_model_.inference_info_["n_iter"] <= 400
     with pytest.raises(ValueError, match="num_smaples"):
         Clustering(bayes="vi", bayes_options={"num_smaples": 10}).fit(np.ones((20, 2)))
 

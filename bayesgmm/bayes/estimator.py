@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from bayesgmm.bayes import variational
 from bayesgmm.bayes.gibbs import (
     SamplerSettings,
     covariance_factors_to_tril,
@@ -61,7 +62,7 @@ from bayesgmm.validation import (
 
 WEIGHT_PRIOR_TYPES = {"mixture_of_finite_mixtures": "mfm", "dirichlet_process": "dp",
                       "dirichlet_distribution": "sparse"}
-METHODS = ("gibbs", "nuts", "vi")
+METHODS = ("gibbs", "nuts", "vi", "advi")
 #: Each method's defaults for the settings left as None.
 METHOD_DEFAULTS = {
     "gibbs": {"num_warmup": 500, "num_samples": 500, "num_chains": 4, "thinning": 5,
@@ -70,6 +71,8 @@ METHOD_DEFAULTS = {
              "weight_concentration_prior_type": "dirichlet_process"},
     "vi": {"num_warmup": 0, "num_samples": 500, "num_chains": 2, "thinning": 1,
            "weight_concentration_prior_type": "dirichlet_process"},
+    "advi": {"num_warmup": 0, "num_samples": 500, "num_chains": 2, "thinning": 1,
+             "weight_concentration_prior_type": "dirichlet_process"},
 }
 #: Rows used to choose the EM starting K by BIC (a random subsample of larger data).
 INIT_SELECTION_ROWS = 2000
@@ -311,10 +314,11 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         check_columns_informative(x, summary, getattr(self, "feature_names_in_", None))
         scaling = AffineScaling.standardise(summary.mean, summary.var)
         spec = self._spec(x.shape[1])._replace(missing_patterns=missing_patterns(x))
-        if self.method == "gibbs" and spec.missing:
-            raise ValueError("method='gibbs' needs complete rows: X has missing values. Fit "
-                             "with method='nuts' or 'vi' and missing='marginalize' (the "
-                             "likelihood of the observed coordinates), or impute first")
+        if self.method in ("gibbs", "vi") and spec.missing:
+            raise ValueError(f"method={self.method!r} needs complete rows: X has missing "
+                             "values. Fit with method='nuts' or 'advi' and "
+                             "missing='marginalize' (the likelihood of the observed "
+                             "coordinates), or impute first")
         self.sampler_settings_ = {
             name: self._resolved(name) for name in ("num_warmup", "num_samples", "num_chains",
                                                     "thinning",
@@ -327,6 +331,8 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             standardised = scaling.transform(x)
             if self.method == "gibbs":
                 self._fit_gibbs(x, standardised, scaling, spec, seed, key)
+            elif self.method == "vi":
+                self._fit_variational(x, standardised, scaling, spec, seed, key)
             else:
                 self.em_start_ = self._em_start(standardised, seed)
                 start = initial_sites(self.em_start_.weights_, self.em_start_.means_,
@@ -385,6 +391,44 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             self.means_)
         self.covariances_ = np.where((seen > 0)[:, None, None], np.einsum(
             "st,stij->tij", share, covariances) / conditional[:, None, None], self.covariances_)
+
+    def _fit_variational(self, x: np.ndarray, y: np.ndarray, scaling: AffineScaling,
+                         spec: ModelSpec, seed: int, key) -> None:
+        """Coordinate-ascent or stochastic VI on the conjugate mixture
+        (:mod:`bayesgmm.bayes.variational`) from the EM start; store draws from ``q``."""
+        weights = WEIGHT_PRIOR_TYPES[self._resolved("weight_concentration_prior_type")]
+        prior = variational.conjugate_prior(y, self.covariance_type, weights,
+                                            self.weight_concentration_prior, self.n_components)
+        self.em_start_ = self._em_start(y, seed)
+        order = np.argsort(-self.em_start_.weights_, kind="stable")[: self.n_components]
+        start = np.zeros((y.shape[0], self.n_components))
+        start[:, : len(order)] = self.em_start_.predict_proba(y)[:, order]
+        fitted = variational.fit(y, start, prior, self.covariance_type, tol=self.tol,
+                                 max_steps=self.max_steps, subsample_size=self.subsample_size,
+                                 seed=seed)
+        chains, n_draws = self._resolved("num_chains"), self._resolved("num_samples")
+        self._chain_shape = (chains, n_draws)
+        draws = variational.posterior_draws(fitted.params, weights == "dp", chains * n_draws,
+                                            seed, self.covariance_type)
+        self.variational_params_ = fitted.params
+        # The concentration is fixed in the variational model (the hyperprior's mean).
+        fixed = float(prior.concentration)
+        spec = spec._replace(alpha=fixed) if weights == "dp" else spec._replace(e0=fixed)
+        self._store(x, scaling, spec, InferenceResult({}, {}, fitted.info),
+                    to_data_units(draws, scaling), None, jax.random.fold_in(key, 2))
+        # The assignments' posterior is q(z): memberships and occupancy come from it.
+        membership = self._variational_membership(x)
+        occupancy = variational.occupancy_draws(membership, chains * n_draws, seed)
+        self._trace = (None, occupancy)
+        self._variational_training_membership = membership
+
+    def _variational_membership(self, x: np.ndarray) -> np.ndarray:
+        """``q(z_i = k)`` (n, T) of validated rows ``x`` (method='vi')."""
+        return variational.memberships(self._scaling.transform(x), self.variational_params_,
+                                       self._stick_breaking(), self.covariance_type)
+
+    def _stick_breaking(self) -> bool:
+        return self.sampler_settings_["weight_concentration_prior_type"] == "dirichlet_process"
 
     def _em_start(self, y: np.ndarray, seed: int) -> GaussianMixture:
         """The EM fit (standardised units) that starts the chains; see ``init_components``.
@@ -501,7 +545,9 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         if self._training_summary is None:
             membership, log_likelihood, occupancy = self._summarise(self._x_train,
                                                                     self._summary_key)
-            if self._trace is not None:
+            if self.method == "vi":
+                membership, occupancy = self._training_membership(), self._trace[1]
+            elif self._trace is not None:
                 log_likelihood, occupancy = self._trace
             self._training_summary = (membership, log_likelihood, occupancy)
         return self._training_summary
@@ -509,7 +555,9 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     def _draw_summary(self) -> tuple[np.ndarray, np.ndarray]:
         """(log-likelihood (S,), occupancy (S, T)) of every draw, without a pass if the
         sampler recorded them."""
-        return self._trace if self._trace is not None else self._summaries()[1:]
+        if self._trace is None or self._trace[0] is None:
+            return self._summaries()[1:]
+        return self._trace
 
     @property
     def log_likelihood_draws_(self) -> np.ndarray:
@@ -519,10 +567,16 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
     @property
     def occupied_draws_(self) -> np.ndarray:
-        """(S, T) training points per cluster (Gibbs: the sampler's assignments; NUTS and VI:
-        assignments sampled from each draw)."""
+        """(S, T) training points per cluster (Gibbs: the sampler's assignments; NUTS and
+        ADVI: assignments sampled from each draw; VI: assignments drawn from ``q(z)``)."""
         check_is_fitted(self)
-        return self._draw_summary()[1]
+        return self._trace[1] if self._trace is not None else self._draw_summary()[1]
+
+    def _training_membership(self) -> np.ndarray:
+        """Posterior-mean memberships of the training rows (N, T); ``q(z)`` for VI."""
+        if self.method == "vi":
+            return self._variational_training_membership
+        return self._summaries()[0]
 
     def _pass_index(self) -> np.ndarray:
         """Indices of the draws used by passes over rows: every draw (NUTS, VI; Gibbs while
@@ -557,9 +611,12 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         settings = self.sampler_settings_
         weights = settings["weight_concentration_prior_type"].replace("_", " ")
-        if self.method == "vi":
-            run = f"{settings['num_samples'] * settings['num_chains']} draws from the guide"
-            return f"{weights} weights (T={self.n_components}), variational inference, {run}"
+        if self.method in ("vi", "advi"):
+            draws = settings['num_samples'] * settings['num_chains']
+            kind = {"cavi": "coordinate-ascent VI", "svi": "natural-gradient stochastic VI",
+                    None: "automatic-differentiation VI"}[self.inference_info_.get("algorithm")]
+            return (f"{weights} weights (T={self.n_components}), {kind}, {draws} draws "
+                    "from the variational posterior")
         run = (f"{settings['num_chains']} chains x ({settings['num_warmup']} warm-up + "
                f"{settings['num_samples']} draws")
         if self.method == "gibbs":
@@ -574,8 +631,11 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                                  allow_nan=check_missing_option(self.missing))
 
     def predict_proba(self, X):
-        """Posterior-mean membership probabilities, (n_samples, T)."""
+        """Posterior-mean membership probabilities, (n_samples, T) (VI: ``q(z)``, the
+        variational posterior of the assignments)."""
         x = self._validated(X)
+        if self.method == "vi":
+            return self._variational_membership(x)
         return self._summarise(x, jax.random.PRNGKey(0))[0]
 
     def predict(self, X):
@@ -586,8 +646,14 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         return self.fit(X).predict(X)
 
     def score_samples(self, X):
-        """Posterior predictive log density of each sample, (n_samples,)."""
+        """Posterior predictive log density of each sample, (n_samples,) (VI: that of ``q``, a
+        mixture of Student t densities, :func:`bayesgmm.bayes.variational.
+        predictive_log_density`)."""
         x = self._validated(X)
+        if self.method == "vi":
+            return variational.predictive_log_density(
+                self._scaling.transform(x), self.variational_params_, self._stick_breaking(),
+                self.covariance_type) - self._scaling.log_det(x.shape[1])
         with compute_context(np.float64):
             return np.asarray(predictive_log_density(jnp.asarray(x, jnp.float64),
                                                      self._device_draws(),
@@ -668,8 +734,12 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         """
         check_is_fitted(self)
         x = self._x_train if X is None else self._validated(X)
-        membership = (self._summaries()[0] if X is None
-                      else self._summarise(x, jax.random.PRNGKey(0))[0])
+        if X is None:
+            membership = self._training_membership()
+        elif self.method == "vi":
+            membership = self._variational_membership(x)
+        else:
+            membership = self._summarise(x, jax.random.PRNGKey(0))[0]
         return self._uncertainty_table(x, membership)
 
     def _uncertainty_table(self, x: np.ndarray, membership: np.ndarray) -> pd.DataFrame:

@@ -1,0 +1,324 @@
+"""Variational inference for :class:`~bayesgmm.BayesianGaussianMixture` (``method="vi"``):
+coordinate ascent on all rows, or natural-gradient stochastic VI on minibatches for large data,
+on the conjugate mixture of :mod:`bayesgmm.core.variational`.
+
+Model (standardised data ``y``; ``D`` features, ``R`` the columns' ranges)
+    The Gibbs sampler's component prior (:mod:`bayesgmm.bayes.gibbs`) with its hierarchical
+    scale fixed at the hyperprior's mean, since a coordinate update needs a conjugate
+    factor: ``Lambda_k^-1 ~ inverse-Wishart(D + 4, (D + 4) / 100 diag(R^2))``, ``mu_k |
+    Lambda_k ~ N(0, (0.01 Lambda_k)^-1)``. Weights: a Dirichlet process truncated at ``T``
+    with ``alpha`` fixed (default 0.5, the mean of the sampler's Gamma(2, 4) prior), or a
+    sparse finite Dirichlet ``Dir(e0)`` with ``e0`` fixed (default 0.01, the mean of its
+    Gamma(10, 1000) prior). ``diag`` uses scikit-learn's variational formulas for diagonal
+    precisions (the Wishart's ``E[log |Lambda|]`` and normaliser).
+
+Start
+    The BIC-selected EM fit (as for NUTS), as responsibilities on all rows padded with empty
+    components, so that the occupied components come first (the order a stick-breaking prior
+    favours).
+
+Which algorithm
+    Up to :data:`STOCHASTIC_ROWS` rows (or without ``subsample_size``), coordinate ascent:
+    each iteration one pass over the rows, stopping when the bound changes by less than
+    ``tol`` per row. Above it, or with ``subsample_size``, natural-gradient stochastic VI
+    (:func:`~bayesgmm.core.variational.run_stochastic`) on minibatches of about
+    ``subsample_size`` rows (default :data:`BATCH_ROWS`), then one coordinate-ascent
+    iteration on all rows.
+
+Posterior draws
+    ``q`` is sampled directly (weights from the Beta sticks or the Dirichlet, ``Lambda_k``
+    from the Wishart by Bartlett's construction, ``mu_k`` given ``Lambda_k``): the estimator's
+    summaries treat them as the sampler's draws. ``q`` has one labelling, so no relabelling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import gammaln, logsumexp
+
+from bayesgmm.bayes.gibbs import default_hyperparameters
+from bayesgmm.bayes.models import MixtureDraws
+from bayesgmm.core import variational
+from bayesgmm.core.conjugate import ConjugateDiag, ConjugateFull
+from bayesgmm.core.covariance import ConjugatePrior, MixtureParams, get_family
+from bayesgmm.core.linalg import cholesky
+from bayesgmm.core.partition import WeightPrior
+from bayesgmm.core.stats import stats_from_responsibilities, weighted_log_prob
+from bayesgmm.core.variational import (
+    StochasticSchedule,
+    VariationalParams,
+    VariationalPrior,
+    mean_weights,
+)
+from bayesgmm.preprocessing import compute_context, to_blocks
+from bayesgmm.variational import expected_log_prob
+
+#: Above this many rows ``method="vi"`` runs stochastic VI by default.
+STOCHASTIC_ROWS = 100_000
+#: Rows per minibatch of stochastic VI by default.
+BATCH_ROWS = 10_000
+#: Rows per block of the stochastic VI data layout (a minibatch is a set of blocks).
+_SVI_BLOCK_ROWS = 512
+#: Default fixed concentrations: the means of the sampler's hyperpriors.
+DEFAULT_CONCENTRATION = {"dp": 0.5, "sparse": 0.01}
+
+
+@dataclass
+class VariationalResult:
+    """The fitted ``q`` (standardised units) and how the fit went.
+
+    Attributes
+    ----------
+    params : :class:`~bayesgmm.core.variational.VariationalParams` (numpy)
+    info : ``algorithm`` ('cavi' or 'svi'), ``n_iter`` (iterations or steps),
+        ``converged``, ``lower_bound`` (per row, at the end), ``history`` (per-row bound per
+        iteration, or per-window estimate for SVI), ``batch_rows`` (SVI)
+    """
+
+    params: VariationalParams
+    info: dict
+
+
+def conjugate_prior(y: np.ndarray, covariance_type: str, weights: str,
+                    concentration: float | None, n_components: int) -> VariationalPrior:
+    """The prior of the module docstring for standardised rows ``y`` (N, D)."""
+    hyper = default_hyperparameters(y, "full", WeightPrior.named("dirichlet_process", None),
+                                    n_components).prior
+    scale = np.asarray(hyper.scale)
+    if covariance_type == "diag":
+        scale = np.diagonal(scale).copy()
+    alpha = DEFAULT_CONCENTRATION[weights] if concentration is None else concentration
+    components = ConjugatePrior(np.asarray(hyper.mean, np.float64),
+                                np.asarray(hyper.shrinkage, np.float64),
+                                np.asarray(hyper.dof, np.float64), scale)
+    return VariationalPrior(components, np.asarray(alpha, np.float64),
+                            np.asarray(weights == "dp"))
+
+
+_fit_cavi = jax.jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
+
+
+@partial(jax.jit, static_argnames=("family", "schedule"))
+def _fit_svi(resp, data, prior, reg_covar, tol, seed, *, family, schedule):
+    """Stochastic VI from responsibilities (n_blocks, block_rows, K), then one
+    coordinate-ascent iteration on all rows."""
+    n_dims = prior.components.mean.shape[0]
+    stats = stats_from_responsibilities(data, resp, n_dims)
+    state = variational.run_stochastic(stats, data, prior, reg_covar, tol, seed,
+                                       family=family, schedule=schedule)
+    final = variational.step(variational.initial_state(state.params, 1), data, prior, family,
+                             reg_covar, tol)
+    return state, final
+
+
+def fit(y: np.ndarray, start_resp: np.ndarray, prior: VariationalPrior, covariance_type: str,
+        *, tol: float, max_steps: int, subsample_size: int | None, seed: int
+        ) -> VariationalResult:
+    """Fit ``q`` to standardised rows ``y`` (N, D) from responsibilities ``start_resp``
+    (N, T) (see the module docstring for the algorithm). ``tol`` is per row."""
+    family = get_family(covariance_type)
+    n_rows = y.shape[0]
+    reg_covar = np.asarray(0.0)
+    stochastic = subsample_size is not None or n_rows > STOCHASTIC_ROWS
+    if not stochastic:
+        data = to_blocks(y, np.float64, family)
+        resp = _blocked(start_resp, data.features.shape[:2])
+        state = jax.device_get(_fit_cavi(resp[None], data, prior, reg_covar,
+                                         np.asarray(tol * n_rows), family=family,
+                                         max_iter=max_steps))
+        n_iter = int(state.n_iter[0])
+        params = VariationalParams(*(np.asarray(a[0]) for a in state.params))
+        return VariationalResult(params, {
+            "algorithm": "cavi", "n_iter": n_iter, "converged": bool(state.converged[0]),
+            "lower_bound": float(state.lower_bound[0]) / n_rows,
+            "history": np.asarray(state.history[0][:n_iter]) / n_rows})
+    batch_rows = min(subsample_size or BATCH_ROWS, n_rows)
+    data = to_blocks(y, np.float64, family, block_rows=_SVI_BLOCK_ROWS)
+    n_blocks = data.features.shape[0]
+    batch_blocks = max(1, min(n_blocks, round(batch_rows / _SVI_BLOCK_ROWS)))
+    epoch_steps = -(-n_blocks // batch_blocks)
+    schedule = StochasticSchedule(batch_blocks, window_steps=max(10, epoch_steps),
+                                  max_steps=max_steps)
+    resp = _blocked(start_resp, data.features.shape[:2])
+    state, final = jax.device_get(_fit_svi(resp, data, prior, reg_covar, np.asarray(tol),
+                                           np.asarray(seed, np.uint32), family=family,
+                                           schedule=schedule))
+    n_windows = int(state.step) // schedule.window_steps
+    params = VariationalParams(*(np.asarray(a) for a in final.params))
+    return VariationalResult(params, {
+        "algorithm": "svi", "n_iter": int(state.step), "converged": bool(state.converged),
+        "lower_bound": float(final.lower_bound) / n_rows,
+        "history": np.asarray(state.history[:n_windows]),
+        "batch_rows": batch_blocks * _SVI_BLOCK_ROWS})
+
+
+@partial(jax.jit, static_argnames="family")
+def _gaussian_log_prob(data, means, prec_chol, family):
+    """``log N(x | m_k, P_k^-1)`` per block (n_blocks, block_rows, K) (unit weights)."""
+    params = MixtureParams(jnp.ones(means.shape[0]), means, prec_chol, prec_chol)
+    return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
+
+
+def _blocked(resp: np.ndarray, layout: tuple[int, int]) -> np.ndarray:
+    """Responsibilities (N, T) padded with zero rows to ``layout`` (n_blocks, block_rows)."""
+    padded = np.zeros((layout[0] * layout[1], resp.shape[1]))
+    padded[: len(resp)] = resp
+    return padded.reshape(*layout, resp.shape[1])
+
+
+@partial(jax.jit, static_argnames=("n_draws", "covariance_type"))
+def _sample(params: VariationalParams, stick_breaking, key, *, n_draws: int,
+            covariance_type: str) -> MixtureDraws:
+    n_components, n_dims = params.means.shape
+    keys = jax.random.split(key, 4)
+    a, b = params.concentration
+    sticks = jax.random.beta(keys[0], a, jnp.where(b > 0, b, 1.0), (n_draws, n_components))
+    log_left = jnp.cumsum(jnp.log1p(-jnp.minimum(sticks, 1 - 1e-16)), axis=1)
+    log_sticks = jnp.log(sticks) + jnp.concatenate(
+        [jnp.zeros((n_draws, 1)), log_left[:, :-1]], axis=1)
+    gammas = jax.random.gamma(keys[0], a, (n_draws, n_components))
+    log_dirichlet = jnp.log(gammas)
+    log_w = jnp.where(stick_breaking, log_sticks, log_dirichlet)
+    log_w = log_w - jax.scipy.special.logsumexp(log_w, axis=1, keepdims=True)
+    conjugate = ConjugateFull if covariance_type == "full" else ConjugateDiag
+    scale = (params.covariances * (params.dof[:, None, None] if covariance_type == "full"
+                                   else params.dof[:, None]))
+    factor = conjugate.factorise(scale)
+    shapes = conjugate.gamma_shapes(params.dof, n_dims)             # (K, D)
+    log_gammas = jnp.log(jax.random.gamma(keys[1], shapes, (n_draws, *shapes.shape)))
+    normals_shape = ((n_draws, n_components, n_dims, n_dims) if covariance_type == "full"
+                     else (n_draws, n_components, n_dims))
+    bartlett = conjugate.bartlett(log_gammas, jax.random.normal(keys[2], normals_shape))
+    mean_normals = jax.random.normal(keys[3], (n_draws, n_components, n_dims))
+    draws = jax.vmap(lambda bart, z: conjugate.draw(params.means, params.mean_precision,
+                                                    factor, bart, z))(bartlett, mean_normals)
+    covariance_factor = draws.covariance_factor
+    if covariance_type == "full":  # Bartlett's G (Sigma = G G') is not triangular
+        covariance_factor = cholesky(covariance_factor @ jnp.swapaxes(covariance_factor, -1, -2))
+    else:
+        covariance_factor = covariance_factor[..., :, None] * jnp.eye(n_dims)
+    return MixtureDraws(log_w, draws.means, covariance_factor)
+
+
+def posterior_draws(params: VariationalParams, stick_breaking: bool, n_draws: int, seed: int,
+                    covariance_type: str) -> MixtureDraws:
+    """``n_draws`` independent draws of the mixture's parameters from ``q`` (numpy)."""
+    draws = _sample(VariationalParams(*(jnp.asarray(a) for a in params)),
+                    jnp.asarray(stick_breaking), jax.random.PRNGKey(seed), n_draws=n_draws,
+                    covariance_type=covariance_type)
+    return MixtureDraws(*(np.asarray(a) for a in draws))
+
+
+def memberships(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
+                covariance_type: str) -> np.ndarray:
+    """``q(z_i = k)`` (N, T) of standardised rows ``x``: the coordinate update of the
+    assignments given ``q(pi, mu, Lambda)``."""
+    family = get_family(covariance_type)
+    with compute_context(np.float64):
+        data = to_blocks(x, np.float64, family)
+        log_prob = np.asarray(expected_log_prob(data, VariationalParams(
+            *(jnp.asarray(a) for a in params)), jnp.asarray(stick_breaking), family))
+    log_prob = log_prob.reshape(-1, log_prob.shape[-1])[: len(x)]
+    log_prob = log_prob - log_prob.max(axis=1, keepdims=True)
+    resp = np.exp(log_prob)
+    return resp / resp.sum(axis=1, keepdims=True)
+
+
+#: Rows per chunk of the per-feature Student t densities (diag).
+_T_ROWS = 8192
+#: Rows whose largest membership is above ``1 - CERTAIN`` are counted as assigned to it in
+#: every draw of :func:`occupancy_draws` (the error is below ``N * CERTAIN`` points per draw).
+CERTAIN = 1e-12
+#: Most draws x rows x components held at once by :func:`occupancy_draws`.
+_OCCUPANCY_BUDGET = 20_000_000
+
+
+def occupancy_draws(resp: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
+    """Points per component (n_draws, T) under assignments drawn from ``q(z)`` (rows
+    independent, row ``i`` categorical with probabilities ``resp[i]``).
+
+    Rows that are certain (largest probability above ``1 - CERTAIN``) are counted once;
+    only the others are sampled, by inverse CDF, in chunks of draws.
+    """
+    n_components = resp.shape[1]
+    certain = resp.max(axis=1) > 1.0 - CERTAIN
+    fixed = np.bincount(resp[certain].argmax(axis=1), minlength=n_components)
+    uncertain = np.cumsum(resp[~certain], axis=1)
+    counts = np.tile(fixed.astype(np.float64), (n_draws, 1))
+    if not len(uncertain):
+        return counts
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _OCCUPANCY_BUDGET // (len(uncertain) * n_components))
+    for start in range(0, n_draws, chunk):
+        stop = min(n_draws, start + chunk)
+        uniforms = rng.random((stop - start, len(uncertain), 1)) * uncertain[:, -1:]
+        labels = np.minimum((uncertain[None] < uniforms).sum(axis=-1), n_components - 1)
+        for row, drawn in enumerate(labels, start=start):
+            counts[row] += np.bincount(drawn, minlength=n_components)
+    return counts
+
+
+def predictive_log_density(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
+                           covariance_type: str) -> np.ndarray:
+    """``log p(x_i | data)`` under ``q`` (N,): a mixture of Student t densities (Bishop 2006,
+    eq. 10.81) with weights ``E_q[pi_k]``. ``full``: component ``k`` is ``St(m_k, L_k,
+    nu_k + 1 - D)`` with ``L_k = (nu_k + 1 - D) beta_k / (1 + beta_k) W_k``; ``diag``: a
+    product over features of ``St(m_kd, beta_k / (1 + beta_k) / sigma2_kd, nu_k)``, the
+    marginals of scikit-learn's diagonal Wishart factor (``sigma2_kd`` its ``covariances_``).
+    """
+    n_dims = params.means.shape[1]
+    shrink = params.mean_precision / (1.0 + params.mean_precision)
+    if covariance_type == "full":
+        t_dof = params.dof + 1.0 - n_dims
+        # L_k = t_dof shrink W_k and covariances_ = (dof W_k)^-1: the precision Cholesky
+        # factors scale by sqrt(t_dof shrink / dof).
+        prec_chol = params.precisions_cholesky * np.sqrt(t_dof * shrink / params.dof
+                                                         )[:, None, None]
+        log_t = _full_t(x, params.means, t_dof, prec_chol)
+    else:
+        prec_chol = params.precisions_cholesky * np.sqrt(shrink)[:, None]
+        log_t = _diag_t(x, params.means, params.dof, prec_chol)
+    with compute_context(np.float64):
+        weights = np.asarray(mean_weights(jnp.asarray(params.concentration), stick_breaking))
+    return logsumexp(np.log(np.maximum(weights, 1e-300)) + log_t, axis=1)
+
+
+def _full_t(x: np.ndarray, means: np.ndarray, t_dof: np.ndarray,
+            prec_chol: np.ndarray) -> np.ndarray:
+    """Multivariate Student t log densities (N, T): locations ``means`` (T, D), precision
+    Cholesky factors ``prec_chol`` (T, D, D), degrees of freedom ``t_dof`` (T,). The squared
+    Mahalanobis distances come from the Gaussian log densities (the E-step's matrix
+    product)."""
+    family = get_family("full")
+    n_components, n_dims = means.shape
+    with compute_context(np.float64):
+        data = to_blocks(x, np.float64, family)
+        log_gauss = np.asarray(_gaussian_log_prob(data, jnp.asarray(means),
+                                                  jnp.asarray(prec_chol), family))
+        half_log_det = np.asarray(family.half_log_det(jnp.asarray(prec_chol), n_components,
+                                                      n_dims))
+    log_gauss = log_gauss.reshape(-1, n_components)[: len(x)]
+    squared = -2.0 * (log_gauss + 0.5 * n_dims * np.log(2 * np.pi) - half_log_det)
+    return (gammaln((t_dof + n_dims) / 2) - gammaln(t_dof / 2) + half_log_det
+            - 0.5 * n_dims * np.log(t_dof * np.pi)
+            - 0.5 * (t_dof + n_dims) * np.log1p(np.maximum(squared, 0.0) / t_dof))
+
+
+def _diag_t(x: np.ndarray, means: np.ndarray, t_dof: np.ndarray,
+            prec_root: np.ndarray) -> np.ndarray:
+    """Products over features of Student t log densities (N, T): per-feature precision
+    square roots ``prec_root`` (T, D), degrees of freedom ``t_dof`` (T,)."""
+    dof = t_dof[:, None]
+    constant = np.sum(gammaln((dof + 1) / 2) - gammaln(dof / 2) + np.log(prec_root)
+                      - 0.5 * np.log(dof * np.pi), axis=-1)
+    log_t = np.empty((len(x), len(means)))
+    for start in range(0, len(x), _T_ROWS):
+        rows = slice(start, start + _T_ROWS)
+        scaled = ((x[rows, None, :] - means[None]) * prec_root[None]) ** 2
+        log_t[rows] = constant - 0.5 * np.sum((dof + 1) * np.log1p(scaled / dof), axis=-1)
+    return log_t
