@@ -183,48 +183,116 @@ def run_nuts(seeds: list[int]) -> list[dict]:
     return rows
 
 
-def run_vi(quick: bool) -> list[dict]:
+#: The cases of the VI benchmark (issue #21): (name, rows, what). Each runs in a fresh
+#: process with the persistent compile cache off, so compilation is included.
+VI_CASES = {
+    "sklearn": "sklearn BayesianGaussianMixture (DP, max_iter=500)",
+    "vi": "bayesgmm BayesianGaussianMixture(method='vi') (default)",
+    "vi_minibatch": "bayesgmm method='vi', subsample_size=10,000 (stochastic VI)",
+    "dropin": "bayesgmm VariationalGaussianMixture (scikit-learn's settings)",
+    "em_true_k": "bayesgmm GaussianMixture(8) (EM with the true K)",
+    "sklearn_20_iter": "sklearn BayesianGaussianMixture, 20 iterations (time per iteration)",
+}
+
+
+def _plug_in_loglik(weights, means, covariances, x) -> float:
+    """Mean log density of ``x`` under the mixture with these parameters (full covariances)."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    log_prob = np.stack([np.log(max(w, 1e-300)) + multivariate_normal(m, c).logpdf(x)
+                         for w, m, c in zip(weights, means, covariances, strict=True)], axis=1)
+    return float(logsumexp(log_prob, axis=1).mean())
+
+
+def _vi_once(case: str, n_train: int) -> dict:
+    """One fit of ``case`` on the first ``n_train`` rows of the blobs (the last 10,000 of
+    ``n_train + 10,000`` held out): timed fit, then its scores (not timed)."""
     from sklearn.datasets import make_blobs
     from sklearn.metrics import adjusted_rand_score
-    from sklearn.mixture import BayesianGaussianMixture as SkBGM
 
-    from bayesgmm import BayesianGaussianMixture
-
-    n_train = 20_000 if quick else 100_000
     x, y = make_blobs(n_train + 10_000, 8, centers=8, cluster_std=1.5, random_state=0)
     train, labels, test = x[:n_train], y[:n_train], x[n_train:]
-    rows = []
+    record: dict = {"rows": n_train}
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sk = SkBGM(n_components=20, weight_concentration_prior_type="dirichlet_process",
-                   max_iter=500, random_state=0).fit(train)
-    rows.append({"method": "sklearn BayesianGaussianMixture", "fit_s": time.perf_counter() - start,
-                 "ari": adjusted_rand_score(labels, sk.predict(train)),
-                 "components_over_1pct": int((sk.weights_ > 0.01).sum()),
-                 "heldout_loglik": f"{sk.score(test):.4f}", "converged": sk.converged_})
-    print(rows[-1], flush=True)
-    for name, options in [("bayesgmm VI (full batch)", {}),
-                          ("bayesgmm VI (minibatch 10k)", {"subsample_size": 10_000})]:
+        if case.startswith("sklearn"):
+            from sklearn.mixture import BayesianGaussianMixture as SkBGM
+            model = SkBGM(n_components=20, weight_concentration_prior_type="dirichlet_process",
+                          max_iter=20 if case == "sklearn_20_iter" else 500,
+                          random_state=0).fit(train)
+        elif case == "dropin":
+            from bayesgmm import VariationalGaussianMixture
+            model = VariationalGaussianMixture(n_components=20, max_iter=500,
+                                               random_state=0).fit(train)
+        elif case == "em_true_k":
+            from bayesgmm import GaussianMixture
+            model = GaussianMixture(8, random_state=0).fit(train)
+        else:
+            from bayesgmm import BayesianGaussianMixture
+            options = {"subsample_size": 10_000} if case == "vi_minibatch" else {}
+            model = BayesianGaussianMixture(20, method="vi", random_state=0,
+                                            progress_bar=False, **options).fit(train)
+        record["fit_s"] = time.perf_counter() - start
+    covariances = (model._full_covariances() if hasattr(model, "_full_covariances")
+                   and case != "vi" and case != "vi_minibatch" else model.covariances_)
+    if np.ndim(covariances) == 2:
+        covariances = np.broadcast_to(covariances, (len(model.weights_), 8, 8))
+    record["ari"] = adjusted_rand_score(labels, model.predict(train))
+    record["components_over_1pct"] = int((model.weights_ > 0.01).sum())
+    record["heldout_plugin"] = _plug_in_loglik(model.weights_, model.means_, covariances, test)
+    record["n_iter"] = getattr(model, "n_iter_", None)
+    if case.startswith("vi"):
+        info = model.inference_info_
+        record.update(n_iter=info["n_iter"], algorithm=info["algorithm"],
+                      converged=info["converged"],
+                      heldout_predictive=float(model.score(test)))
         start = time.perf_counter()
-        model = BayesianGaussianMixture(20, method="vi", random_state=0, progress_bar=False,
-                                        **options).fit(train)
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        p_k = model.n_clusters_posterior()
-        summary_s = time.perf_counter() - start
-        rows.append({"method": name, "fit_s": fit_s,
-                     "ari": adjusted_rand_score(labels, model.predict(train)),
-                     "components_over_1pct": int((model.weights_ > 0.01).sum()),
-                     "heldout_loglik": f"{model.score(test):.4f}",
-                     "converged": model.inference_info_["converged"],
-                     "steps": model.inference_info_["n_steps"], "summaries_s": summary_s,
-                     "p_k_mode": f"{int(p_k.idxmax())} ({p_k.max():.2f})"})
-        print(rows[-1], flush=True)
-    anchor = rows[0]["fit_s"]
-    for row in rows:
-        row["speed-up vs sklearn"] = anchor / row["fit_s"]
-    return rows
+        posterior = model.n_clusters_posterior()
+        record["p_k_mode"] = f"{posterior.attrs['mode']} ({posterior.max():.2f})"
+        record["summary_s"] = time.perf_counter() - start
+    else:
+        record["converged"] = bool(getattr(model, "converged_", True))
+    return record
+
+
+def _vi_child(case: str, n_train: int) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--vi-child", case, str(n_train)],
+                            capture_output=True, text=True, check=True, env=cold_env())
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    record["case"] = VI_CASES[case]
+    print(record, flush=True)
+    return record
+
+
+def run_vi(quick: bool) -> str:
+    """Fresh-process timings (compile included) at 100k x 8 (20k with ``--quick``), 20k x 8
+    and 1e6 x 8 of the issue's blobs, each size with its same-run anchor."""
+    sizes = [20_000] if quick else [100_000, 20_000, 1_000_000]
+    tables = []
+    columns = ["case", "fit_s", "speed-up vs sklearn", "ari", "components_over_1pct",
+               "heldout_plugin", "heldout_predictive", "converged", "n_iter", "p_k_mode",
+               "summary_s"]
+    for n_train in sizes:
+        if n_train >= 1_000_000:  # scikit-learn's 500 iterations would take about half an hour
+            cases = ["sklearn_20_iter", "em_true_k", "vi"]
+        elif n_train == 100_000:
+            cases = ["sklearn", "vi", "vi_minibatch", "dropin", "em_true_k"]
+        else:
+            cases = ["sklearn", "vi"]
+        rows = [_vi_child(case, n_train) for case in cases]
+        anchor = rows[0]
+        for row in rows:
+            row["speed-up vs sklearn"] = anchor["fit_s"] / row["fit_s"]
+        if anchor["case"] == VI_CASES["sklearn_20_iter"]:
+            per_iter = anchor["fit_s"] / 20
+            for row in rows:
+                row["speed-up vs sklearn"] = (f"{500 * per_iter / row['fit_s']:.3g} "
+                                              "(vs 500 x its s/iteration)")
+        tables.append(f"**{n_train:,} x 8** (held out: 10,000 rows)\n\n"
+                      + markdown_table(rows, columns))
+    return "\n\n".join(tables)
 
 
 def main() -> None:
@@ -236,7 +304,11 @@ def main() -> None:
                         help="draws per chain for --suite spread (the README table: 500)")
     parser.add_argument("--nuts-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--plain-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--vi-child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.vi_child is not None:
+        print(json.dumps(_vi_once(args.vi_child[0], int(args.vi_child[1]))))
+        return
     if args.nuts_child is not None:
         print(json.dumps(_nuts_once(args.nuts_child)))
         return
@@ -267,10 +339,7 @@ def main() -> None:
         if not args.quick and args.num_samples == 500:
             write_readme("bayes-nuts-spread", text)
     if args.suite in ("vi", "all"):
-        rows = run_vi(args.quick)
-        columns = ["method", "fit_s", "speed-up vs sklearn", "ari", "components_over_1pct",
-                   "heldout_loglik", "converged", "steps", "summaries_s", "p_k_mode"]
-        text = markdown_table(rows, columns)
+        text = run_vi(args.quick)
         print(text)
         if not args.quick:
             write_readme("bayes-vi", text)

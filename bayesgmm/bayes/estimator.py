@@ -399,13 +399,14 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         weights = WEIGHT_PRIOR_TYPES[self._resolved("weight_concentration_prior_type")]
         prior = variational.conjugate_prior(y, self.covariance_type, weights,
                                             self.weight_concentration_prior, self.n_components)
-        self.em_start_ = self._em_start(y, seed)
-        order = np.argsort(-self.em_start_.weights_, kind="stable")[: self.n_components]
-        start = np.zeros((y.shape[0], self.n_components))
-        start[:, : len(order)] = self.em_start_.predict_proba(y)[:, order]
+        n_clusters = None if self.init_components == "bic" else int(self.init_components)
+        start, start_info = variational.start(y, prior, self.covariance_type,
+                                              self.n_components, n_clusters, tol=self.tol,
+                                              seed=seed)
         fitted = variational.fit(y, start, prior, self.covariance_type, tol=self.tol,
                                  max_steps=self.max_steps, subsample_size=self.subsample_size,
                                  seed=seed)
+        fitted.info.update(start_info)
         chains, n_draws = self._resolved("num_chains"), self._resolved("num_samples")
         self._chain_shape = (chains, n_draws)
         draws = variational.posterior_draws(fitted.params, weights == "dp", chains * n_draws,

@@ -13,9 +13,11 @@ Model (standardised data ``y``; ``D`` features, ``R`` the columns' ranges)
     precisions (the Wishart's ``E[log |Lambda|]`` and normaliser).
 
 Start
-    The BIC-selected EM fit (as for NUTS), as responsibilities on all rows padded with empty
-    components, so that the occupied components come first (the order a stick-breaking prior
-    favours).
+    Coordinate ascent on a subsample of :data:`START_ROWS` rows from k-means starts with 1,
+    2, ..., T clusters (the other components empty, after the occupied ones: the order a
+    stick-breaking prior favours), vmapped in one program; the start with the highest lower
+    bound continues on all rows. These are restarts of one model, so their bounds compare
+    directly (no BIC, no correction for K).
 
 Which algorithm
     Up to :data:`STOCHASTIC_ROWS` rows (or without ``subsample_size``), coordinate ascent:
@@ -44,11 +46,10 @@ from scipy.special import gammaln, logsumexp
 from bayesgmm.bayes.gibbs import default_hyperparameters
 from bayesgmm.bayes.models import MixtureDraws
 from bayesgmm.core import variational
-from bayesgmm.core.conjugate import ConjugateDiag, ConjugateFull
 from bayesgmm.core.covariance import ConjugatePrior, MixtureParams, get_family
-from bayesgmm.core.linalg import cholesky
+from bayesgmm.core.init import init_draws, initial_responsibilities
 from bayesgmm.core.partition import WeightPrior
-from bayesgmm.core.stats import stats_from_responsibilities, weighted_log_prob
+from bayesgmm.core.stats import data_columns, weighted_log_prob
 from bayesgmm.core.variational import (
     StochasticSchedule,
     VariationalParams,
@@ -100,15 +101,37 @@ def conjugate_prior(y: np.ndarray, covariance_type: str, weights: str,
                             np.asarray(weights == "dp"))
 
 
-_fit_cavi = jax.jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
+#: Rows of the subsample on which the restarts run (all rows if fewer).
+START_ROWS = 2000
+#: Most iterations of each restart on the subsample.
+START_ITERATIONS = 300
+#: How the restarts are seeded (:mod:`bayesgmm.core.init`).
+START_INIT = "kmeans"
+
+
+@partial(jax.jit, static_argnames=("family", "max_iter", "n_dims"))
+def _restarts(draws, active, data, prior, reg_covar, tol, *, family, max_iter, n_dims):
+    """Coordinate ascent on ``data`` from k-means starts with ``active`` (R, T) clusters:
+    the restarts' final states (leading axis R)."""
+    n_blocks, block_rows, _ = data.features.shape
+    n_components = active.shape[1]
+    flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
+    weight = data.weight.reshape(-1)
+    resp = jax.vmap(lambda d, a: initial_responsibilities(d, flat_x, weight, n_components,
+                                                          START_INIT, a))(draws, active)
+    resp = resp.reshape(len(draws), n_blocks, block_rows, n_components)
+    return variational.fit_restarts(resp, data, prior, reg_covar, tol, family=family,
+                                    max_iter=max_iter)
+
+
+_continue = jax.jit(variational.continue_fit, static_argnames=("family", "max_iter"))
 
 
 @partial(jax.jit, static_argnames=("family", "schedule"))
-def _fit_svi(resp, data, prior, reg_covar, tol, seed, *, family, schedule):
-    """Stochastic VI from responsibilities (n_blocks, block_rows, K), then one
+def _fit_svi(params, data, prior, reg_covar, tol, seed, *, family, schedule):
+    """Stochastic VI from the statistics of ``params``' E-step on all rows, then one
     coordinate-ascent iteration on all rows."""
-    n_dims = prior.components.mean.shape[0]
-    stats = stats_from_responsibilities(data, resp, n_dims)
+    stats = variational.e_step(data, params, prior.stick_breaking, family).stats
     state = variational.run_stochastic(stats, data, prior, reg_covar, tol, seed,
                                        family=family, schedule=schedule)
     final = variational.step(variational.initial_state(state.params, 1), data, prior, family,
@@ -116,19 +139,46 @@ def _fit_svi(resp, data, prior, reg_covar, tol, seed, *, family, schedule):
     return state, final
 
 
-def fit(y: np.ndarray, start_resp: np.ndarray, prior: VariationalPrior, covariance_type: str,
-        *, tol: float, max_steps: int, subsample_size: int | None, seed: int
-        ) -> VariationalResult:
-    """Fit ``q`` to standardised rows ``y`` (N, D) from responsibilities ``start_resp``
-    (N, T) (see the module docstring for the algorithm). ``tol`` is per row."""
+def start(y: np.ndarray, prior: VariationalPrior, covariance_type: str, n_components: int,
+          n_clusters: int | None, *, tol: float, seed: int) -> tuple[VariationalParams, dict]:
+    """The starting ``q``: coordinate ascent on a subsample of :data:`START_ROWS` rows from
+    k-means starts with 1, 2, ..., T clusters (the others empty), all in one compiled,
+    vmapped program; the highest lower bound wins (one model, several local optima).
+    ``n_clusters`` an int: that many clusters only."""
+    family = get_family(covariance_type)
+    n_rows, n_dims = y.shape
+    rng = np.random.default_rng(seed)
+    rows = (rng.choice(n_rows, START_ROWS, replace=False) if n_rows > START_ROWS
+            else slice(None))
+    sample = y[rows]
+    counts = (np.arange(1, n_components + 1) if n_clusters is None
+              else np.array([min(int(n_clusters), n_components)]))
+    active = np.arange(n_components)[None, :] < counts[:, None]
+    draws = init_draws(seed, len(counts), START_INIT, n_components)
+    data = to_blocks(sample, np.float64, family)
+    states = jax.device_get(_restarts(draws, active, data, prior, np.asarray(0.0),
+                                      np.asarray(tol * len(sample)), family=family,
+                                      max_iter=START_ITERATIONS, n_dims=n_dims))
+    bounds = np.where(np.isfinite(states.lower_bound), states.lower_bound, -np.inf)
+    best = int(np.argmax(bounds))
+    params = VariationalParams(*(np.asarray(a[best]) for a in states.params))
+    return params, {"start_clusters": int(counts[best]),
+                    "start_bounds": (bounds / len(sample)).tolist()}
+
+
+def fit(y: np.ndarray, start_params: VariationalParams, prior: VariationalPrior,
+        covariance_type: str, *, tol: float, max_steps: int, subsample_size: int | None,
+        seed: int) -> VariationalResult:
+    """Fit ``q`` to standardised rows ``y`` (N, D) from ``start_params`` (:func:`start`; see
+    the module docstring for the algorithm). ``tol`` is per row."""
     family = get_family(covariance_type)
     n_rows = y.shape[0]
     reg_covar = np.asarray(0.0)
+    start_params = VariationalParams(*(jnp.asarray(a) for a in start_params))
     stochastic = subsample_size is not None or n_rows > STOCHASTIC_ROWS
     if not stochastic:
         data = to_blocks(y, np.float64, family)
-        resp = _blocked(start_resp, data.features.shape[:2])
-        state = jax.device_get(_fit_cavi(resp[None], data, prior, reg_covar,
+        state = jax.device_get(_continue(start_params, np.asarray(-np.inf), data, prior, reg_covar,
                                          np.asarray(tol * n_rows), family=family,
                                          max_iter=max_steps))
         n_iter = int(state.n_iter[0])
@@ -144,10 +194,9 @@ def fit(y: np.ndarray, start_resp: np.ndarray, prior: VariationalPrior, covarian
     epoch_steps = -(-n_blocks // batch_blocks)
     schedule = StochasticSchedule(batch_blocks, window_steps=max(10, epoch_steps),
                                   max_steps=max_steps)
-    resp = _blocked(start_resp, data.features.shape[:2])
-    state, final = jax.device_get(_fit_svi(resp, data, prior, reg_covar, np.asarray(tol),
-                                           np.asarray(seed, np.uint32), family=family,
-                                           schedule=schedule))
+    state, final = jax.device_get(_fit_svi(start_params, data, prior, reg_covar,
+                                           np.asarray(tol), np.asarray(seed, np.uint32),
+                                           family=family, schedule=schedule))
     n_windows = int(state.step) // schedule.window_steps
     params = VariationalParams(*(np.asarray(a) for a in final.params))
     return VariationalResult(params, {
@@ -157,61 +206,56 @@ def fit(y: np.ndarray, start_resp: np.ndarray, prior: VariationalPrior, covarian
         "batch_rows": batch_blocks * _SVI_BLOCK_ROWS})
 
 
-@partial(jax.jit, static_argnames="family")
-def _gaussian_log_prob(data, means, prec_chol, family):
-    """``log N(x | m_k, P_k^-1)`` per block (n_blocks, block_rows, K) (unit weights)."""
-    params = MixtureParams(jnp.ones(means.shape[0]), means, prec_chol, prec_chol)
-    return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
-
-
-def _blocked(resp: np.ndarray, layout: tuple[int, int]) -> np.ndarray:
-    """Responsibilities (N, T) padded with zero rows to ``layout`` (n_blocks, block_rows)."""
-    padded = np.zeros((layout[0] * layout[1], resp.shape[1]))
-    padded[: len(resp)] = resp
-    return padded.reshape(*layout, resp.shape[1])
-
-
-@partial(jax.jit, static_argnames=("n_draws", "covariance_type"))
-def _sample(params: VariationalParams, stick_breaking, key, *, n_draws: int,
-            covariance_type: str) -> MixtureDraws:
-    n_components, n_dims = params.means.shape
-    keys = jax.random.split(key, 4)
-    a, b = params.concentration
-    sticks = jax.random.beta(keys[0], a, jnp.where(b > 0, b, 1.0), (n_draws, n_components))
-    log_left = jnp.cumsum(jnp.log1p(-jnp.minimum(sticks, 1 - 1e-16)), axis=1)
-    log_sticks = jnp.log(sticks) + jnp.concatenate(
-        [jnp.zeros((n_draws, 1)), log_left[:, :-1]], axis=1)
-    gammas = jax.random.gamma(keys[0], a, (n_draws, n_components))
-    log_dirichlet = jnp.log(gammas)
-    log_w = jnp.where(stick_breaking, log_sticks, log_dirichlet)
-    log_w = log_w - jax.scipy.special.logsumexp(log_w, axis=1, keepdims=True)
-    conjugate = ConjugateFull if covariance_type == "full" else ConjugateDiag
-    scale = (params.covariances * (params.dof[:, None, None] if covariance_type == "full"
-                                   else params.dof[:, None]))
-    factor = conjugate.factorise(scale)
-    shapes = conjugate.gamma_shapes(params.dof, n_dims)             # (K, D)
-    log_gammas = jnp.log(jax.random.gamma(keys[1], shapes, (n_draws, *shapes.shape)))
-    normals_shape = ((n_draws, n_components, n_dims, n_dims) if covariance_type == "full"
-                     else (n_draws, n_components, n_dims))
-    bartlett = conjugate.bartlett(log_gammas, jax.random.normal(keys[2], normals_shape))
-    mean_normals = jax.random.normal(keys[3], (n_draws, n_components, n_dims))
-    draws = jax.vmap(lambda bart, z: conjugate.draw(params.means, params.mean_precision,
-                                                    factor, bart, z))(bartlett, mean_normals)
-    covariance_factor = draws.covariance_factor
-    if covariance_type == "full":  # Bartlett's G (Sigma = G G') is not triangular
-        covariance_factor = cholesky(covariance_factor @ jnp.swapaxes(covariance_factor, -1, -2))
-    else:
-        covariance_factor = covariance_factor[..., :, None] * jnp.eye(n_dims)
-    return MixtureDraws(log_w, draws.means, covariance_factor)
+def _log_gamma_variates(rng: np.random.Generator, shape: np.ndarray, size) -> np.ndarray:
+    """``log g`` for ``g ~ Gamma(shape)`` (unit scale), exact for tiny shapes too:
+    ``g = G U^(1/shape)`` with ``G ~ Gamma(shape + 1)`` and ``U`` uniform."""
+    shape = np.broadcast_to(shape, size)
+    return (np.log(rng.gamma(shape + 1.0, size=size))
+            + np.log(rng.random(size=size)) / shape)
 
 
 def posterior_draws(params: VariationalParams, stick_breaking: bool, n_draws: int, seed: int,
                     covariance_type: str) -> MixtureDraws:
-    """``n_draws`` independent draws of the mixture's parameters from ``q`` (numpy)."""
-    draws = _sample(VariationalParams(*(jnp.asarray(a) for a in params)),
-                    jnp.asarray(stick_breaking), jax.random.PRNGKey(seed), n_draws=n_draws,
-                    covariance_type=covariance_type)
-    return MixtureDraws(*(np.asarray(a) for a in draws))
+    """``n_draws`` independent draws of the mixture's parameters from ``q`` (numpy, no
+    compiled program): weights from the Beta sticks or the Dirichlet; ``Sigma_k =
+    Lambda_k^-1`` by Bartlett's construction (``full``) or per-feature Gamma precisions
+    (``diag``); ``mu_k ~ N(m_k, Sigma_k / beta_k)``."""
+    rng = np.random.default_rng(seed)
+    n_components, n_dims = params.means.shape
+    a, b = params.concentration
+    size = (n_draws, n_components)
+    log_a = _log_gamma_variates(rng, a, size)
+    if stick_breaking:
+        log_b = _log_gamma_variates(rng, np.where(b > 0, b, 1.0), size)
+        log_total = np.logaddexp(log_a, log_b)
+        log_sticks = log_a - log_total
+        log_left = np.cumsum(log_b - log_total, axis=1)
+        log_w = log_sticks + np.concatenate([np.zeros((n_draws, 1)), log_left[:, :-1]], 1)
+    else:
+        log_w = log_a
+    log_w = log_w - logsumexp(log_w, axis=1, keepdims=True)
+    dof = params.dof
+    if covariance_type == "full":
+        scale = params.covariances * dof[:, None, None]                # W_k^-1, (T, D, D)
+        factor = np.linalg.cholesky(scale)
+        chi2 = 2.0 * np.exp(_log_gamma_variates(
+            rng, 0.5 * (dof[:, None] - np.arange(n_dims)), (n_draws, n_components, n_dims)))
+        bartlett = np.tril(rng.standard_normal((n_draws, n_components, n_dims, n_dims)), -1)
+        bartlett += np.sqrt(chi2)[..., None] * np.eye(n_dims)
+        # Lambda = L^-T A A' L^-1 is Wishart(dof, W); Sigma = G G' with G = L A^-T.
+        root = factor @ np.swapaxes(np.linalg.inv(bartlett), -1, -2)
+        covariance = root @ np.swapaxes(root, -1, -2)
+        scale_tril = np.linalg.cholesky(covariance)
+    else:
+        scale = params.covariances * dof[:, None]                      # (T, D)
+        precision = 2.0 * np.exp(_log_gamma_variates(
+            rng, np.broadcast_to(0.5 * dof[:, None], (n_components, n_dims)),
+            (n_draws, n_components, n_dims))) / scale
+        root = scale_tril = np.sqrt(1.0 / precision)[..., None] * np.eye(n_dims)
+    normals = rng.standard_normal((n_draws, n_components, n_dims))
+    means = params.means + np.einsum("stij,stj->sti", root, normals) / np.sqrt(
+        params.mean_precision)[:, None]
+    return MixtureDraws(log_w, means, scale_tril)
 
 
 def memberships(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
@@ -286,6 +330,13 @@ def predictive_log_density(x: np.ndarray, params: VariationalParams, stick_break
     with compute_context(np.float64):
         weights = np.asarray(mean_weights(jnp.asarray(params.concentration), stick_breaking))
     return logsumexp(np.log(np.maximum(weights, 1e-300)) + log_t, axis=1)
+
+
+@partial(jax.jit, static_argnames="family")
+def _gaussian_log_prob(data, means, prec_chol, family):
+    """``log N(x | m_k, P_k^-1)`` per block (n_blocks, block_rows, K) (unit weights)."""
+    params = MixtureParams(jnp.ones(means.shape[0]), means, prec_chol, prec_chol)
+    return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
 
 
 def _full_t(x: np.ndarray, means: np.ndarray, t_dof: np.ndarray,
