@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/streaming.py
+	$(PY) benchmarks/streaming.py --estimator vi
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/bayes.py
 	$(PY) benchmarks/gibbs.py

@@ -43,18 +43,14 @@ from bayesgmm.streaming import (
     ChunkedSource,
     chunked,
     named_chunks,
+    prepare_stream,
     run_streaming_em,
-    summarise,
 )
 from bayesgmm.training import TrainingData
 from bayesgmm.validation import (
-    ColumnSummary,
     DegenerateFitError,
     check_array_input,
-    check_columns_informative,
-    check_enough_samples,
     check_missing_option,
-    warn_if_regularisation_dominates,
 )
 
 
@@ -392,20 +388,9 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
         if self.warm_start:
             raise ValueError("warm_start is not supported for chunked sources")
         seed = _seed(self.random_state)
-        names = None if source.names is None else np.asarray(source.names, dtype=object)
-        first = summarise(source, seed, names=names)
+        stream = prepare_stream(source, self, self.n_components, self.reg_covar, seed)
+        first, scaling, sample = stream.first, stream.scaling, stream.sample
         n_dims = first.mean.shape[0]
-        self.n_features_in_ = n_dims
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        check_enough_samples(first.n_rows, self.n_components)
-        summary = ColumnSummary(first.mean, first.var, first.minimum, first.maximum)
-        check_columns_informative(first.sample, summary, names)
-        warn_if_regularisation_dominates(summary, self.reg_covar, names)
-        scaling = AffineScaling.from_moments(first.mean, first.var)
-        sample = TrainingData(first.sample, summary, scaling, names)
         dtype = compute_dtype(self.dtype)
         with compute_context(dtype):
             start, prior = self._run_from_start(sample, self.n_init, seed, max_iter=0)

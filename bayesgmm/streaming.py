@@ -38,6 +38,13 @@ from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_upd
 from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
 from bayesgmm.parallel import data_mesh
 from bayesgmm.preprocessing import AffineScaling, to_blocks
+from bayesgmm.training import TrainingData
+from bayesgmm.validation import (
+    ColumnSummary,
+    check_columns_informative,
+    check_enough_samples,
+    warn_if_regularisation_dominates,
+)
 
 #: Rows per chunk read from a source (features of 65,536 x 8 rows are ~23 MB in float64).
 CHUNK_ROWS = 65_536
@@ -178,6 +185,54 @@ def summarise(source: ChunkedSource, seed: int, reservoir_rows: int = RESERVOIR_
     if mean is None:
         raise ValueError(f"{source.description} gave no rows")
     return StreamSummary(n, mean, m2 / n, lo, hi, sample, largest)
+
+
+class PreparedStream(NamedTuple):
+    """A chunked source after its first pass: the :class:`StreamSummary`, the internal units,
+    the validated reservoir sample as :class:`~bayesgmm.training.TrainingData`, and a
+    function from a chunk to its feature blocks (padded to the largest chunk, sharded over
+    the devices) for ``family`` and ``dtype``."""
+
+    first: StreamSummary
+    scaling: AffineScaling
+    sample: TrainingData
+    blocks_of: Callable
+
+
+def prepare_stream(source: ChunkedSource, estimator, n_components: int, reg_covar: float,
+                   seed: int) -> PreparedStream:
+    """The first pass over ``source`` for a streamed fit of ``estimator``: moments, checks
+    (enough rows, informative columns, regularisation), ``n_features_in_`` and
+    ``feature_names_in_`` set on the estimator, internal units."""
+    names = None if source.names is None else np.asarray(source.names, dtype=object)
+    first = summarise(source, seed, names=names)
+    estimator.n_features_in_ = first.mean.shape[0]
+    if names is not None:
+        estimator.feature_names_in_ = names
+    elif hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    check_enough_samples(first.n_rows, n_components)
+    summary = ColumnSummary(first.mean, first.var, first.minimum, first.maximum)
+    check_columns_informative(first.sample, summary, names)
+    warn_if_regularisation_dominates(summary, reg_covar, names)
+    scaling = AffineScaling.from_moments(first.mean, first.var)
+    mesh = data_mesh(first.largest_chunk)
+
+    def blocks_of(chunk, family: CovarianceFamily, dtype):
+        return to_blocks(scaling.transform(chunk), dtype, family, pad_to=first.largest_chunk,
+                         mesh=mesh)
+
+    return PreparedStream(first, scaling, TrainingData(first.sample, summary, scaling, names),
+                          blocks_of)
+
+
+def stream_covariance(source: ChunkedSource, mean: np.ndarray, n_rows: int) -> np.ndarray:
+    """The rows' sample covariance (D, D) (``ddof=1``) in one pass, about their ``mean``."""
+    scatter = 0.0
+    for chunk in source:
+        centred = chunk - mean
+        scatter = scatter + centred.T @ centred
+    return np.atleast_2d(scatter / max(n_rows - 1, 1))
 
 
 def _reservoir_update(sample: np.ndarray, chunk: np.ndarray, seen: int, size: int,

@@ -31,11 +31,17 @@ from sklearn.utils.validation import check_is_fitted
 from bayesgmm.core import variational
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, get_family
 from bayesgmm.core.init import INIT_METHODS, init_draws, initial_responsibilities
-from bayesgmm.core.stats import BlockedData, data_columns, natural_log_prob
+from bayesgmm.core.stats import (
+    BlockedData,
+    data_columns,
+    natural_log_prob,
+    stats_from_responsibilities,
+)
 from bayesgmm.core.variational import VariationalParams, VariationalPrior
 from bayesgmm.estimator import _numpy_rng, _seed, sample_mixture
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.streaming import ChunkedSource, chunked, prepare_stream, stream_covariance
 from bayesgmm.training import TrainingData
 from bayesgmm.validation import check_array_input
 
@@ -57,6 +63,39 @@ def _start_responsibilities(draws, data: BlockedData, *, n_components: int, n_di
 
 _fit_restarts = jax.jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
 _continue_fit = jax.jit(variational.continue_fit, static_argnames=("family", "max_iter"))
+
+
+@partial(jax.jit, static_argnames=("family", "max_iter"))
+def _scaled_start(resp, data: BlockedData, prior, reg_covar, scale, *, family, max_iter):
+    """Restarts' initial states from a sample's responsibilities (R, n_blocks, block_rows, K),
+    the sample's statistics multiplied by ``scale`` (rows in the data / rows in the sample)."""
+    n_dims = prior.components.mean.shape[0]
+
+    def one(r):
+        stats = stats_from_responsibilities(data, r, n_dims)
+        stats = jax.tree_util.tree_map(lambda a: a * scale, stats)
+        return variational.initial_state(variational.m_step(stats, prior, family, reg_covar),
+                                         max_iter)
+
+    return jax.vmap(one)(resp)
+
+
+@partial(jax.jit, static_argnames="family")
+def _chunk_expectations(data: BlockedData, params: VariationalParams, stick_breaking,
+                        family: CovarianceFamily):
+    """One chunk's E-step sums under every restart's ``q`` (vmapped over restarts)."""
+    return jax.vmap(lambda p: variational.e_step(data, p, stick_breaking, family))(params)
+
+
+@partial(jax.jit, static_argnames=("family", "max_iter"))
+def _stream_update(state, expectations, prior, reg_covar, tol, *, family, max_iter):
+    """:func:`~bayesgmm.core.variational.update` for every restart still running."""
+    def one(state, expectations):
+        running = (state.n_iter < max_iter) & ~state.converged
+        new = variational.update(state, expectations, prior, family, reg_covar, tol)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), new, state)
+
+    return jax.vmap(one)(state, expectations)
 
 
 @partial(jax.jit, static_argnames="family")
@@ -185,16 +224,17 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                 "verbose_interval", "it must be an integer >= 1")
         compute_dtype(self.dtype)
 
-    def _resolve_priors(self, x: np.ndarray) -> None:
-        """Set the ``*_prior_`` attributes (scikit-learn's defaults from ``x``), checked."""
-        n_samples, n_dims = x.shape
+    def _resolve_priors(self, n_samples: int, mean: np.ndarray, covariance: np.ndarray) -> None:
+        """Set the ``*_prior_`` attributes (scikit-learn's defaults from the data's ``mean``
+        (D,) and sample ``covariance`` (D, D), ``ddof=1``), checked."""
+        n_dims = mean.shape[0]
         k = self.n_components
         self.weight_concentration_prior_ = (1.0 / k if self.weight_concentration_prior is None
                                             else float(self.weight_concentration_prior))
         self.mean_precision_prior_ = (1.0 if self.mean_precision_prior is None
                                       else float(self.mean_precision_prior))
         if self.mean_prior is None:
-            self.mean_prior_ = x.mean(axis=0)
+            self.mean_prior_ = mean
         else:
             self.mean_prior_ = np.array(self.mean_prior, dtype=np.float64).reshape(-1)
             if self.mean_prior_.shape != (n_dims,) or not np.all(np.isfinite(self.mean_prior_)):
@@ -209,12 +249,9 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                              f"{n_dims - 1}, but got {self.degrees_of_freedom_prior:.3f}.")
         name = get_family(self.covariance_type).name
         if self.covariance_prior is None:
-            ddof = 1 if n_samples > 1 else 0
-            variances = np.var(x, axis=0, ddof=ddof)
+            variances = np.diagonal(covariance).copy()
             self.covariance_prior_ = {
-                "full": np.atleast_2d(np.cov(x.T, ddof=ddof)),
-                "tied": np.atleast_2d(np.cov(x.T, ddof=ddof)),
-                "diag": variances,
+                "full": covariance, "tied": covariance, "diag": variances,
                 "spherical": float(variances.mean()),
             }[name]
             return
@@ -251,7 +288,10 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like (n_samples, n_features), or data too large for memory (a
+            ``numpy.memmap``, a Parquet file or directory, a chunk iterator: as
+            :meth:`bayesgmm.GaussianMixture.fit`), fitted by the same iterations with one read
+            of the data each, started from a reservoir sample
         y : ignored
 
         Returns
@@ -267,6 +307,9 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
     def _fit(self, X):
         self._check_parameters()
+        source = chunked(X)
+        if source is not None:
+            return self._fit_stream(source)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         previous = self._internal_params(self._scaling) if warm else None
         previous_bound = self.lower_bound_ if warm else None
@@ -275,7 +318,8 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         if warm and data.x.shape[1] != previous_features:
             raise ValueError(f"warm_start: X has {data.x.shape[1]} features but the previous "
                              f"fit had {previous_features}")
-        self._resolve_priors(data.x)
+        self._resolve_priors(n_samples=len(data.x), mean=data.x.mean(axis=0),
+                             covariance=np.atleast_2d(np.cov(data.x.T)))
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
         scaling = data.scaling
@@ -298,6 +342,49 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             state = jax.device_get(state)
         shift = _bound_shift(state.params.dof, n_dims, log_scale)
         self._store(state, shift, scaling)
+        return self
+
+    def _fit_stream(self, source: ChunkedSource):
+        """:meth:`fit` on a chunked source (:mod:`bayesgmm.streaming`): the same iterations,
+        each one read of the data with the E-step's sums added over chunks. The restarts start
+        from a reservoir sample's responsibilities, their statistics scaled to the whole data.
+        """
+        if self.warm_start:
+            raise ValueError("warm_start is not supported for chunked sources")
+        seed = _seed(self.random_state)
+        stream = prepare_stream(source, self, self.n_components, self.reg_covar, seed)
+        first, scaling = stream.first, stream.scaling
+        self._resolve_priors(first.n_rows, first.mean,
+                             stream_covariance(source, first.mean, first.n_rows))
+        family = get_family(self.covariance_type)
+        dtype = compute_dtype(self.dtype)
+        n_dims = first.mean.shape[0]
+        with compute_context(dtype):
+            prior = self._internal_prior(scaling, dtype)
+            reg_covar = np.asarray(self.reg_covar / scaling.scale**2, dtype)
+            tol = np.asarray(self.tol, dtype)
+            sample = stream.sample.blocks(family, dtype)
+            resp = self._start_responsibilities(sample, n_dims)
+            state = _scaled_start(resp, sample, prior, reg_covar,
+                                  np.asarray(first.n_rows / len(first.sample), dtype),
+                                  family=family, max_iter=self.max_iter)
+            stick_breaking = prior.stick_breaking
+            for _ in range(self.max_iter):
+                total = None
+                for chunk in source:
+                    part = _chunk_expectations(stream.blocks_of(chunk, family, dtype),
+                                               state.params, stick_breaking, family)
+                    total = part if total is None else jax.tree_util.tree_map(jnp.add, total,
+                                                                              part)
+                state = _stream_update(state, total, prior, reg_covar, tol, family=family,
+                                       max_iter=self.max_iter)
+                if not np.any((np.asarray(state.n_iter) < self.max_iter)
+                              & ~np.asarray(state.converged)):
+                    break
+            state = jax.device_get(state)
+        self._store(state, _bound_shift(state.params.dof, n_dims, float(np.log(scaling.scale))),
+                    scaling)
+        self.n_rows_streamed_ = first.n_rows
         return self
 
     def _start_responsibilities(self, blocks: BlockedData, n_dims: int):

@@ -1,7 +1,10 @@
-"""Streaming EM memory goal (issue #6): fit 1e7 x 8 float64 rows on disk (640 MB) with peak
-resident memory below 1 GB, measured by ``/usr/bin/time -v``.
+"""Streaming memory goal (issues #6 and #21): fit 1e7 x 8 float64 rows on disk (640 MB) with
+peak resident memory below 1 GB, measured by ``/usr/bin/time -v``.
 
-    python benchmarks/streaming.py [--rows 10000000] [--keep]
+    python benchmarks/streaming.py [--rows 10000000] [--estimator em|vi]
+
+``--estimator vi`` streams :class:`~bayesgmm.VariationalGaussianMixture` (coordinate-ascent
+VI) instead of EM.
 
 Writes the data file (a raw float64 array, read as a ``numpy.memmap``) into a temporary
 folder, fits ``GaussianMixture(8)`` on it in a child process under ``/usr/bin/time -v`` and
@@ -36,7 +39,7 @@ FEW_ITER, MANY_ITER = 2, 12
 CHILD = """
 import json, sys, time, warnings
 import numpy as np
-from bayesgmm import GaussianMixture
+from bayesgmm import GaussianMixture, VariationalGaussianMixture
 path, rows, in_memory = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 data = np.memmap(path, dtype=np.float64, mode="r", shape=(rows, {d}))
 if in_memory:
@@ -45,7 +48,8 @@ def fit(n_iter):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = GaussianMixture({k}, max_iter=n_iter, tol=0.0, random_state=0).fit(data)
+        model = {estimator}(n_components={k}, max_iter=n_iter, tol=0.0,
+                            random_state=0).fit(data)
     return time.perf_counter() - start, model
 cold, _ = fit({many})
 fit({few})  # compiles the programs whose shapes depend on max_iter
@@ -71,9 +75,14 @@ def write_data(path: Path, rows: int) -> None:
     del out
 
 
-def measure(path: Path, rows: int, in_memory: bool) -> dict:
+#: The estimators the benchmark can stream, by ``--estimator``.
+ESTIMATORS = {"em": "GaussianMixture", "vi": "VariationalGaussianMixture"}
+
+
+def measure(path: Path, rows: int, in_memory: bool, estimator: str = "em") -> dict:
     """Run the child under ``/usr/bin/time -v``: its JSON line plus the peak RSS (MB)."""
-    child = CHILD.format(d=N_DIMS, k=N_COMPONENTS, few=FEW_ITER, many=MANY_ITER)
+    child = CHILD.format(d=N_DIMS, k=N_COMPONENTS, few=FEW_ITER, many=MANY_ITER,
+                         estimator=ESTIMATORS[estimator])
     result = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", child, str(path),
                              str(rows), "1" if in_memory else "0"],
                             capture_output=True, text=True, check=True)
@@ -88,6 +97,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--anchor-rows", type=int, default=1_000_000)
+    parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default="em",
+                        help="em: GaussianMixture (issue #6); vi: VariationalGaussianMixture, "
+                             "coordinate-ascent VI (issue #21)")
     args = parser.parse_args()
     from run import machine_description, render_table, write_readme
 
@@ -97,9 +109,9 @@ def main() -> None:
         write_data(path, args.rows)
         print(f"wrote {path.stat().st_size / 2**20:.0f} MB in "
               f"{time.perf_counter() - start:.0f} s", flush=True)
-        streamed = measure(path, args.rows, in_memory=False)
+        streamed = measure(path, args.rows, in_memory=False, estimator=args.estimator)
         print("streamed", streamed, flush=True)
-        anchor = measure(path, args.anchor_rows, in_memory=True)
+        anchor = measure(path, args.anchor_rows, in_memory=True, estimator=args.estimator)
         print("in memory", anchor, flush=True)
     rows = [("streamed from disk (memmap)", args.rows, streamed),
             ("in memory (anchor)", args.anchor_rows, anchor)]
@@ -115,7 +127,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|", lines)
     print(machine_description())
     print(table)
-    write_readme("streaming", table)
+    write_readme("streaming" if args.estimator == "em" else "streaming-vi", table)
 
 
 if __name__ == "__main__":

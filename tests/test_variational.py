@@ -168,3 +168,28 @@ def test_warm_start_continues_from_the_previous_fit():
         first = model.lower_bound_
         model.fit(X)
     assert model.lower_bounds_[0] >= first - 1e-9 * abs(first)
+
+
+def test_streamed_fit_adds_the_same_sums_over_chunks(tmp_path):
+    """A fit over chunks of a memmap (one read per iteration) equals the in-memory fit: with
+    fewer rows than the reservoir the start is the same, and the chunks' E-step sums add up
+    to the in-memory one."""
+    from bayesgmm.streaming import chunked
+
+    X = DATASETS["synthetic"]()
+    path = tmp_path / "rows.f64"
+    disk = np.memmap(path, dtype=np.float64, mode="w+", shape=X.shape)
+    disk[:] = X
+    disk.flush()
+    kwargs = dict(n_components=4, covariance_type="tied", tol=1e-9, max_iter=500,
+                  n_init=2, random_state=0)
+    in_memory = VariationalGaussianMixture(**kwargs).fit(X)
+    streamed = VariationalGaussianMixture(**kwargs).fit(chunked(
+        np.memmap(path, dtype=np.float64, mode="r", shape=X.shape), chunk_rows=128))
+    assert streamed.n_rows_streamed_ == len(X) and streamed.n_iter_ == in_memory.n_iter_
+    assert streamed.lower_bound_ == pytest.approx(in_memory.lower_bound_, rel=1e-10)
+    for name in ("weights_", "means_", "covariances_", "degrees_of_freedom_"):
+        np.testing.assert_allclose(getattr(streamed, name), getattr(in_memory, name),
+                                   rtol=1e-9, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(streamed.covariance_prior_, in_memory.covariance_prior_,
+                               rtol=1e-12)

@@ -15,9 +15,9 @@ Model (standardised data ``y``; ``D`` features, ``R`` the columns' ranges)
 Start
     Coordinate ascent on a subsample of :data:`START_ROWS` rows from k-means starts with 1,
     2, ..., T clusters (:func:`start_counts`; the other components empty, after the occupied
-    ones: the order a stick-breaking prior favours), vmapped in one program; the start with the highest lower
-    bound continues on all rows. These are restarts of one model, so their bounds compare
-    directly (no BIC, no correction for K).
+    ones: the order a stick-breaking prior favours), vmapped in one program; the start with
+    the highest lower bound continues on all rows. These are restarts of one model, so their
+    bounds compare directly (no BIC, no correction for K).
 
 Which algorithm
     Up to :data:`STOCHASTIC_ROWS` rows (or without ``subsample_size``), coordinate ascent:
