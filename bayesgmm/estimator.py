@@ -69,6 +69,43 @@ def _seed(random_state) -> int:
                      "numpy.random.RandomState or a numpy.random.Generator")
 
 
+def require(estimator, ok: bool, name: str, what: str) -> None:
+    """Raise a ValueError naming ``estimator``'s parameter ``name`` and its value unless
+    ``ok``."""
+    if not ok:
+        raise ValueError(f"{name}={getattr(estimator, name)!r} is invalid: {what}")
+
+
+def is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_mixture_parameters(estimator) -> None:
+    """The checks of the parameters scikit-learn's mixtures share (``n_components``,
+    ``covariance_type``, ``tol``, ``reg_covar``, ``max_iter``, ``n_init``, ``init_params``,
+    ``verbose_interval``) and bayesgmm's ``dtype``."""
+    require(estimator, is_int(estimator.n_components) and estimator.n_components >= 1,
+            "n_components", "it must be an integer >= 1")
+    get_family(estimator.covariance_type)
+    require(estimator, is_real(estimator.tol) and estimator.tol >= 0, "tol",
+            "it must be a number >= 0")
+    require(estimator, is_real(estimator.reg_covar) and estimator.reg_covar >= 0, "reg_covar",
+            "it must be a number >= 0")
+    require(estimator, is_int(estimator.max_iter) and estimator.max_iter >= 0, "max_iter",
+            "it must be an integer >= 0")
+    require(estimator, is_int(estimator.n_init) and estimator.n_init >= 1, "n_init",
+            "it must be an integer >= 1")
+    require(estimator, estimator.init_params in INIT_METHODS, "init_params",
+            f"choose one of {INIT_METHODS}")
+    require(estimator, is_int(estimator.verbose_interval) and estimator.verbose_interval >= 1,
+            "verbose_interval", "it must be an integer >= 1")
+    compute_dtype(estimator.dtype)
+
+
 def _numpy_rng(random_state) -> np.random.RandomState | np.random.Generator:
     if isinstance(random_state, np.random.Generator | np.random.RandomState):
         return random_state
@@ -136,7 +173,31 @@ class _Conditionals(NamedTuple):
     block: np.ndarray
 
 
-class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
+class ComponentScores:
+    """``score_samples``, ``score``, ``predict`` and ``predict_proba`` from a model's
+    ``_estimate_weighted_log_prob(X)`` (n_samples, K), as scikit-learn's mixtures define
+    them."""
+
+    def score_samples(self, X):
+        """``log sum_k exp(weighted log probability)`` per sample, (n_samples,): the log
+        density for EM (for scikit-learn's variational mixture, its variational analogue)."""
+        return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples` over ``X``."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X):
+        """Most probable component of each sample, (n_samples,)."""
+        return self._estimate_weighted_log_prob(X).argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Component probabilities (responsibilities) of each sample, (n_samples, K)."""
+        log_prob = self._estimate_weighted_log_prob(X)
+        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
+
+
+class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, compiled with JAX; a drop-in for
     :class:`sklearn.mixture.GaussianMixture`.
 
@@ -244,29 +305,7 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ parameters
     def _check_parameters(self) -> None:
-        def require(ok, name, what):
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {what}")
-
-        def is_int(value):
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-        def is_real(value):
-            return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-        require(is_int(self.n_components) and self.n_components >= 1, "n_components",
-                "it must be an integer >= 1")
-        get_family(self.covariance_type)
-        require(is_real(self.tol) and self.tol >= 0, "tol", "it must be a number >= 0")
-        require(is_real(self.reg_covar) and self.reg_covar >= 0, "reg_covar",
-                "it must be a number >= 0")
-        require(is_int(self.max_iter) and self.max_iter >= 0, "max_iter",
-                "it must be an integer >= 0")
-        require(is_int(self.n_init) and self.n_init >= 1, "n_init", "it must be an integer >= 1")
-        require(self.init_params in INIT_METHODS, "init_params", f"choose one of {INIT_METHODS}")
-        require(is_int(self.verbose_interval) and self.verbose_interval >= 1,
-                "verbose_interval", "it must be an integer >= 1")
-        compute_dtype(self.dtype)
+        check_mixture_parameters(self)
         check_missing_option(self.missing)
 
     def _user_init(self, n_dims: int, scaling: AffineScaling) -> InitOverride:
@@ -613,23 +652,6 @@ class GaussianMixture(Persistable, DensityMixin, BaseEstimator):
                      + given.offset[b, k] + np.einsum("nij,nj->ni", given.chol[b, k], noise))
             draws[t] = np.where(missing, value * scaling.scale + scaling.center, x)
         return draws
-
-    def score_samples(self, X):
-        """Log density of each sample, (n_samples,)."""
-        return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
-
-    def score(self, X, y=None):
-        """Mean log density of ``X``."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X):
-        """Most probable component of each sample, (n_samples,)."""
-        return self._estimate_weighted_log_prob(X).argmax(axis=1)
-
-    def predict_proba(self, X):
-        """Posterior component probabilities, (n_samples, K)."""
-        log_prob = self._estimate_weighted_log_prob(X)
-        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
 
     def sample(self, n_samples=1):
         """Draw from the fitted mixture.

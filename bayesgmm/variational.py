@@ -16,21 +16,19 @@ estimator's ``method="vi"`` runs this one's engine.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core import variational
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, get_family
-from bayesgmm.core.init import INIT_METHODS, init_draws, initial_responsibilities
+from bayesgmm.core.init import init_draws, initial_responsibilities
 from bayesgmm.core.stats import (
     BlockedData,
     data_columns,
@@ -38,7 +36,15 @@ from bayesgmm.core.stats import (
     stats_from_responsibilities,
 )
 from bayesgmm.core.variational import VariationalParams, VariationalPrior
-from bayesgmm.estimator import _numpy_rng, _seed, sample_mixture
+from bayesgmm.estimator import (
+    ComponentScores,
+    _numpy_rng,
+    _seed,
+    check_mixture_parameters,
+    is_real,
+    require,
+    sample_mixture,
+)
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.streaming import ChunkedSource, chunked, prepare_stream, stream_covariance
@@ -113,7 +119,7 @@ def _bound_shift(dof, n_dims: int, log_scale: float):
     return -n_dims * log_scale * np.sum(np.asarray(dof, np.float64), axis=-1)
 
 
-class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
+class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator):
     """Variational Bayesian Gaussian mixture: scikit-learn's ``BayesianGaussianMixture``,
     compiled with JAX.
 
@@ -192,37 +198,16 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ parameters
     def _check_parameters(self) -> None:
-        def require(ok, name, what):
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {what}")
-
-        def is_int(value):
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-        def is_real(value):
-            return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-        require(is_int(self.n_components) and self.n_components >= 1, "n_components",
-                "it must be an integer >= 1")
-        get_family(self.covariance_type)
-        require(is_real(self.tol) and self.tol >= 0, "tol", "it must be a number >= 0")
-        require(is_real(self.reg_covar) and self.reg_covar >= 0, "reg_covar",
-                "it must be a number >= 0")
-        require(is_int(self.max_iter) and self.max_iter >= 0, "max_iter",
-                "it must be an integer >= 0")
-        require(is_int(self.n_init) and self.n_init >= 1, "n_init", "it must be an integer >= 1")
-        require(self.init_params in INIT_METHODS, "init_params", f"choose one of {INIT_METHODS}")
-        require(self.weight_concentration_prior_type in WEIGHT_PRIOR_TYPES,
+        check_mixture_parameters(self)
+        require(self, self.weight_concentration_prior_type in WEIGHT_PRIOR_TYPES,
                 "weight_concentration_prior_type", f"choose one of {WEIGHT_PRIOR_TYPES}")
         for name in ("weight_concentration_prior", "mean_precision_prior"):
             value = getattr(self, name)
-            require(value is None or (is_real(value) and value > 0), name,
+            require(self, value is None or (is_real(value) and value > 0), name,
                     "it must be a number > 0 or None")
-        require(self.degrees_of_freedom_prior is None or is_real(self.degrees_of_freedom_prior),
-                "degrees_of_freedom_prior", "it must be a number or None")
-        require(is_int(self.verbose_interval) and self.verbose_interval >= 1,
-                "verbose_interval", "it must be an integer >= 1")
-        compute_dtype(self.dtype)
+        require(self, self.degrees_of_freedom_prior is None
+                or is_real(self.degrees_of_freedom_prior), "degrees_of_freedom_prior",
+                "it must be a number or None")
 
     def _resolve_priors(self, n_samples: int, mean: np.ndarray, covariance: np.ndarray) -> None:
         """Set the ``*_prior_`` attributes (scikit-learn's defaults from the data's ``mean``
@@ -482,24 +467,6 @@ class VariationalGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                 family)
         log_prob = np.asarray(log_prob, np.float64).reshape(-1, self.n_components)
         return log_prob[: X.shape[0]] - scaling.log_det(X.shape[1])
-
-    def score_samples(self, X):
-        """``log sum_k exp(E_q[log pi_k N(x | mu_k, Lambda_k^-1)])`` per sample, (n_samples,),
-        as scikit-learn (a variational quantity, not the predictive density)."""
-        return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
-
-    def score(self, X, y=None):
-        """Mean of :meth:`score_samples`."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X):
-        """Most probable component of each sample, (n_samples,)."""
-        return self._estimate_weighted_log_prob(X).argmax(axis=1)
-
-    def predict_proba(self, X):
-        """Responsibilities ``q(z_i = k)`` of each sample, (n_samples, K)."""
-        log_prob = self._estimate_weighted_log_prob(X)
-        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
 
     def sample(self, n_samples=1):
         """Draw from the mixture with the fitted ``weights_``, ``means_`` and

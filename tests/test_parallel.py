@@ -1,7 +1,8 @@
-"""Data-parallel EM (issue #6): the rows sharded over four JAX CPU devices give the one-device
-result. JAX fixes its device count at start-up, so the check runs in a child process with
-``--xla_force_host_platform_device_count=4``. ``select_model`` goes through the same
-``TrainingData`` blocks and ``fit_batch`` as ``GaussianMixture.fit`` and is not run again."""
+"""Data-parallel EM (issue #6) and VI (issue #21): the rows sharded over four JAX CPU devices
+give the one-device result. JAX fixes its device count at start-up, so the check runs in a
+child process with ``--xla_force_host_platform_device_count=4``. ``select_model`` goes through
+the same ``TrainingData`` blocks and ``fit_batch`` as ``GaussianMixture.fit`` and is not run
+again."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ CHILD = r"""
 import json
 import numpy as np
 import jax
-from bayesgmm import GaussianMixture, use_devices
+from bayesgmm import GaussianMixture, VariationalGaussianMixture, use_devices
 from bayesgmm.core.covariance import get_family
 from bayesgmm.preprocessing import compute_context
 from bayesgmm.training import TrainingData
@@ -40,7 +41,10 @@ def relative_difference(a, b):
 
 # Missing values: pattern blocks, the masked E-step and the sharding at once. (Complete data
 # on four devices: the two-process test below. Streamed chunks go through the same blocks.)
-runs = {"missing": lambda: fit(holes, missing="marginalize")}
+# Coordinate-ascent VI: its E-step sums are summed per device and added the same way.
+runs = {"missing": lambda: fit(holes, missing="marginalize"),
+        "vi": lambda: VariationalGaussianMixture(n_components=4, n_init=2, tol=1e-9,
+                                                 max_iter=40, random_state=0).fit(X)}
 out = {"devices": len(jax.devices())}
 for name, run in runs.items():
     with use_devices(1):
@@ -77,7 +81,7 @@ def test_four_devices_hold_a_quarter_of_the_rows_each_and_give_the_one_device_fi
     assert four["shards"] == 4
     assert four["shard_devices"] == 4
     assert four["shard_blocks"] == [four["blocks"] // 4]  # a quarter of the blocks each
-    for run in ("missing",):
+    for run in ("missing", "vi"):
         assert max(four[run].values()) < 1e-9, (run, four[run])
         single, sharded = four[run + "_n_iter"]
         assert single == sharded, run
