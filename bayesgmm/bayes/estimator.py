@@ -418,7 +418,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self._store(x, scaling, spec, InferenceResult({}, {}, fitted.info),
                     to_data_units(draws, scaling), None, jax.random.fold_in(key, 2))
         # The assignments' posterior is q(z): memberships and occupancy come from it.
-        membership = self._variational_membership(x)
+        membership = fitted.memberships
         occupancy = variational.occupancy_draws(membership, chains * n_draws, seed)
         self._trace = (None, occupancy)
         self._variational_training_membership = membership

@@ -76,12 +76,14 @@ class VariationalResult:
     Attributes
     ----------
     params : :class:`~bayesgmm.core.variational.VariationalParams` (numpy)
+    memberships : (N, T) ``q(z)`` of the training rows
     info : ``algorithm`` ('cavi' or 'svi'), ``n_iter`` (iterations or steps),
         ``converged``, ``lower_bound`` (per row, at the end), ``history`` (per-row bound per
         iteration, or per-window estimate for SVI), ``batch_rows`` (SVI)
     """
 
     params: VariationalParams
+    memberships: np.ndarray
     info: dict
 
 
@@ -104,7 +106,7 @@ def conjugate_prior(y: np.ndarray, covariance_type: str, weights: str,
 #: Rows of the subsample on which the restarts run (all rows if fewer).
 START_ROWS = 5000
 #: Most iterations of each restart on the subsample.
-START_ITERATIONS = 60
+START_ITERATIONS = 40
 #: How the restarts are seeded (:mod:`bayesgmm.core.init`).
 START_INIT = "kmeans"
 
@@ -124,7 +126,13 @@ def _restarts(draws, active, data, prior, reg_covar, tol, *, family, max_iter, n
                                     max_iter=max_iter)
 
 
-_continue = jax.jit(variational.continue_fit, static_argnames=("family", "max_iter"))
+@partial(jax.jit, static_argnames=("family", "max_iter"))
+def _fit_cavi(params, data, prior, reg_covar, tol, *, family, max_iter):
+    """Coordinate ascent from ``params`` on all rows; the final state and ``q(z)`` of the rows
+    (n_blocks, block_rows, T)."""
+    state = variational.run(params, data, prior, family, reg_covar, tol, max_iter)
+    return state, variational.responsibilities(data, state.params, prior.stick_breaking,
+                                               family)
 
 
 @partial(jax.jit, static_argnames=("family", "schedule"))
@@ -136,7 +144,8 @@ def _fit_svi(params, data, prior, reg_covar, tol, seed, *, family, schedule):
                                        family=family, schedule=schedule)
     final = variational.step(variational.initial_state(state.params, 1), data, prior, family,
                              reg_covar, tol)
-    return state, final
+    return state, final, variational.responsibilities(data, final.params,
+                                                      prior.stick_breaking, family)
 
 
 def start_counts(n_components: int) -> np.ndarray:
@@ -188,15 +197,15 @@ def fit(y: np.ndarray, start_params: VariationalParams, prior: VariationalPrior,
     stochastic = subsample_size is not None or n_rows > STOCHASTIC_ROWS
     if not stochastic:
         data = to_blocks(y, np.float64, family)
-        state = jax.device_get(_continue(start_params, np.asarray(-np.inf), data, prior, reg_covar,
-                                         np.asarray(tol * n_rows), family=family,
-                                         max_iter=max_steps))
-        n_iter = int(state.n_iter[0])
-        params = VariationalParams(*(np.asarray(a[0]) for a in state.params))
-        return VariationalResult(params, {
-            "algorithm": "cavi", "n_iter": n_iter, "converged": bool(state.converged[0]),
-            "lower_bound": float(state.lower_bound[0]) / n_rows,
-            "history": np.asarray(state.history[0][:n_iter]) / n_rows})
+        state, resp = jax.device_get(_fit_cavi(start_params, data, prior, reg_covar,
+                                               np.asarray(tol * n_rows), family=family,
+                                               max_iter=max_steps))
+        n_iter = int(state.n_iter)
+        params = VariationalParams(*(np.asarray(a) for a in state.params))
+        return VariationalResult(params, _unblocked(resp, n_rows), {
+            "algorithm": "cavi", "n_iter": n_iter, "converged": bool(state.converged),
+            "lower_bound": float(state.lower_bound) / n_rows,
+            "history": np.asarray(state.history[:n_iter]) / n_rows})
     batch_rows = min(subsample_size or BATCH_ROWS, n_rows)
     data = to_blocks(y, np.float64, family, block_rows=_SVI_BLOCK_ROWS)
     n_blocks = data.features.shape[0]
@@ -204,16 +213,21 @@ def fit(y: np.ndarray, start_params: VariationalParams, prior: VariationalPrior,
     epoch_steps = -(-n_blocks // batch_blocks)
     schedule = StochasticSchedule(batch_blocks, window_steps=max(10, epoch_steps),
                                   max_steps=max_steps)
-    state, final = jax.device_get(_fit_svi(start_params, data, prior, reg_covar,
+    state, final, resp = jax.device_get(_fit_svi(start_params, data, prior, reg_covar,
                                            np.asarray(tol), np.asarray(seed, np.uint32),
                                            family=family, schedule=schedule))
     n_windows = int(state.step) // schedule.window_steps
     params = VariationalParams(*(np.asarray(a) for a in final.params))
-    return VariationalResult(params, {
+    return VariationalResult(params, _unblocked(resp, n_rows), {
         "algorithm": "svi", "n_iter": int(state.step), "converged": bool(state.converged),
         "lower_bound": float(final.lower_bound) / n_rows,
         "history": np.asarray(state.history[:n_windows]),
         "batch_rows": batch_blocks * _SVI_BLOCK_ROWS})
+
+
+def _unblocked(resp: np.ndarray, n_rows: int) -> np.ndarray:
+    """Per-row values (n_blocks, block_rows, T) -> the first ``n_rows`` rows (N, T)."""
+    return np.asarray(resp, np.float64).reshape(-1, resp.shape[-1])[:n_rows]
 
 
 def _log_gamma_variates(rng: np.random.Generator, shape: np.ndarray, size) -> np.ndarray:

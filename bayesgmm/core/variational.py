@@ -194,6 +194,14 @@ def e_step(data: BlockedData, params: VariationalParams, stick_breaking: Array,
                                                                 n_dims))
 
 
+def responsibilities(data: BlockedData, params: VariationalParams, stick_breaking: Array,
+                     family: CovarianceFamily) -> Array:
+    """``q(z_i = k)`` of every row of ``data`` under ``params``: (n_blocks, block_rows, K)."""
+    natural = expected_natural(params, stick_breaking, family)
+    return jax.lax.map(lambda f: normalise_log_prob(natural_log_prob(f, natural))[0],
+                       data.features)
+
+
 def lower_bound(params: VariationalParams, prior: VariationalPrior, neg_entropy: Array,
                 family: CovarianceFamily) -> Array:
     """The evidence lower bound after an M-step, up to a constant (scikit-learn's
