@@ -44,7 +44,7 @@ def relative_difference(a, b):
 # Coordinate-ascent VI: its E-step sums are summed per device and added the same way.
 runs = {"missing": lambda: fit(holes, missing="marginalize"),
         "vi": lambda: VariationalGaussianMixture(n_components=4, n_init=2, tol=1e-9,
-                                                 max_iter=40, random_state=0).fit(X)}
+                                                 max_iter=15, random_state=0).fit(X)}
 out = {"devices": len(jax.devices())}
 for name, run in runs.items():
     with use_devices(1):
