@@ -106,7 +106,7 @@ def conjugate_prior(y: np.ndarray, covariance_type: str, weights: str,
 #: Rows of the subsample on which the restarts run (all rows if fewer).
 START_ROWS = 5000
 #: Most iterations of each restart on the subsample.
-START_ITERATIONS = 40
+START_ITERATIONS = 60
 #: How the restarts are seeded (:mod:`bayesgmm.core.init`).
 START_INIT = "kmeans"
 
