@@ -18,6 +18,10 @@ One iteration is the EM iteration with different natural parameters:
   (:meth:`~bayesgmm.core.covariance.CovarianceFamily.wishart_update`);
 * the evidence lower bound is scikit-learn's closed form after the M-step.
 
+Natural-gradient stochastic VI (:func:`run_stochastic`) reuses the same E-step on minibatches
+and the same M-step: for this conjugate model a natural-gradient step is a convex combination
+of the running statistics and a minibatch's, scaled to the whole data.
+
 Everything is in the EM core's internal units (data centred and divided by one scale ``s``).
 The responsibilities and every parameter but the Wishart factor are unchanged by that map;
 the bound moves by ``D log(s) sum_k dof_k``, a constant the caller adds back.
