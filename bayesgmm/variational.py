@@ -28,10 +28,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core import variational
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, get_family
-from bayesgmm.core.init import init_draws, initial_responsibilities
+from bayesgmm.core.init import block_responsibilities, init_draws
 from bayesgmm.core.stats import (
     BlockedData,
-    data_columns,
     natural_log_prob,
     stats_from_responsibilities,
 )
@@ -54,19 +53,8 @@ from bayesgmm.validation import check_array_input
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
 
-@partial(jax.jit, static_argnames=("n_components", "n_dims", "method"))
-def _start_responsibilities(draws, data: BlockedData, *, n_components: int, n_dims: int,
-                            method: str):
-    """(R, n_blocks, block_rows, K) initial responsibilities, one restart per row of
-    ``draws`` (:func:`~bayesgmm.core.init.initial_responsibilities`)."""
-    n_blocks, block_rows, _ = data.features.shape
-    flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
-    weight = data.weight.reshape(-1)
-    resp = jax.vmap(lambda d: initial_responsibilities(d, flat_x, weight, n_components,
-                                                       method))(draws)
-    return resp.reshape(draws.shape[0], n_blocks, block_rows, n_components)
-
-
+_start_responsibilities = jax.jit(block_responsibilities,
+                                  static_argnames=("n_dims", "n_components", "method"))
 _fit_restarts = jax.jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
 _continue_fit = jax.jit(variational.continue_fit, static_argnames=("family", "max_iter"))
 
@@ -105,7 +93,7 @@ def _stream_update(state, expectations, prior, reg_covar, tol, *, family, max_it
 
 
 @partial(jax.jit, static_argnames="family")
-def expected_log_prob(data: BlockedData, params: VariationalParams, stick_breaking,
+def _expected_log_prob(data: BlockedData, params: VariationalParams, stick_breaking,
                        family: CovarianceFamily):
     """``E_q[log pi_k + log N(x | mu_k, Lambda_k)]`` per block: (n_blocks, block_rows, K)."""
     natural = variational.expected_natural(params, stick_breaking, family)
@@ -376,9 +364,9 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
         """(n_init, n_blocks, block_rows, K) starting responsibilities from ``init_params``."""
         draws = init_draws(_seed(self.random_state), self.n_init, self.init_params,
                            self.n_components)
-        return _start_responsibilities(jnp.asarray(draws, blocks.features.dtype), blocks,
-                                       n_components=self.n_components, n_dims=n_dims,
-                                       method=self.init_params)
+        return _start_responsibilities(jnp.asarray(draws, blocks.features.dtype),
+                                       blocks.features, blocks.weight, n_dims=n_dims,
+                                       n_components=self.n_components, method=self.init_params)
 
     def _store(self, state: variational.CaviState, shift: np.ndarray,
                scaling: AffineScaling) -> None:
@@ -462,7 +450,7 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
             params = VariationalParams(*(jnp.asarray(a, dtype)
                                          for a in self._internal_params(scaling)))
             data = to_blocks(scaling.transform(X), dtype, family)
-            log_prob = expected_log_prob(
+            log_prob = _expected_log_prob(
                 data, params, self.weight_concentration_prior_type == "dirichlet_process",
                 family)
         log_prob = np.asarray(log_prob, np.float64).reshape(-1, self.n_components)

@@ -62,6 +62,20 @@ def test_stochastic_vi_reaches_the_coordinate_ascent_answer(svi, cavi, three_clu
     assert abs(svi.score(x) - cavi.score(x)) < 0.01
 
 
+def test_stochastic_vi_is_chosen_above_the_documented_size(three_clusters, monkeypatch):
+    """Without ``subsample_size``, data above ``STOCHASTIC_ROWS`` rows get stochastic VI on
+    ``BATCH_ROWS``-row minibatches (both lowered here so that 3,000 rows cross them)."""
+    import bayesgmm.bayes.variational as engine
+
+    x, labels = three_clusters
+    monkeypatch.setattr(engine, "STOCHASTIC_ROWS", 2000)
+    monkeypatch.setattr(engine, "BATCH_ROWS", 1024)
+    model = BayesianGaussianMixture(method="vi", max_steps=3000, **SETTINGS).fit(x)
+    assert model.inference_info_["algorithm"] == "svi"
+    assert model.inference_info_["batch_rows"] == 1024
+    assert adjusted_rand_score(labels, model.predict(x)) > 0.95
+
+
 def test_vi_and_numpyro_advi_agree():
     """The NumPyro model (LKJ correlations, log-normal scales) fitted by ADVI and the
     conjugate model by coordinate ascent give the same clustering and close predictive

@@ -46,10 +46,10 @@ from scipy.special import gammaln, logsumexp
 from bayesgmm.bayes.gibbs import default_hyperparameters
 from bayesgmm.bayes.models import MixtureDraws
 from bayesgmm.core import variational
-from bayesgmm.core.covariance import ConjugatePrior, MixtureParams, get_family
-from bayesgmm.core.init import init_draws, initial_responsibilities
+from bayesgmm.core.covariance import ConjugatePrior, get_family
+from bayesgmm.core.init import block_responsibilities, init_draws
 from bayesgmm.core.partition import WeightPrior
-from bayesgmm.core.stats import data_columns, weighted_log_prob
+from bayesgmm.core.stats import natural_log_prob
 from bayesgmm.core.variational import (
     StochasticSchedule,
     VariationalParams,
@@ -57,7 +57,6 @@ from bayesgmm.core.variational import (
     mean_weights,
 )
 from bayesgmm.preprocessing import compute_context, to_blocks
-from bayesgmm.variational import expected_log_prob
 
 #: Above this many rows ``method="vi"`` runs stochastic VI by default.
 STOCHASTIC_ROWS = 100_000
@@ -115,13 +114,8 @@ START_INIT = "kmeans"
 def _restarts(draws, active, data, prior, reg_covar, tol, *, family, max_iter, n_dims):
     """Coordinate ascent on ``data`` from k-means starts with ``active`` (R, T) clusters:
     the restarts' final states (leading axis R)."""
-    n_blocks, block_rows, _ = data.features.shape
-    n_components = active.shape[1]
-    flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
-    weight = data.weight.reshape(-1)
-    resp = jax.vmap(lambda d, a: initial_responsibilities(d, flat_x, weight, n_components,
-                                                          START_INIT, a))(draws, active)
-    resp = resp.reshape(len(draws), n_blocks, block_rows, n_components)
+    resp = block_responsibilities(draws, data.features, data.weight, n_dims, active.shape[1],
+                                  START_INIT, active)
     return variational.fit_restarts(resp, data, prior, reg_covar, tol, family=family,
                                     max_iter=max_iter)
 
@@ -289,12 +283,12 @@ def memberships(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
     family = get_family(covariance_type)
     with compute_context(np.float64):
         data = to_blocks(x, np.float64, family)
-        log_prob = np.asarray(expected_log_prob(data, VariationalParams(
-            *(jnp.asarray(a) for a in params)), jnp.asarray(stick_breaking), family))
-    log_prob = log_prob.reshape(-1, log_prob.shape[-1])[: len(x)]
-    log_prob = log_prob - log_prob.max(axis=1, keepdims=True)
-    resp = np.exp(log_prob)
-    return resp / resp.sum(axis=1, keepdims=True)
+        resp = _responsibilities(data, VariationalParams(*(jnp.asarray(a) for a in params)),
+                                 jnp.asarray(stick_breaking), family)
+    return _unblocked(resp, len(x))
+
+
+_responsibilities = jax.jit(variational.responsibilities, static_argnames="family")
 
 
 #: Rows per chunk of the per-feature Student t densities (diag).
@@ -358,9 +352,9 @@ def predictive_log_density(x: np.ndarray, params: VariationalParams, stick_break
 
 @partial(jax.jit, static_argnames="family")
 def _gaussian_log_prob(data, means, prec_chol, family):
-    """``log N(x | m_k, P_k^-1)`` per block (n_blocks, block_rows, K) (unit weights)."""
-    params = MixtureParams(jnp.ones(means.shape[0]), means, prec_chol, prec_chol)
-    return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
+    """``log N(x | m_k, P_k^-1)`` per block (n_blocks, block_rows, K)."""
+    natural = family.natural_of(jnp.zeros(means.shape[0], means.dtype), means, prec_chol)
+    return jax.lax.map(lambda f: natural_log_prob(f, natural), data.features)
 
 
 def _full_t(x: np.ndarray, means: np.ndarray, t_dof: np.ndarray,

@@ -197,3 +197,22 @@ def initial_responsibilities(draws: Array, x: Array, weight: Array, n_components
     else:
         raise ValueError(f"init_params={method!r} is not supported; choose one of {INIT_METHODS}")
     return jnp.zeros((n_rows, n_components), x.dtype).at[seeds, jnp.arange(n_components)].set(mask)
+
+
+def block_responsibilities(draws: Array, features: Array, weight: Array, n_dims: int,
+                           n_components: int, method: str, active: Array | None = None
+                           ) -> Array:
+    """:func:`initial_responsibilities` of rows held in blocks, one start per row of
+    ``draws`` (R, U): features (n_blocks, block_rows, D + F) whose first ``n_dims`` columns are
+    the data, row weights (n_blocks, block_rows), optional ``active`` (R, K) ->
+    (R, n_blocks, block_rows, K)."""
+    n_blocks, block_rows, _ = features.shape
+    flat_x = features[..., :n_dims].reshape(-1, n_dims)
+    flat_weight = weight.reshape(-1)
+    if active is None:
+        resp = jax.vmap(lambda d: initial_responsibilities(d, flat_x, flat_weight, n_components,
+                                                           method))(draws)
+    else:
+        resp = jax.vmap(lambda d, a: initial_responsibilities(
+            d, flat_x, flat_weight, n_components, method, a))(draws, active)
+    return resp.reshape(draws.shape[0], n_blocks, block_rows, n_components)
