@@ -21,6 +21,21 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.bayes import variational
+from bayesgmm.bayes.cluster_prior import (
+    StickBreakingPrior,
+    occupied_prior,
+    prior_series,
+    simulated_occupied_prior,
+)
+from bayesgmm.bayes.coclustering import (
+    PartitionEstimate,
+    belonging,
+    check_loss,
+    estimate_partition,
+    evenly_spaced,
+    member_memberships,
+    similarity_from_memberships,
+)
 from bayesgmm.bayes.gibbs import (
     SamplerSettings,
     covariance_factors_to_tril,
@@ -38,6 +53,7 @@ from bayesgmm.bayes.models import (
     missing_patterns,
 )
 from bayesgmm.bayes.posterior import (
+    cluster_affinity,
     label_probability,
     membership_entropy,
     membership_probabilities,
@@ -47,7 +63,7 @@ from bayesgmm.bayes.posterior import (
 )
 from bayesgmm.bayes.relabel import permute, stephens_relabel
 from bayesgmm.core.partition import WeightPrior
-from bayesgmm.estimator import GaussianMixture, _seed
+from bayesgmm.estimator import GaussianMixture, _seed, is_int
 from bayesgmm.io import Persistable
 from bayesgmm.parallel import multi_process
 from bayesgmm.preprocessing import AffineScaling, compute_context
@@ -87,6 +103,11 @@ PASS_ROW_DRAWS = 20_000_000
 PASS_DRAWS = 1000
 #: Rows per chunk when per-draw probabilities of every point are needed.
 _ROW_CHUNK = 4096
+#: Draws used by the label-free summaries (similarity, partition, belonging): evenly spaced
+#: over the pass draws.
+SUMMARY_DRAWS = 1000
+#: Rows per chunk of the belonging pass (draws x rows x clusters per chunk).
+_BELONGING_CHUNK = 1024
 
 
 def credible_set(posterior: pd.Series, level: float) -> list[int]:
@@ -535,6 +556,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         self._summary_key = key
         self._training_summary = None
         self._trace = None
+        self._partitions = {}
         if self.method == "nuts":  # the R-hat check at the end of fit needs them
             self._summaries()
 
@@ -761,6 +783,135 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                              "probability_lower": lower, "probability_upper": upper,
                              "entropy": membership_entropy(membership),
                              "ambiguous": probability < self.ambiguity_threshold})
+
+    # ------------------------------------------------------------------ label-free summaries
+    def n_clusters_prior(self, n_samples: int | None = None) -> pd.Series:
+        """The prior on the number of occupied clusters K+ that the fitted model's weight prior
+        implies for ``n_samples`` points (default: the training rows), indexed by K+ = 1..T.
+
+        Exact for symmetric Dirichlet weights (every Gibbs prior; the sparse finite mixture of
+        the other methods): the Pólya-urn distribution of K+ summed over K and integrated over
+        the concentration's prior. Simulated for truncated stick-breaking (the DP of VI, NUTS
+        and ADVI). See :mod:`bayesgmm.bayes.cluster_prior`; ``attrs`` holds the ``method``,
+        ``n_samples`` and the prior ``mean``.
+        """
+        check_is_fitted(self)
+        n = self._x_train.shape[0] if n_samples is None else n_samples
+        if not is_int(n) or n < 1:
+            raise ValueError(f"n_samples={n_samples!r} is invalid: it must be an integer >= 1")
+        spec, n, t = self._model_spec, int(n), self.n_components
+        if self.method != "gibbs" and spec.weights == "dp":
+            fixed = spec.alpha
+            return prior_series(simulated_occupied_prior(n, StickBreakingPrior(
+                fixed, spec.alpha_shape, spec.alpha_rate), t, seed=_seed(self.random_state)),
+                "simulation", n)
+        if self.method == "gibbs":
+            weights = WeightPrior.named(self.sampler_settings_["weight_concentration_prior_type"],
+                                        spec.alpha if spec.weights != "sparse" else spec.e0)
+        else:  # sparse finite mixture: Dirichlet(e0), e0 fixed or Gamma(shape, shape / mean)
+            weights = WeightPrior(False, False, spec.e0,
+                                  ("gamma", spec.e0_shape, spec.e0_shape / spec.e0_mean))
+        return prior_series(occupied_prior(n, weights, t), "exact", n)
+
+    def _summary_draws(self) -> MixtureDraws:
+        """At most ``SUMMARY_DRAWS`` draws, evenly spaced over the pass draws (device)."""
+        index = self._pass_index()
+        index = index[evenly_spaced(len(index), SUMMARY_DRAWS)]
+        return MixtureDraws(*(jnp.asarray(a[index], jnp.float64)
+                              for a in self.posterior_draws_))
+
+    def _per_draw_memberships(self, x: np.ndarray) -> np.ndarray:
+        """Per-draw membership probabilities (S, n, T) of validated rows ``x``."""
+        with compute_context(np.float64):
+            return np.asarray(membership_probabilities(
+                jnp.asarray(x, jnp.float64), self._summary_draws(),
+                patterns=missing_patterns(x)))
+
+    def _summary_rows(self, n_rows: int, max_rows) -> np.ndarray:
+        """All of ``n_rows`` rows, or a random ``max_rows`` of them (sorted), seeded by
+        ``random_state``."""
+        if not is_int(max_rows) or max_rows < 2:
+            raise ValueError(f"max_rows={max_rows!r} is invalid: it must be an integer >= 2")
+        if n_rows <= max_rows:
+            return np.arange(n_rows)
+        rng = np.random.default_rng(_seed(self.random_state))
+        return np.sort(rng.choice(n_rows, int(max_rows), replace=False))
+
+    def posterior_similarity(self, X=None, *, max_rows: int = 1000) -> pd.DataFrame:
+        """The posterior co-clustering matrix ``P(z_i = z_j | data)`` of the training rows
+        (or of the rows of ``X``), on a random ``max_rows`` of them when there are more.
+
+        Label-free (see :mod:`bayesgmm.bayes.coclustering`): the mean over draws of
+        ``sum_k p_ik p_jk``. Returns a square DataFrame indexed both ways by row position.
+        """
+        check_is_fitted(self)
+        x = self._x_train if X is None else self._validated(X)
+        rows = self._summary_rows(x.shape[0], max_rows)
+        similarity = similarity_from_memberships(self._per_draw_memberships(x[rows]))
+        index = pd.Index(rows, name="row")
+        return pd.DataFrame(similarity, index=index, columns=index.rename("row_"))
+
+    def _partition(self, loss: str, max_rows) -> PartitionEstimate:
+        """The loss-optimal partition of (a sample of) the training rows, searched once."""
+        key = f"{loss}:{max_rows}"
+        if key not in self._partitions:
+            rows = self._summary_rows(self._x_train.shape[0], max_rows)
+            found = estimate_partition(self._per_draw_memberships(self._x_train[rows]), rows,
+                                       loss, _seed(self.random_state))
+            self._partitions[key] = (found.rows, found.labels, found.expected_loss)
+        rows, labels, expected = self._partitions[key]
+        return PartitionEstimate(np.asarray(rows), np.asarray(labels), float(expected), loss)
+
+    def estimate_partition(self, X=None, *, loss: str = "vi",
+                           max_rows: int = 1000) -> pd.DataFrame:
+        """The partition minimising the posterior expected ``loss`` ('vi': variation of
+        information, Wade & Ghahramani 2018; 'binder'), with how surely each row belongs to
+        its cluster. No labels are involved, so label switching cannot blur it.
+
+        The partition is searched (SALSO-style, :mod:`bayesgmm.core.salso`) on the training
+        rows, or on a random ``max_rows`` of them; every other row, and every row of ``X``,
+        joins the cluster it belongs with most.
+
+        Returns
+        -------
+        DataFrame, one row per training row (or row of ``X``):
+            ``cluster`` (0 the largest); ``belonging``: the posterior probability that the
+            row shares its component with a member of its cluster, averaged over the members
+            (itself left out); ``belonging_lower``/``belonging_upper``: its
+            ``credible_level`` interval across draws; ``searched``: the row was in the search.
+            ``attrs``: ``loss``, ``expected_loss``, ``n_clusters``, ``n_searched``.
+        """
+        check_is_fitted(self)
+        check_loss(loss)
+        estimate = self._partition(loss, max_rows)
+        x = self._x_train if X is None else self._validated(X)
+        means = member_memberships(self._per_draw_memberships(self._x_train[estimate.rows]),
+                                   estimate.labels)                             # (S, C, T)
+        sizes = np.bincount(estimate.labels)
+        member_of = np.full(x.shape[0], -1)
+        if X is None:
+            member_of[estimate.rows] = estimate.labels
+        cluster = np.empty(x.shape[0], np.int64)
+        value, lower, upper = (np.empty(x.shape[0]) for _ in range(3))
+        with compute_context(np.float64):
+            draws, device_means = self._summary_draws(), jnp.asarray(means)
+            for start in range(0, x.shape[0], _BELONGING_CHUNK):
+                rows = slice(start, start + _BELONGING_CHUNK)
+                affinity, overlap = (np.asarray(a) for a in cluster_affinity(
+                    jnp.asarray(x[rows], jnp.float64), draws, device_means,
+                    patterns=missing_patterns(x[rows])))
+                per_draw = belonging(affinity, overlap, sizes, member_of[rows])
+                average = per_draw.mean(axis=0)
+                chosen = np.where(member_of[rows] >= 0, member_of[rows],
+                                  np.nan_to_num(average, nan=-1.0).argmax(axis=1))
+                picked = per_draw[:, np.arange(len(chosen)), chosen]            # (S, n)
+                cluster[rows], value[rows] = chosen, picked.mean(axis=0)
+                lower[rows], upper[rows] = self._interval(picked)
+        table = pd.DataFrame({"cluster": cluster, "belonging": value, "belonging_lower": lower,
+                              "belonging_upper": upper, "searched": member_of >= 0})
+        table.attrs.update(loss=loss, expected_loss=estimate.expected_loss,
+                           n_clusters=len(sizes), n_searched=len(estimate.rows))
+        return table
 
     def to_inference_data(self):
         """ArviZ ``InferenceData``: relabelled posterior, sample_stats, observed_data and the

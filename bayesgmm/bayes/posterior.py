@@ -154,3 +154,29 @@ def predictive_log_density(x, draws: MixtureDraws, patterns: tuple = ()):
 def membership_entropy(membership: np.ndarray) -> np.ndarray:
     """Entropy in nats of each row of membership probabilities (n, K) -> (n,)."""
     return -np.sum(membership * np.log(np.maximum(membership, 1e-300)), axis=1)
+
+
+@partial(jax.jit, static_argnames="patterns")
+def cluster_affinity(x, draws: MixtureDraws, cluster_memberships, patterns: tuple = ()):
+    """Per draw, the probability that each point shares its component with a member of each
+    estimated cluster, averaged over the members: ``p_i(theta_s) . m_c(theta_s)`` with ``m_c``
+    the mean membership vector of cluster ``c``'s members under the same draw.
+
+    Parameters
+    ----------
+    x : (N, D) points; draws : S draws
+    cluster_memberships : (S, C, T) mean per-draw memberships of each cluster's members
+
+    Returns
+    -------
+    affinity : (S, N, C)
+    self_overlap : (S, N) ``p_i . p_i``, the term a member contributes for itself (removed
+        by the caller when ``x`` are members)
+    """
+    score = draw_scorer(x, draws, patterns)
+
+    def one(inputs):
+        draw, means = inputs
+        membership = jax.nn.softmax(score(draw), axis=-1)
+        return membership @ means.T, jnp.sum(membership**2, axis=-1)
+    return jax.lax.map(one, (draws, cluster_memberships))

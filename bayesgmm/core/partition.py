@@ -224,3 +224,31 @@ def update_concentration(prior: WeightPrior | WeightParameters, log_pk: Array, c
     return value, accepted
 
 
+
+
+def occupied_count_distribution(n_samples: Array, n_components: Array, gamma: Array,
+                                n_slots: int) -> Array:
+    """``P(K+ = k | K, gamma_K, N)`` for ``k = 0..n_slots``: (..., n_slots + 1), batched over
+    the broadcast shape of ``n_components`` (``K``) and ``gamma`` (``gamma_K``).
+
+    ``K+`` is the number of occupied components when ``N`` points are allocated under
+    ``eta ~ Dirichlet(gamma_K, ..., gamma_K)`` (``K`` entries). Integrating ``eta`` out gives
+    the Pólya urn: the ``n + 1``-th point opens a new component with probability
+    ``(K - K+_n) gamma_K / (n + K gamma_K)`` and joins an occupied one otherwise, so the
+    distribution of ``K+`` is one step of a bidiagonal recursion per point (all terms
+    positive: no cancellation, unlike the inclusion-exclusion sum, which loses every digit for
+    small ``gamma_K``). ``n_samples`` is traced: one program serves every ``N``.
+    """
+    n_components, gamma = jnp.broadcast_arrays(jnp.asarray(n_components, gamma.dtype), gamma)
+    k = jnp.arange(n_slots + 1, dtype=gamma.dtype)
+    start = jnp.zeros((*gamma.shape, n_slots + 1), gamma.dtype).at[..., 0].set(1.0)
+    total = (n_components * gamma)[..., None]
+    opening = jnp.maximum(n_components[..., None] - k, 0.0) * gamma[..., None]
+
+    def add_point(n, p):
+        n = n.astype(gamma.dtype)
+        stay = p * (n + k * gamma[..., None]) / (n + total)
+        moved = p[..., :-1] * opening[..., :-1] / (n + total)
+        return stay.at[..., 1:].add(moved)
+
+    return jax.lax.fori_loop(0, n_samples, add_point, start)
