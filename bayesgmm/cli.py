@@ -71,8 +71,10 @@ def run_demo(args: argparse.Namespace) -> int:
     print("\nSelected model\n")
     print(_format_fit(clustering.em_model_, data))
     _bayesian_demo(data, clustering, args.seed)
-    if args.out:
-        write_outputs(clustering, data, Path(args.out), args.quiet)
+    out = Path(args.out)
+    write_outputs(clustering, data, out, quiet=True)
+    print(f"\nThe report (open it in a browser): {(out / 'report.html').resolve()}")
+    print("Also written there: assignments.csv, model.bgmm and selection.csv")
     return 0
 
 
@@ -85,10 +87,23 @@ def _bayesian_demo(data: pd.DataFrame, clustering: Clustering, seed: int) -> Non
         if "degenerate in every restart" not in message:
             print(f"warning: {message}")
     posterior = model.n_clusters_posterior()
-    print("Posterior over the number of occupied clusters:")
-    print(posterior.to_frame().T.to_string(float_format=lambda v: f"{v:.3f}"))
+    prior = model.n_clusters_prior()
+    print("Posterior over the number of occupied clusters, beside the prior the model implies "
+          f"for {len(data)} rows:")
+    both = pd.concat([prior, posterior.rename("posterior")], axis=1).fillna(0.0).T
+    print(both.loc[:, (both >= 0.001).any(axis=0)].to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"mode {posterior.attrs['mode']}; {model.credible_level:.0%} credible set "
           f"{posterior.attrs['credible_set']}\n")
+    partition = model.estimate_partition()
+    sizes = partition["cluster"].value_counts().sort_index()
+    print("The partition minimising the posterior expected variation of information "
+          f"(label-free; expected loss {partition.attrs['expected_loss']:.3f} bits): "
+          f"{len(sizes)} clusters of {', '.join(str(n) for n in sizes)} rows.")
+    least = partition.sort_values("belonging").head(5)
+    print("The five rows that belong least surely with their cluster (probability of sharing "
+          "a cluster with its members, 90% interval):")
+    print(pd.concat([data.loc[least.index], least.drop(columns="searched")], axis=1).to_string(
+        float_format=lambda v: f"{v:.3f}"), "\n")
     print("Segment sizes (share of points, 90% credible intervals):")
     sizes = model.segment_sizes()
     print(sizes[sizes["share"] >= 0.01].to_string(float_format=lambda v: f"{v:.3f}"), "\n")
@@ -246,11 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="select and fit a mixture for the bundled Old Faithful data, and print it",
         description="Select K and the covariance type by BIC on the bundled Old Faithful data, "
-        "fit the Bayesian mixture by NUTS, and print the results.")
+        "fit the Bayesian mixture (Gibbs sampler), print the results and write the HTML "
+        "report.")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--out", metavar="DIR",
-                      help="also write assignments.csv, model.bgmm, selection.csv and "
-                      "report.html for the demo into DIR")
+    demo.add_argument("--out", metavar="DIR", default="bayesgmm-demo",
+                      help="where to write report.html, assignments.csv, model.bgmm and "
+                      "selection.csv (default: bayesgmm-demo)")
     demo.set_defaults(run=run_demo)
 
     fit = commands.add_parser(

@@ -10,12 +10,27 @@ MCLUST_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
 _MARKERS = {"spherical": "o", "diag": "s", "tied": "^", "full": "D"}
 
 
+def competitive_types(table: pd.DataFrame, criterion: str = "bic") -> list[str]:
+    """The covariance types whose best (non-degenerate) criterion value lies within twice the
+    selected type's own range over K of the overall best: the models worth comparing. A type
+    far worse than that (spherical models on data whose columns are correlated) would
+    otherwise stretch the plot's axis until the competitive curves are flat lines."""
+    healthy = table[~table["degenerate"].to_numpy(bool)]
+    if healthy.empty:
+        return list(table["covariance_type"].unique())
+    best = healthy.groupby("covariance_type", sort=False)[criterion].min()
+    winner = healthy[healthy["covariance_type"] == best.idxmin()][criterion]
+    spread = max(float(winner.max() - winner.min()), 1e-6 * abs(float(best.min())), 1e-12)
+    return [name for name, value in best.items() if value - best.min() <= 2.0 * spread]
+
+
 def plot_selection(table: pd.DataFrame, criterion: str = "bic", ax=None):
     """The criterion against K, one line per covariance type, in the style of mclust's BIC
     plot, but in scikit-learn's sign (lower is better).
 
     Degenerate (type, K) pairs are drawn as faint crosses off the lines; the selected model is
-    circled.
+    circled. The y-axis covers the competitive types (:func:`competitive_types`); a type far
+    worse is left off the scale and its legend entry says so, with its best value.
 
     Parameters
     ----------
@@ -31,12 +46,15 @@ def plot_selection(table: pd.DataFrame, criterion: str = "bic", ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.2))
+    shown = competitive_types(table, criterion)
     for name, group in table.groupby("covariance_type", sort=False):
         group = group.sort_values("n_components")
         healthy = ~group["degenerate"].to_numpy(bool)
+        label = f"{name} ({MCLUST_NAMES.get(name, name)})"
+        if name not in shown:
+            label += f": off scale, best {group[criterion].where(healthy).min():,.0f}"
         (line,) = ax.plot(group["n_components"], group[criterion].where(healthy),
-                          marker=_MARKERS.get(name, "o"), linewidth=1.5,
-                          label=f"{name} ({MCLUST_NAMES.get(name, name)})")
+                          marker=_MARKERS.get(name, "o"), linewidth=1.5, label=label)
         if (~healthy).any():
             ax.scatter(group["n_components"][~healthy], group[criterion][~healthy], marker="x",
                        color=line.get_color(), alpha=0.5)
@@ -45,6 +63,12 @@ def plot_selection(table: pd.DataFrame, criterion: str = "bic", ax=None):
                edgecolors="black", linewidths=1.5, label="selected", zorder=3)
     if table["degenerate"].any():
         ax.scatter([], [], marker="x", color="grey", label="degenerate (excluded)")
+    if len(shown) < table["covariance_type"].nunique():
+        values = table[table["covariance_type"].isin(shown)
+                       & ~table["degenerate"].to_numpy(bool)][criterion]
+        low, high = float(values.min()), float(values.max())
+        pad = 0.05 * max(high - low, 1e-9 * abs(high) + 1e-12)
+        ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("number of components K")
     ax.set_ylabel(f"{criterion.upper()} (lower is better)")
     ax.set_xticks(sorted(table["n_components"].unique()))
@@ -98,31 +122,49 @@ def plot_clusters(points, labels, means, covariances, axis_names=("x0", "x1"), a
 
 
 class Projection:
-    """Two display coordinates for a table (n, D): its two columns, or its first two principal
-    components when D > 2 (one column: plotted against zero).
+    """Two display coordinates for a table (n, D): its two columns; with D > 2, the first two
+    discriminant coordinates of a fitted mixture when ``mixture`` is given
+    (:func:`~bayesgmm.directions.cluster_directions`), else the first two principal
+    components (one column: plotted against zero).
 
-    ``points(x)`` maps rows (n, D) to (n, 2); ``covariance(c)`` maps a (D, D) covariance to the
-    (2, 2) covariance of the projected coordinates; ``names`` are the two axis labels and
-    ``note`` says what was projected (empty for two columns)."""
+    ``mixture`` is ``(weights (K,), means (K, D), covariances (K, D, D))`` in the table's
+    units. ``points(x)`` maps rows (n, D) to (n, 2); ``covariance(c)`` maps a (D, D)
+    covariance to the (2, 2) covariance of the projected coordinates; ``names`` are the two
+    axis labels and ``note`` says what was projected (empty for two columns)."""
 
-    def __init__(self, frame: pd.DataFrame):
+    def __init__(self, frame: pd.DataFrame, mixture: tuple | None = None):
         x = frame.to_numpy(float)
         incomplete = np.isnan(x).any(axis=1)
         x = x[~incomplete]  # rows with missing values have no position; they are not drawn
         self.centre = x.mean(axis=0)
-        if x.shape[1] <= 2:
+        if x.shape[1] <= 2:  # the columns themselves, in their own units (not centred)
+            self.centre = np.zeros(x.shape[1])
             self.basis = np.eye(x.shape[1])[:, :2]
             self.names = list(frame.columns[:2])
             self.note = ""
+        elif mixture is not None:
+            from bayesgmm.directions import cluster_directions
+
+            found = cluster_directions(x, *mixture)
+            self.basis = found.basis[:, :2]
+            self.names = [f"discriminant coordinate {i + 1}"
+                          + ("" if kind == "location" else " (covariance differences)")
+                          for i, kind in enumerate(found.kinds[:2])]
+            self.note = ("The data have more than two columns: shown on discriminant "
+                         "coordinates of the fitted clusters (MclustDR's location directions, "
+                         "Scrucca 2010, 2014: the directions that separate the clusters' means "
+                         "most relative to the data's spread, so the columns' units do not "
+                         "matter; with two clusters the second axis is the direction in which "
+                         "their covariances differ most). Each cluster's covariance is "
+                         "projected onto them.")
         else:
             _, singular, vt = np.linalg.svd(x - self.centre, full_matrices=False)
             self.basis = vt[:2].T
             share = singular[:2] ** 2 / np.sum(singular**2)
             self.names = [f"PC{i + 1} ({100 * s:.0f}% of variance)" for i, s in enumerate(share)]
             self.note = ("The data have more than two columns: shown on their first two "
-                         "principal components (of the standardised columns when fitted with "
-                         "standardisation), with each component's covariance projected onto "
-                         "them.")
+                         "principal components, with each component's covariance projected "
+                         "onto them.")
         if incomplete.any():
             self.note = (f"{self.note} {int(incomplete.sum())} rows with missing values are "
                          "not drawn.").strip()
@@ -144,15 +186,16 @@ def plot_model_clusters(model, X, ax=None):
     ``model`` is a fitted :class:`~bayesgmm.GaussianMixture` (any covariance type) or
     :class:`~bayesgmm.BayesianGaussianMixture` (posterior means; only clusters that hold a
     point are drawn). ``X`` (n, D) is an array or DataFrame in the units the model was fitted
-    in; with D > 2 the plot is on X's first two principal components, with the covariances
-    projected onto them.
+    in; with D > 2 the plot is on the fit's first two discriminant coordinates
+    (:mod:`bayesgmm.directions`), with the covariances projected onto them.
     """
     from bayesgmm.fitted import FittedClusters
 
     view = FittedClusters.of(model, X)
     shown = sorted(set(view.labels.tolist())) if view.bayesian else view.clusters
     frame = pd.DataFrame(view.model_input, columns=view.data.columns)
-    projection = Projection(frame)
+    weights = view.membership.mean(axis=0)[shown]
+    projection = Projection(frame, (weights, view.means[shown], view.covariances[shown]))
     ax = plot_clusters(projection.points(view.model_input), view.labels,
                        {k: projection.points(view.means[k][None])[0] for k in shown},
                        {k: projection.covariance(view.covariances[k]) for k in shown},
@@ -182,14 +225,54 @@ def plot_uncertainty(points, uncertainty, axis_names=("x0", "x1"), ax=None):
     return ax
 
 
-def plot_posterior_k(posterior: pd.Series, ax=None):
-    """Bar chart of the posterior over the number of occupied clusters."""
-    ax = _axes(ax, (5.0, 3.5))
-    ax.bar(posterior.index.astype(int), posterior.to_numpy(), color="steelblue")
+def plot_posterior_k(posterior: pd.Series, prior: pd.Series | None = None, ax=None):
+    """Bars of the posterior over the number of occupied clusters, with the prior that the
+    model implies at the same N beside them when ``prior`` is given (both Series indexed by
+    the number of clusters, e.g. ``n_clusters_posterior()`` and ``n_clusters_prior()``)."""
+    ax = _axes(ax, (6.0, 3.8))
+    if prior is None:
+        ax.bar(posterior.index.astype(int), posterior.to_numpy(), color="steelblue")
+        ax.set_xticks(posterior.index.astype(int))
+        ax.set_ylabel("posterior probability")
+        ax.set_title("posterior over the number of clusters")
+    else:
+        values = sorted(set(posterior.index.astype(int)) | set(prior.index.astype(int)))
+        shown = [k for k in values if posterior.get(k, 0.0) >= 0.001 or prior.get(k, 0.0)
+                 >= 0.001]
+        where = np.arange(len(shown))
+        ax.bar(where - 0.2, [prior.get(k, 0.0) for k in shown], width=0.4, color="0.7",
+               label=f"prior at N = {prior.attrs.get('n_samples', '?')}")
+        ax.bar(where + 0.2, [posterior.get(k, 0.0) for k in shown], width=0.4,
+               color="steelblue", label="posterior")
+        ax.set_xticks(where, [str(k) for k in shown])
+        ax.set_ylabel("probability")
+        ax.legend(fontsize="small")
+        ax.set_title("number of clusters: prior and posterior")
     ax.set_xlabel("number of occupied clusters")
-    ax.set_ylabel("posterior probability")
-    ax.set_xticks(posterior.index.astype(int))
-    ax.set_title("posterior over the number of clusters")
+    return ax
+
+
+def plot_similarity(similarity: pd.DataFrame, clusters: np.ndarray, ax=None):
+    """The posterior similarity (co-clustering) matrix as a heatmap, rows and columns ordered
+    by the point-estimate partition ``clusters`` (one label per row of ``similarity``), then
+    within a cluster by how strongly each row co-clusters with its cluster; lines mark the
+    clusters' edges."""
+    ax = _axes(ax, (5.6, 4.8))
+    matrix = similarity.to_numpy()
+    clusters = np.asarray(clusters)
+    same = clusters[:, None] == clusters[None, :]
+    within = np.where(same, matrix, 0.0).sum(axis=1) / same.sum(axis=1)
+    order = np.lexsort((-within, clusters))
+    drawn = ax.imshow(matrix[np.ix_(order, order)], cmap="magma_r", vmin=0.0, vmax=1.0,
+                      interpolation="nearest")
+    ax.figure.colorbar(drawn, ax=ax, label="P(rows i and j in the same cluster)")
+    edges = np.flatnonzero(np.diff(clusters[order])) + 0.5
+    for edge in edges:
+        ax.axhline(edge, color="tab:blue", linewidth=0.8)
+        ax.axvline(edge, color="tab:blue", linewidth=0.8)
+    ax.set_xlabel("rows, ordered by estimated cluster")
+    ax.set_ylabel("rows, ordered by estimated cluster")
+    ax.set_title("posterior co-clustering")
     return ax
 
 

@@ -2,8 +2,10 @@
 
 Sections: data summary; the selection criteria by covariance type; the clusters in 2-D with
 covariance ellipses; assignment uncertainty; cluster sizes and means in the data's units (with
-credible intervals for a Bayesian fit); the posterior over K, diagnostics with trace and rank
-plots of the label-invariant quantities, and the EM-vs-Bayesian comparison (Bayesian fit only);
+credible intervals for a Bayesian fit); the posterior over K beside the prior the model implies,
+which rows belong together (co-clustering heatmap, loss-optimal partition, belonging),
+diagnostics with trace and rank plots of the label-invariant quantities, and the
+EM-vs-Bayesian comparison (Bayesian fit only);
 anomalies; and every warning raised during the fit.
 """
 
@@ -122,12 +124,13 @@ def _cluster_section(clustering: Clustering, frame: pd.DataFrame,
 
     from bayesgmm.plotting import Projection, plot_clusters, plot_uncertainty
 
-    # Two columns: drawn in the data's units. More: principal components of what the model saw.
+    # Two columns: drawn in the data's units. More: MclustDR directions of what the model saw.
     data_units = frame.shape[1] <= 2
     shown = frame if data_units else clustering._model_input(frame)
-    projection = Projection(shown)
-    points = projection.points(shown.to_numpy())
     means, covs, labels = _component_moments(clustering, data_units)
+    weights = clustering.model_.weights_[labels]
+    projection = Projection(shown, (weights, means, covs))
+    points = projection.points(shown.to_numpy())
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     plot_clusters(points, assigned["label"].to_numpy(),
                   {k: projection.points(m[None])[0] for k, m in zip(labels, means, strict=True)},
@@ -239,7 +242,44 @@ def _gaussian_section(view: FittedClusters) -> list[str]:
                         "Mahalanobis QQ plots")]
 
 
-def _bayes_sections(clustering: Clustering) -> list[str]:
+#: Rows the co-clustering section works on (a random subset of larger data).
+TOGETHER_ROWS = 1000
+
+
+def _together_section(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
+    """Which rows belong together, without labels: the similarity heatmap ordered by the
+    VI-optimal partition, the partition's sizes and the least surely placed rows."""
+    from bayesgmm.plotting import plot_similarity
+
+    bayes = clustering.bayes_model_
+    table = bayes.estimate_partition(max_rows=TOGETHER_ROWS)
+    similarity = bayes.posterior_similarity(max_rows=TOGETHER_ROWS)
+    searched = table[table["searched"]]
+    ax = plot_similarity(similarity, searched["cluster"].to_numpy())
+    sizes = table.groupby("cluster").agg(rows=("belonging", "size"),
+                                         mean_belonging=("belonging", "mean"))
+    level = f"{100 * bayes.credible_level:.0f}%"
+    sample = (f"a random {len(searched)} of the {len(table)} training rows"
+              if len(searched) < len(table) else "the training rows")
+    least = table.sort_values("belonging").head(10)
+    if len(frame) == len(table):  # the report is on the training rows: show their values
+        least = pd.concat([frame.iloc[least.index].set_axis(least.index), least], axis=1)
+    return ["<h2>Which rows belong together</h2>",
+            _para("Label-free summaries: cluster labels switch between posterior draws, "
+                  "partitions do not. The heatmap is the posterior probability that two rows "
+                  f"share a cluster ({sample}), ordered by the partition that minimises the "
+                  "posterior expected variation of information (Wade & Ghahramani 2018; "
+                  "searched as SALSO does, Dahl, Johnson & Müller 2022; expected loss "
+                  f"{table.attrs['expected_loss']:.3f} bits). Each row's belonging is the "
+                  "probability that it shares a cluster with a member of its estimated "
+                  f"cluster, averaged over the members, with its {level} credible interval."),
+            figure_html(ax.figure, "posterior co-clustering heatmap"),
+            _table(sizes),
+            "<h3>The ten rows that belong least surely</h3>",
+            _table(least)]
+
+
+def _bayes_sections(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
     from bayesgmm.plotting import plot_posterior_k, plot_trace_rank
 
     bayes = clustering.bayes_model_
@@ -248,14 +288,24 @@ def _bayes_sections(clustering: Clustering) -> list[str]:
                 _para("Not run. Fit with --bayes gibbs (or vi, nuts) for the posterior over the "
                       "number of clusters, credible intervals and diagnostics.")]
     posterior = bayes.n_clusters_posterior()
-    ax = plot_posterior_k(posterior)
+    prior = bayes.n_clusters_prior()
+    ax = plot_posterior_k(posterior, prior)
+    both = pd.concat([prior, posterior.rename("posterior")], axis=1).fillna(0.0).T
+    both = both.loc[:, (both >= 0.001).any(axis=0)]
+    how = ("computed exactly" if prior.attrs["method"] == "exact"
+           else "simulated from the prior")
     parts = ["<h2>Posterior over the number of clusters</h2>",
              _para(f"{bayes.describe()}. A cluster counts when at least one row is assigned "
                    f"to it in a posterior draw. Mode {posterior.attrs['mode']}; "
                    f"{bayes.credible_level:.0%} credible set "
-                   f"{posterior.attrs['credible_set']}."),
-             figure_html(ax.figure, "posterior over the number of clusters"),
-             _table(posterior.to_frame().T)]
+                   f"{posterior.attrs['credible_set']}. The grey bars are the prior on the "
+                   f"number of occupied clusters that the model's weight prior implies for "
+                   f"{prior.attrs['n_samples']} rows ({how}; prior mean "
+                   f"{prior.attrs['mean']:.2f}): how far the posterior moved from them is "
+                   "what the data said."),
+             figure_html(ax.figure, "prior and posterior over the number of clusters"),
+             _table(both)]
+    parts += _together_section(clustering, frame)
     parts += ["<h2>Diagnostics</h2>",
               _para("R-hat and effective sample sizes; the label-invariant quantities "
                     "(concentration, total log-likelihood, weights sorted largest first, "
@@ -302,7 +352,7 @@ def build_report(clustering: Clustering, data: pd.DataFrame) -> str:
     parts += _profile_section(view)
     parts += _quality_section(view)
     parts += _gaussian_section(view)
-    parts += _bayes_sections(clustering)
+    parts += _bayes_sections(clustering, frame)
     n_anomalies = int(assigned["anomaly"].sum())
     parts += ["<h2>Anomalies</h2>",
               _para(f"{n_anomalies} rows have a log density below "

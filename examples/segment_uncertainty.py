@@ -1,9 +1,10 @@
 """Segment membership with its uncertainty, checked against a known truth
 (mirrors ``notebooks/03_segment_uncertainty.ipynb``).
 
-Fits the Bayesian mixture to simulated customers, lists the ambiguous ones, checks that the
-stated probabilities are calibrated, reports segment sizes with 90% intervals and exports the
-assignments and the model.
+Fits the Bayesian mixture to simulated customers, shows the prior beside the posterior of the
+number of segments, lists the ambiguous ones, checks that the stated probabilities are
+calibrated, finds the loss-optimal partition with how surely each customer belongs, reports
+segment sizes with 90% intervals and exports the assignments and the model.
 
 Run: ``.venv/bin/python examples/segment_uncertainty.py [OUT_DIR]`` (``BAYESGMM_SMALL=1``
 for short chains).
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm.datasets import make_segments
 from bayesgmm.quality import assignment_calibration
@@ -25,6 +27,11 @@ def main(out_dir: str | None = None) -> None:
     customers, true_segment = make_segments(n_samples=600, random_state=1)
     clustering = Clustering(n_components=range(1, 7), bayes="gibbs", standardize=True,
                             random_state=0, bayes_options=mcmc).fit(customers)
+    model = clustering.bayes_model_
+    both = pd.concat([model.n_clusters_prior(), model.n_clusters_posterior().rename(
+        "posterior")], axis=1).fillna(0.0).T
+    print("number of segments, prior and posterior:")
+    print(both.loc[:, (both >= 0.001).any(axis=0)].round(3).to_string())
     assigned = clustering.assign(customers)
     table = pd.concat([customers, assigned], axis=1)
     print(f"ambiguous customers: {assigned['ambiguous'].sum()} of {len(table)}")
@@ -37,7 +44,13 @@ def main(out_dir: str | None = None) -> None:
     print(f"\naccuracy against the true segments: {calibration.attrs['accuracy']:.3f}")
     print(calibration.round(3).to_string(index=False))
 
-    sizes = clustering.bayes_model_.segment_sizes()
+    partition = model.estimate_partition()
+    print(f"\nloss-optimal partition: {partition.attrs['n_clusters']} segments, adjusted Rand "
+          f"index against the truth {adjusted_rand_score(true_segment, partition['cluster']):.3f}")
+    print("customers who belong least surely with their segment:")
+    print(partition.sort_values("belonging").head(5).round(3).to_string())
+
+    sizes = model.segment_sizes()
     print("\nsegment shares with 90% intervals:")
     print(sizes[sizes["share"] >= 0.01][["share", "share_lower", "share_upper"]].round(3))
 

@@ -17,8 +17,14 @@ def test_demo_prints_the_selection_and_the_fit(capsys, tmp_path, monkeypatch):
     assert {p.name for p in tmp_path.iterdir()} >= {"assignments.csv", "model.bgmm",
                                                     "selection.csv", "report.html"}
     for needle in ("Posterior over the number of occupied clusters", "Diagnostics",
-                   "EM (BIC) vs Bayesian"):
+                   "EM (BIC) vs Bayesian", "beside the prior the model implies for 272 rows",
+                   "minimising the posterior expected variation of information",
+                   "belong least surely"):
         assert needle in out
+    # The report's path is printed, and the page has the new sections.
+    assert f"The report (open it in a browser): {(tmp_path / 'report.html').resolve()}" in out
+    page = (tmp_path / "report.html").read_text()
+    assert "Which rows belong together" in page and "prior and posterior" in page
     assert "Top of the selection table (36 models" in out
     for needle in ("covariance_type", "icl", "degenerate", "Selected model", "weight",
                    "mean eruptions", "mean waiting", "BIC:", "log-likelihood:",

@@ -58,6 +58,7 @@ def _check_choosing_k(out: str, folder: Path) -> None:
 
 def _check_segment_uncertainty(out: str, folder: Path) -> None:
     assert "ambiguous customers" in out and "accuracy against the true segments" in out
+    assert "number of segments, prior and posterior" in out and "loss-optimal partition" in out
     table = pd.read_csv(folder / "segments.csv")
     assert {"label", "probability", "probability_lower", "ambiguous"} <= set(table.columns)
     assert len(table) == 600
@@ -93,8 +94,9 @@ def test_notebook_and_its_example_run(path, tmp_path, monkeypatch):
     figures, expected = {
         "01_quickstart": (2, ["BIC selects", "identical probabilities"]),
         "02_choosing_k": (2, ["ICL", "sparse", "ari_vs_truth"]),
-        "03_segment_uncertainty": (4, ["customers are ambiguous", "accuracy", "share_lower",
-                                       "cluster 0"]),
+        "03_segment_uncertainty": (6, ["customers are ambiguous", "accuracy", "share_lower",
+                                       "cluster 0", "posterior", "adjusted Rand index",
+                                       "share_correct"]),
     }[path.stem]
     assert images == figures, f"{path.name} drew {images} figures"
     text = _text(cells)

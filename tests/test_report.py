@@ -3,6 +3,7 @@ browser renders it (Debian's chromium, headless) when one is installed."""
 
 import base64
 import io
+import os
 import shutil
 import subprocess
 import warnings
@@ -65,13 +66,14 @@ def test_bayesian_report_has_every_section(bayes_clustering, faithful):
     parsed = _parse(build_report(bayes_clustering, faithful))
     for heading in ("Data", "Choosing K and the covariance type", "Clusters",
                     "Cluster sizes and means", "Posterior over the number of clusters",
+                    "Which rows belong together", "The ten rows that belong least surely",
                     "Diagnostics", "EM vs Bayesian", "Anomalies", "Cluster profiles",
                     "Cluster quality", "Is each cluster Gaussian?"):
         assert heading in parsed.headings
     assert any("credible intervals of the means" in h for h in parsed.headings)
     # selection (BIC+ICL), clusters+uncertainty, sizes, means, profile heatmap, silhouette,
-    # QQ plots, posterior K, trace plots
-    assert len(parsed.sources) == 9
+    # QQ plots, prior and posterior K, co-clustering heatmap, trace plots
+    assert len(parsed.sources) == 10
     _check_images(parsed.sources)
 
 
@@ -88,12 +90,12 @@ def test_bayesian_profile_has_credible_intervals(bayes_clustering, faithful):
     np.testing.assert_allclose(big["component_mean"], big["mean"], rtol=0.05)
 
 
-def test_em_report_on_many_columns_uses_principal_components():
+def test_em_report_on_many_columns_uses_discriminant_coordinates():
     wine = load_wine(as_frame=True).data
     clustering = Clustering(n_components=range(1, 4), covariance_type="diag",
                             standardize=True, random_state=0).fit(wine)
     html = build_report(clustering, wine)
-    assert "first two principal components" in html
+    assert "discriminant coordinates of the fitted clusters" in html
     parsed = _parse(html)
     assert "Posterior over the number of clusters" not in parsed.headings
     _check_images(parsed.sources)
@@ -119,7 +121,7 @@ def test_model_cluster_plot_draws_95_percent_ellipses(faithful):
 
     wine = load_wine(as_frame=True).data
     ax = plot_model_clusters(GaussianMixture(3, random_state=0).fit(wine), wine)
-    assert ax.get_xlabel().startswith("PC1")
+    assert ax.get_xlabel() == "discriminant coordinate 1"
 
 
 def _browser() -> str | None:
@@ -130,8 +132,12 @@ def _browser() -> str | None:
 
 
 def test_report_renders_in_a_browser(bayes_clustering, faithful, tmp_path):
+    """Headless Chromium renders the page to a screenshot. ``.ci/run`` installs Debian's
+    chromium and sets ``BAYESGMM_REQUIRE_BROWSER=1``, so in CI a missing browser fails."""
     path = write_report(bayes_clustering, faithful, tmp_path)
     browser = _browser()
+    if browser is None and os.environ.get("BAYESGMM_REQUIRE_BROWSER") == "1":
+        pytest.fail("BAYESGMM_REQUIRE_BROWSER=1 but no chromium is installed")
     if browser is None:
         warnings.warn("chromium is not installed on this machine: checked instead that "
                       "report.html parses and that every embedded image decodes and is not "
@@ -141,9 +147,13 @@ def test_report_renders_in_a_browser(bayes_clustering, faithful, tmp_path):
         return
     shot = tmp_path / "shot.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                    f"--screenshot={shot}", "--window-size=1200,3000", path.as_uri()],
-                   capture_output=True, timeout=120, check=False)
+                    "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1200,12000",
+                    path.as_uri()], capture_output=True, timeout=120, check=False)
     assert shot.exists(), "chromium wrote no screenshot"
+    # The whole report was laid out: its lower half (Bayesian sections, co-clustering
+    # heatmap) has content too, not only the top.
+    lower = np.asarray(Image.open(shot).convert("L"), float)[6000:]
+    assert lower.std() > 10, "the lower half of the rendered page is blank"
     pixels = np.asarray(Image.open(shot).convert("L"), float)
     assert pixels.std() > 10, "the rendered page is blank"
     # Images rendered: many distinct grey levels, not only text on white.

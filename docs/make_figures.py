@@ -1,0 +1,87 @@
+"""Draw the report's pictures for three data sets into docs/figures/ (issue #20's check "by
+looking at them"): Old Faithful (2 columns), scikit-learn's wine (13 columns in mixed units,
+not standardised) and a 5-D synthetic mixture with known clusters.
+
+    python docs/make_figures.py          # about two minutes on 2 cores
+
+Per data set: ``<name>_selection.png`` (BIC by K and covariance type), ``<name>_clusters.png``
+(clusters and assignment uncertainty on the report's coordinates), ``<name>_n_clusters.png``
+(prior and posterior of K+), ``<name>_coclustering.png`` (similarity heatmap ordered by the
+VI-optimal partition).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.datasets import load_wine  # noqa: E402
+
+from bayesgmm import load_faithful  # noqa: E402
+from bayesgmm.datasets import make_mixture  # noqa: E402
+from bayesgmm.plotting import (  # noqa: E402
+    Projection,
+    plot_clusters,
+    plot_posterior_k,
+    plot_selection,
+    plot_similarity,
+    plot_uncertainty,
+)
+from bayesgmm.workflow import Clustering  # noqa: E402
+
+OUT = Path(__file__).parent / "figures"
+
+
+def draw(name: str, data: pd.DataFrame) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clustering = Clustering(bayes="gibbs", random_state=0, progress_bar=False).fit(data)
+    bayes = clustering.bayes_model_
+    ax = plot_selection(clustering.selection_.table)
+    ax.figure.savefig(OUT / f"{name}_selection.png", dpi=80, bbox_inches="tight")
+    plt.close(ax.figure)
+
+    assigned = clustering.assign(data)
+    labels = clustering.cluster_labels()
+    shown = clustering._model_input(data[clustering.columns_])
+    means, covs = bayes.means_[labels], bayes.covariances_[labels]
+    projection = Projection(shown, (bayes.weights_[labels], means, covs))
+    points = projection.points(shown.to_numpy())
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    plot_clusters(points, assigned["label"].to_numpy(),
+                  {k: projection.points(m[None])[0] for k, m in zip(labels, means, strict=True)},
+                  {k: projection.covariance(c) for k, c in zip(labels, covs, strict=True)},
+                  projection.names, ax=axes[0])
+    plot_uncertainty(points, assigned["uncertainty"].to_numpy(), projection.names, ax=axes[1])
+    fig.savefig(OUT / f"{name}_clusters.png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+    ax = plot_posterior_k(bayes.n_clusters_posterior(), bayes.n_clusters_prior())
+    ax.figure.savefig(OUT / f"{name}_n_clusters.png", dpi=80, bbox_inches="tight")
+    plt.close(ax.figure)
+
+    table = bayes.estimate_partition()
+    similarity = bayes.posterior_similarity()     # on the rows the partition was searched on
+    ax = plot_similarity(similarity, table["cluster"].to_numpy()[similarity.index])
+    ax.figure.savefig(OUT / f"{name}_coclustering.png", dpi=80, bbox_inches="tight")
+    plt.close(ax.figure)
+    print(f"{name}: K+ posterior {bayes.n_clusters_posterior().round(3).to_dict()}, "
+          f"partition sizes {table['cluster'].value_counts().sort_index().tolist()}")
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    draw("faithful", load_faithful())
+    draw("wine", load_wine(as_frame=True).data)
+    data, _ = make_mixture(1500, 4, 5, random_state=3)
+    draw("synthetic5d", data)
+
+
+if __name__ == "__main__":
+    main()
