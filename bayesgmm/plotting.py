@@ -11,7 +11,7 @@ _MARKERS = {"spherical": "o", "diag": "s", "tied": "^", "full": "D"}
 
 
 def competitive_types(table: pd.DataFrame, criterion: str = "bic") -> list[str]:
-    """The covariance types whose best (non-degenerate) criterion value lies within twice the
+    """The covariance types whose best (non-degenerate) criterion value lies within the
     selected type's own range over K of the overall best: the models worth comparing. A type
     far worse than that (spherical models on data whose columns are correlated) would
     otherwise stretch the plot's axis until the competitive curves are flat lines."""
@@ -21,7 +21,7 @@ def competitive_types(table: pd.DataFrame, criterion: str = "bic") -> list[str]:
     best = healthy.groupby("covariance_type", sort=False)[criterion].min()
     winner = healthy[healthy["covariance_type"] == best.idxmin()][criterion]
     spread = max(float(winner.max() - winner.min()), 1e-6 * abs(float(best.min())), 1e-12)
-    return [name for name, value in best.items() if value - best.min() <= 2.0 * spread]
+    return [name for name, value in best.items() if value - best.min() <= spread]
 
 
 def plot_selection(table: pd.DataFrame, criterion: str = "bic", ax=None):
@@ -29,8 +29,9 @@ def plot_selection(table: pd.DataFrame, criterion: str = "bic", ax=None):
     plot, but in scikit-learn's sign (lower is better).
 
     Degenerate (type, K) pairs are drawn as faint crosses off the lines; the selected model is
-    circled. The y-axis covers the competitive types (:func:`competitive_types`); a type far
-    worse is left off the scale and its legend entry says so, with its best value.
+    circled. When a type is far worse than the competitive ones (:func:`competitive_types`), the
+    y-axis runs from the best value to the selected type's worst, and the far-worse type's
+    legend entry says it is off the scale, with its best value.
 
     Parameters
     ----------
@@ -64,9 +65,12 @@ def plot_selection(table: pd.DataFrame, criterion: str = "bic", ax=None):
     if table["degenerate"].any():
         ax.scatter([], [], marker="x", color="grey", label="degenerate (excluded)")
     if len(shown) < table["covariance_type"].nunique():
-        values = table[table["covariance_type"].isin(shown)
-                       & ~table["degenerate"].to_numpy(bool)][criterion]
-        low, high = float(values.min()), float(values.max())
+        # From the best value to the selected type's worst: its whole curve, the competitive
+        # types where they are near it, and none of the far-worse ones.
+        healthy = table[~table["degenerate"].to_numpy(bool)]
+        low = float(healthy[criterion].min())
+        winner = healthy.loc[healthy[criterion].idxmin(), "covariance_type"]
+        high = float(healthy[healthy["covariance_type"] == winner][criterion].max())
         pad = 0.05 * max(high - low, 1e-9 * abs(high) + 1e-12)
         ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("number of components K")

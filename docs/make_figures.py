@@ -19,13 +19,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.datasets import load_wine  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from sklearn.datasets import load_wine
 
-from bayesgmm import load_faithful  # noqa: E402
-from bayesgmm.datasets import make_mixture  # noqa: E402
-from bayesgmm.plotting import (  # noqa: E402
+from bayesgmm import load_faithful
+from bayesgmm.datasets import make_mixture
+from bayesgmm.plotting import (
     Projection,
     plot_clusters,
     plot_posterior_k,
@@ -33,7 +33,7 @@ from bayesgmm.plotting import (  # noqa: E402
     plot_similarity,
     plot_uncertainty,
 )
-from bayesgmm.workflow import Clustering  # noqa: E402
+from bayesgmm.workflow import Clustering
 
 OUT = Path(__file__).parent / "figures"
 
