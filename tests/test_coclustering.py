@@ -248,3 +248,17 @@ def test_urn_recursion_matches_the_closed_form_and_the_simulated_dp():
                                          n_simulations=100_000, seed=6)
     error = np.sqrt(dp * (1 - dp) / 100_000) + 1e-6
     assert np.all(np.abs(simulated - dp) <= 5 * error)
+
+
+def test_saved_model_gives_the_same_partition(faithful_fit, tmp_path):
+    """The searched partition is kept with the model, and a model saved before any partition
+    was searched (no cache in its file) searches one on first use."""
+    import bayesgmm
+
+    model, _ = faithful_fit
+    before = model.estimate_partition()
+    model.save(tmp_path / "model.bgmm")
+    reloaded = bayesgmm.load(tmp_path / "model.bgmm")
+    assert reloaded.estimate_partition().equals(before)
+    del reloaded._partitions
+    assert reloaded.estimate_partition()["cluster"].equals(before["cluster"])

@@ -854,6 +854,8 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     def _partition(self, loss: str, max_rows) -> PartitionEstimate:
         """The loss-optimal partition of (a sample of) the training rows, searched once."""
         key = f"{loss}:{max_rows}"
+        if not hasattr(self, "_partitions"):  # a model saved before partitions were kept
+            self._partitions = {}
         if key not in self._partitions:
             rows = self._summary_rows(self._x_train.shape[0], max_rows)
             found = estimate_partition(self._per_draw_memberships(self._x_train[rows]), rows,

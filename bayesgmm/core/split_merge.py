@@ -38,7 +38,6 @@ Jain & Neal's restricted Gibbs launch: its scans visit the rows one after anothe
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -278,9 +277,11 @@ def plan_move(labels: Array, stats: SuffStats, context: MoveContext, uniforms: A
 
 def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveContext,
                 log_gammas: Array, normals: Array, uniforms: Array, n_slots: int,
-                family, weights: WeightParameters, kind: int) -> tuple[Array, SuffStats, Array]:
+                family, weights: WeightParameters, kind: int | Array
+                ) -> tuple[Array, SuffStats, Array]:
     """Draw the tries, accept or reject, and apply: one chain's proposal, of the launched
-    kernel (``kind`` 0) or the moment-matching kernel (``kind`` 1; module docstring).
+    kernel (``kind`` 0) or the moment-matching kernel (``kind`` 1; module docstring); ``kind``
+    may be traced.
 
     Parameters
     ----------
@@ -322,7 +323,8 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
     def log_p0(theta):
         return family.log_density(context.prior, context.prior_factor.log_det, theta)
 
-    if kind == LAUNCHED:
+    def launched():
+        """The launched kernel's tries: each side from the launch's posterior or the prior."""
         proposal_factor = family.factorise(proposal.posterior.scale)
 
         def pick(launched, prior):  # each try's side from the launch's posterior or the prior
@@ -337,19 +339,20 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
         theta = jax.tree_util.tree_map(lambda t, r: jnp.concatenate([t, r[None]]), tried,
                                        refreshed)
 
-        def parameters(theta, _):
-            log_g = jnp.logaddexp(
+        def minus_log_g(theta):  # the defensive mixture's proposal density, both sides
+            return -jnp.sum(jnp.logaddexp(
                 jnp.log1p(-DEFENSIVE_SHARE) + family.log_density(
                     proposal.posterior, proposal_factor.log_det, theta),
-                jnp.log(DEFENSIVE_SHARE) + log_p0(theta))
-            return jnp.sum(log_p0(theta) - log_g)
+                jnp.log(DEFENSIVE_SHARE) + log_p0(theta)))
 
-        auxiliary = jnp.zeros(tries + 1, dtype)
         merged_term = family.log_marginal(context.prior, context.prior_factor,
                                           family.posterior(context.prior, whole),
                                           whole.counts)[0]
-        log_share = proposal.log_share
-    else:
+        return theta, jax.vmap(minus_log_g)(theta), merged_term, proposal.log_share
+
+    def moment():
+        """The moment-matching kernel's tries, and the union's likelihood at the combined
+        parameters."""
         mean, covariance, z_now, v_now = family.combine(
             jax.tree_util.tree_map(lambda a: a[0], refreshed),
             jax.tree_util.tree_map(lambda a: a[1], refreshed))
@@ -370,23 +373,28 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
         auxiliary = log_jacobian - jax.vmap(family.log_auxiliary, in_axes=(None, 0, 0, None,
                                                                            None))(
             covariance, z, v, MOMENT_Z_SCALE, MOMENT_V_SCALE)
-
-        def parameters(theta, aux):
-            return jnp.sum(log_p0(theta)) + aux
-
         merged = family.from_covariance(mean[None], covariance[None])
         log_f_union = natural_log_prob(features, family.natural(jnp.zeros(1, dtype),
                                                                 merged))[:, 0]
         merged_term = log_p0(merged)[0] + jnp.sum(jnp.where(in_set, weight * log_f_union,
                                                             0.0))
-        log_share = jnp.full(2, -jnp.log(2.0), dtype)
+        return theta, auxiliary, merged_term, jnp.full(2, -jnp.log(2.0), dtype)
+
+    # Only the kernel-specific proposals branch; the passes over the rows below (each try's
+    # allocation and statistics) appear once in the program whichever kernel runs.
+    if isinstance(kind, int):
+        theta, extra, merged_term, log_share = moment() if kind == MOMENT else launched()
+    else:
+        theta, extra, merged_term, log_share = jax.lax.cond(kind == MOMENT, moment, launched)
 
     def fixed(side_a):
         return jnp.where(rows == first, True, jnp.where(rows == second, False, side_a))
 
     def log_ratio(theta: ComponentDraw, aux: Array, side_draws: Array, now: Array):
-        """``log r`` of a split of ``S`` with parameters ``theta`` (2 sides): the rows are
-        allocated from ``side_draws`` (N,) uniforms, or as now when ``now``."""
+        """``log r`` of a split of ``S`` with parameters ``theta`` (2 sides) and the kernel's
+        extra term ``aux`` (minus the launched proposal's log density, or the moment kernel's
+        Jacobian less its auxiliary density): the rows are allocated from ``side_draws`` (N,)
+        uniforms, or as now when ``now``."""
         log_f = natural_log_prob(features, family.natural(jnp.zeros(2, dtype), theta))
         log_mixture = jax.nn.logsumexp(log_f + log_share, axis=1)
         share_a = log_f[:, 0] + log_share[0] - log_mixture
@@ -401,13 +409,13 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
         split_sums = base_sums.at[cluster_a].set(parts.sum_x[0]).at[other_slot].set(
             parts.sum_x[1])
         ratio = (context.log_prior(weights, split_counts) - log_merged_prior
-                 + parameters(theta, aux) + allocation - merged_term)
+                 + jnp.sum(log_p0(theta)) + aux + allocation - merged_term)
         # Weighted by the anchors' selection probability in the split state (a merge).
         ratio = ratio + log_selection(split_counts, split_sums, cluster_a, other_slot, n_slots)
         return jnp.where(jnp.isnan(ratio), -jnp.inf, ratio), parts, side_a
 
     now = jnp.arange(tries + 1) == tries
-    ratios, parts, sides = jax.vmap(log_ratio)(theta, auxiliary, uniforms, now)
+    ratios, parts, sides = jax.vmap(log_ratio)(theta, extra, uniforms, now)
     log_mean_split = jax.nn.logsumexp(ratios[:tries]) - jnp.log(tries) - merged_selection
     log_mean_merge = jax.nn.logsumexp(jnp.concatenate([ratios[tries:], ratios[:tries - 1]])
                                       ) - jnp.log(tries) - merged_selection
@@ -457,16 +465,17 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
     :data:`MOMENT`; repeat an entry to weight it), the same for every chain: the choice does
     not depend on the state, so the move is a mixture of reversible kernels. (Choosing by the
     move's index within a sweep left the last entries unused when ``moves < len(kernels)``:
-    with 2 moves per sweep on large data the moment-matching kernel never ran.) Returns the
-    labels, statistics and per-chain tallies (C, 4): splits proposed and accepted, merges
-    proposed and accepted.
+    with 2 moves per sweep on large data the moment-matching kernel never ran.) The kernel is
+    a traced argument of :func:`finish_move`, so the move appears once in the program.
+    Returns the labels, statistics and per-chain tallies (C, 4): splits proposed and
+    accepted, merges proposed and accepted.
     """
     n_chains, n_rows = labels.shape
     n_dims = stats.sum_x.shape[-1]
     dtype = stats.sum_x.dtype
     context_axes = MoveContext(None, None, None, 0, 0, 0)
     distinct = tuple(sorted(set(kernels)))
-    branch_of_entry = jnp.asarray([distinct.index(kind) for kind in kernels])
+    kernel_of_entry = jnp.asarray(kernels, jnp.int32)
 
     def attempt(move, carry):
         labels, stats, tally = carry
@@ -475,6 +484,12 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
         uniforms = uniform(uniform_seed, (n_chains, tries + 1, n_rows), dtype)
         normals = normal(normal_seed, (n_chains, tries + 1, 2, n_dims + 1, n_dims), dtype)
         choices = uniform(choice_seed, (n_chains, 6 + 2 * tries), dtype)
+        if len(distinct) == 1:
+            kind = distinct[0]
+        else:  # the kernel is traced: one copy of the move in the program (finish_move)
+            entry = jnp.minimum((uniform(kernel_seed, (), dtype) * len(kernels)).astype(jnp.int32),
+                                len(kernels) - 1)
+            kind = kernel_of_entry[entry]
         plans = jax.vmap(plan_move, in_axes=(0, 0, context_axes, 0, None, None, None, None))(
             labels, stats, contexts, choices, tries, family, iterations, n_slots)
         log_gammas = log_gamma(gamma_seed, family.gamma_shapes(plans.dof, n_dims))
@@ -485,13 +500,7 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
                 plans, labels, stats, contexts, log_gammas, normals, uniforms, n_slots,
                 family, weights, kind)
 
-        if len(distinct) == 1:
-            labels, stats, accept = finish(distinct[0])
-        else:  # one branch per distinct kernel: each is a full copy in the program
-            entry = jnp.minimum((uniform(kernel_seed, (), dtype) * len(kernels)).astype(jnp.int32),
-                                len(kernels) - 1)
-            labels, stats, accept = jax.lax.switch(
-                branch_of_entry[entry], [partial(finish, kind) for kind in distinct])
+        labels, stats, accept = finish(kind)
         splits = plans.is_split
         tally = tally + jnp.stack([splits, splits & accept, ~splits, ~splits & accept],
                                   axis=1).astype(jnp.int32)
