@@ -118,13 +118,15 @@ def _selection_section(clustering: Clustering) -> list[str]:
             _table(shown, 2, index=False)]
 
 
-def _cluster_section(clustering: Clustering, frame: pd.DataFrame,
-                     assigned: pd.DataFrame) -> list[str]:
+def cluster_figure(clustering: Clustering, frame: pd.DataFrame, assigned: pd.DataFrame):
+    """The clusters with 95% covariance ellipses beside the assignment-uncertainty plot, on the
+    report's coordinates: two columns in the data's units, more on the fit's discriminant
+    coordinates. ``assigned`` is ``clustering.assign(frame)``. Returns the figure and the
+    :class:`~bayesgmm.plotting.Projection` used."""
     import matplotlib.pyplot as plt
 
     from bayesgmm.plotting import Projection, plot_clusters, plot_uncertainty
 
-    # Two columns: drawn in the data's units. More: MclustDR directions of what the model saw.
     data_units = frame.shape[1] <= 2
     shown = frame if data_units else clustering._model_input(frame)
     means, covs, labels = _component_moments(clustering, data_units)
@@ -138,6 +140,12 @@ def _cluster_section(clustering: Clustering, frame: pd.DataFrame,
                   projection.names, ax=axes[0])
     plot_uncertainty(points, assigned["uncertainty"].to_numpy(), projection.names, ax=axes[1])
     fig.tight_layout()
+    return fig, projection
+
+
+def _cluster_section(clustering: Clustering, frame: pd.DataFrame,
+                     assigned: pd.DataFrame) -> list[str]:
+    fig, projection = cluster_figure(clustering, frame, assigned)
     n_ambiguous = int(assigned["ambiguous"].sum())
     parts = ["<h2>Clusters</h2>", figure_html(fig, "clusters and assignment uncertainty")]
     if projection.note:

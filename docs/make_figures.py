@@ -25,14 +25,8 @@ from sklearn.datasets import load_wine
 
 from bayesgmm import load_faithful
 from bayesgmm.datasets import make_mixture
-from bayesgmm.plotting import (
-    Projection,
-    plot_clusters,
-    plot_posterior_k,
-    plot_selection,
-    plot_similarity,
-    plot_uncertainty,
-)
+from bayesgmm.plotting import plot_posterior_k, plot_selection, plot_similarity
+from bayesgmm.report import cluster_figure
 from bayesgmm.workflow import Clustering
 
 OUT = Path(__file__).parent / "figures"
@@ -47,18 +41,7 @@ def draw(name: str, data: pd.DataFrame) -> None:
     ax.figure.savefig(OUT / f"{name}_selection.png", dpi=80, bbox_inches="tight")
     plt.close(ax.figure)
 
-    assigned = clustering.assign(data)
-    labels = clustering.cluster_labels()
-    shown = clustering._model_input(data[clustering.columns_])
-    means, covs = bayes.means_[labels], bayes.covariances_[labels]
-    projection = Projection(shown, (bayes.weights_[labels], means, covs))
-    points = projection.points(shown.to_numpy())
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    plot_clusters(points, assigned["label"].to_numpy(),
-                  {k: projection.points(m[None])[0] for k, m in zip(labels, means, strict=True)},
-                  {k: projection.covariance(c) for k, c in zip(labels, covs, strict=True)},
-                  projection.names, ax=axes[0])
-    plot_uncertainty(points, assigned["uncertainty"].to_numpy(), projection.names, ax=axes[1])
+    fig, _ = cluster_figure(clustering, data, clustering.assign(data))
     fig.savefig(OUT / f"{name}_clusters.png", dpi=80, bbox_inches="tight")
     plt.close(fig)
 

@@ -155,10 +155,11 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         Warm-up sweeps or steps, kept draws per chain, chains, and sweeps between kept draws
         (Gibbs). None: the method's default (gibbs 500, 500, 4, 5; nuts 500, 500, 2, 1).
         VI draws ``num_samples * num_chains`` times from the fitted guide.
-    max_extensions : int, default=3
+    max_extensions : int, default=5
         Gibbs: while the label-invariant diagnostics fail (rank R-hat above 1.01 or bulk ESS
         below 100 per chain), the chains run ``num_samples`` further draws, at most this many
-        times (0: never). ``inference_info_['extensions']`` says how many ran.
+        times (0: never). ``inference_info_['extensions']`` says how many ran. (Three had left
+        2 of 10 Old Faithful seeds at R-hat 1.015-1.017; with five, all ten reached 1.01.)
     target_accept_prob : float, default=0.8
     max_tree_depth : int, default=10
         NUTS settings.
@@ -210,7 +211,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     def __init__(self, n_components=10, *, covariance_type="full",
                  weight_concentration_prior_type=None, weight_concentration_prior=None,
                  method="gibbs", num_warmup=None, num_samples=None, num_chains=None,
-                 thinning=None, max_extensions=3, target_accept_prob=0.8, max_tree_depth=10,
+                 thinning=None, max_extensions=5, target_accept_prob=0.8, max_tree_depth=10,
                  init_components="bic", learning_rate=0.01, max_steps=5000, tol=1e-4,
                  check_every=200, subsample_size=None, init_scale=0.01, credible_level=0.9,
                  ambiguity_threshold=0.8, progress_bar=True, random_state=None,

@@ -123,7 +123,7 @@ class SamplerSettings:
     num_samples: int = 500
     num_chains: int = 4
     thinning: int = 5
-    max_extensions: int = 3
+    max_extensions: int = 5
     split_merge_moves: int | None = None
     split_merge_tries: int | None = None
     launch_iterations: int = 5
