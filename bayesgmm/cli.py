@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayesgmm.bayes.cluster_prior import side_by_side
 from bayesgmm.bayes.compare import compare_with_em
 from bayesgmm.bayes.estimator import BayesianGaussianMixture
 from bayesgmm.datasets import load_faithful
@@ -90,8 +91,7 @@ def _bayesian_demo(data: pd.DataFrame, clustering: Clustering, seed: int) -> Non
     prior = model.n_clusters_prior()
     print("Posterior over the number of occupied clusters, beside the prior the model implies "
           f"for {len(data)} rows:")
-    both = pd.concat([prior, posterior.rename("posterior")], axis=1).fillna(0.0).T
-    print(both.loc[:, (both >= 0.001).any(axis=0)].to_string(float_format=lambda v: f"{v:.3f}"))
+    print(side_by_side(prior, posterior).to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"mode {posterior.attrs['mode']}; {model.credible_level:.0%} credible set "
           f"{posterior.attrs['credible_set']}\n")
     partition = model.estimate_partition()

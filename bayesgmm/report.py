@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bayesgmm import __version__
+from bayesgmm.bayes.cluster_prior import side_by_side
 from bayesgmm.fitted import FittedClusters
 from bayesgmm.workflow import Clustering
 
@@ -298,8 +299,6 @@ def _bayes_sections(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
     posterior = bayes.n_clusters_posterior()
     prior = bayes.n_clusters_prior()
     ax = plot_posterior_k(posterior, prior)
-    both = pd.concat([prior, posterior.rename("posterior")], axis=1).fillna(0.0).T
-    both = both.loc[:, (both >= 0.001).any(axis=0)]
     how = ("computed exactly" if prior.attrs["method"] == "exact"
            else "simulated from the prior")
     parts = ["<h2>Posterior over the number of clusters</h2>",
@@ -312,7 +311,7 @@ def _bayes_sections(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
                    f"{prior.attrs['mean']:.2f}): how far the posterior moved from them is "
                    "what the data said."),
              figure_html(ax.figure, "prior and posterior over the number of clusters"),
-             _table(both)]
+             _table(side_by_side(prior, posterior))]
     parts += _together_section(clustering, frame)
     parts += ["<h2>Diagnostics</h2>",
               _para("R-hat and effective sample sizes; the label-invariant quantities "

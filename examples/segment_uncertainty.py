@@ -28,10 +28,8 @@ def main(out_dir: str | None = None) -> None:
     clustering = Clustering(n_components=range(1, 7), bayes="gibbs", standardize=True,
                             random_state=0, bayes_options=mcmc).fit(customers)
     model = clustering.bayes_model_
-    both = pd.concat([model.n_clusters_prior(), model.n_clusters_posterior().rename(
-        "posterior")], axis=1).fillna(0.0).T
     print("number of segments, prior and posterior:")
-    print(both.loc[:, (both >= 0.001).any(axis=0)].round(3).to_string())
+    print(model.n_clusters_table().round(3).to_string())
     assigned = clustering.assign(customers)
     table = pd.concat([customers, assigned], axis=1)
     print(f"ambiguous customers: {assigned['ambiguous'].sum()} of {len(table)}")

@@ -110,6 +110,15 @@ def simulated_occupied_prior(n_samples: int, weights: StickBreakingPrior, n_comp
     return np.bincount(occupied, minlength=n_components + 1)[1:] / n_simulations
 
 
+def side_by_side(prior: pd.Series, posterior: pd.Series, smallest: float = 0.001
+                 ) -> pd.DataFrame:
+    """Two rows, ``prior`` and ``posterior``, over the numbers of clusters where either
+    reaches ``smallest`` (absent values are 0)."""
+    both = pd.concat([prior.rename("prior"), posterior.rename("posterior")], axis=1)
+    both = both.fillna(0.0).T
+    return both.loc[:, (both >= smallest).any(axis=0)]
+
+
 def prior_series(probabilities: np.ndarray, method: str, n_samples: int) -> pd.Series:
     """The prior as a Series indexed by ``n_clusters`` (1..T), with ``attrs`` ``method``
     ('exact' or 'simulation'), ``n_samples`` and the ``mean``."""

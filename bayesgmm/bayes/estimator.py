@@ -25,6 +25,7 @@ from bayesgmm.bayes.cluster_prior import (
     StickBreakingPrior,
     occupied_prior,
     prior_series,
+    side_by_side,
     simulated_occupied_prior,
 )
 from bayesgmm.bayes.coclustering import (
@@ -614,8 +615,12 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         within = np.unique(np.linspace(0, n_draws - 1, per_chain).round().astype(int))
         return (np.arange(chains)[:, None] * n_draws + within[None, :]).reshape(-1)
 
-    def _device_draws(self) -> MixtureDraws:
+    def _device_draws(self, most: int | None = None) -> MixtureDraws:
+        """The pass draws on the device; with ``most``, at most that many of them, evenly
+        spaced (the label-free summaries use ``SUMMARY_DRAWS``)."""
         index = self._pass_index()
+        if most is not None:
+            index = index[evenly_spaced(len(index), most)]
         return MixtureDraws(*(jnp.asarray(a[index], jnp.float64)
                               for a in self.posterior_draws_))
 
@@ -814,18 +819,17 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                                   ("gamma", spec.e0_shape, spec.e0_shape / spec.e0_mean))
         return prior_series(occupied_prior(n, weights, t), "exact", n)
 
-    def _summary_draws(self) -> MixtureDraws:
-        """At most ``SUMMARY_DRAWS`` draws, evenly spaced over the pass draws (device)."""
-        index = self._pass_index()
-        index = index[evenly_spaced(len(index), SUMMARY_DRAWS)]
-        return MixtureDraws(*(jnp.asarray(a[index], jnp.float64)
-                              for a in self.posterior_draws_))
+    def n_clusters_table(self, smallest: float = 0.001) -> pd.DataFrame:
+        """The prior (:meth:`n_clusters_prior`, at the training N) and the posterior
+        (:meth:`n_clusters_posterior`) of K+ as two rows, ``prior`` and ``posterior``, with the
+        columns where either reaches ``smallest``."""
+        return side_by_side(self.n_clusters_prior(), self.n_clusters_posterior(), smallest)
 
     def _per_draw_memberships(self, x: np.ndarray) -> np.ndarray:
         """Per-draw membership probabilities (S, n, T) of validated rows ``x``."""
         with compute_context(np.float64):
             return np.asarray(membership_probabilities(
-                jnp.asarray(x, jnp.float64), self._summary_draws(),
+                jnp.asarray(x, jnp.float64), self._device_draws(SUMMARY_DRAWS),
                 patterns=missing_patterns(x)))
 
     def _summary_rows(self, n_rows: int, max_rows) -> np.ndarray:
@@ -897,7 +901,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
         cluster = np.empty(x.shape[0], np.int64)
         value, lower, upper = (np.empty(x.shape[0]) for _ in range(3))
         with compute_context(np.float64):
-            draws, device_means = self._summary_draws(), jnp.asarray(means)
+            draws, device_means = self._device_draws(SUMMARY_DRAWS), jnp.asarray(means)
             for start in range(0, x.shape[0], _BELONGING_CHUNK):
                 rows = slice(start, start + _BELONGING_CHUNK)
                 affinity, overlap = (np.asarray(a) for a in cluster_affinity(
