@@ -22,14 +22,33 @@ from scipy.optimize import linear_sum_assignment
 _LOG_FLOOR = 1e-300
 
 
-def _best_permutations(prob: np.ndarray, log_reference: np.ndarray) -> np.ndarray:
-    """(S, T) permutations: ``perm[s, k]`` is the component of draw ``s`` that takes label k."""
-    cost = -np.einsum("sij,ik->sjk", prob, log_reference)
-    perms = np.empty(prob.shape[::2], dtype=np.intp)
+def _best_permutations(stacked: np.ndarray, log_reference: np.ndarray) -> np.ndarray:
+    """(S, T) permutations: ``perm[s, k]`` is the component of draw ``s`` that takes label k.
+    ``stacked`` (n, S T) holds the draws' probabilities side by side (:func:`_side_by_side`):
+    every draw's cost matrix comes from one matrix product."""
+    n_components = log_reference.shape[1]
+    cost = -(stacked.T @ log_reference).reshape(-1, n_components, n_components)
+    perms = np.empty(cost.shape[:2], dtype=np.intp)
     for s, matrix in enumerate(cost):
         rows, cols = linear_sum_assignment(matrix)
         perms[s, cols] = rows
     return perms
+
+
+def _side_by_side(prob: np.ndarray) -> np.ndarray:
+    """(S, n, T) -> (n, S T): draw s's column j at column ``s T + j``."""
+    n_draws, n_rows, n_components = prob.shape
+    return np.ascontiguousarray(np.swapaxes(prob, 0, 1)).reshape(n_rows,
+                                                                  n_draws * n_components)
+
+
+def _relabelled_mean(stacked: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """``mean_s P_s(sigma_s)`` (n, T) from :func:`_side_by_side` probabilities, as one matrix
+    product with the permutations' 0/1 matrices."""
+    n_draws, n_components = perms.shape
+    selector = np.zeros((n_draws, n_components, n_components))
+    selector[np.arange(n_draws)[:, None], perms, np.arange(n_components)] = 1.0
+    return stacked @ selector.reshape(-1, n_components) / n_draws
 
 
 def permute(values: np.ndarray, perms: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -62,10 +81,11 @@ def stephens_relabel(prob: np.ndarray, reference: np.ndarray | None = None,
     prob = np.asarray(prob, np.float64)
     n_draws, _, n_components = prob.shape
     q = prob[0] if reference is None else np.asarray(reference, np.float64)
+    stacked = _side_by_side(prob)
     perms = np.tile(np.arange(n_components), (n_draws, 1))
     for _ in range(max_iter):
-        new = _best_permutations(prob, np.log(np.maximum(q, _LOG_FLOOR)))
-        q = permute(prob, new, axis=2).mean(axis=0)
+        new = _best_permutations(stacked, np.log(np.maximum(q, _LOG_FLOOR)))
+        q = _relabelled_mean(stacked, new)
         if np.array_equal(new, perms):
             break
         perms = new
