@@ -71,7 +71,7 @@ def _faithful_child(seed: int, method: str) -> dict:
     cold, flagged = _quiet_fit(model, data)
     out = {"cold_s": cold, "warning": flagged, **_invariant(model)}
     if method == "gibbs":
-        out["extensions"] = model.inference_info_["extensions"]
+        out["extra_draws"] = model.inference_info_["extra_draws"]
         warm, _ = _quiet_fit(BayesianGaussianMixture(random_state=seed + 100,
                                                      progress_bar=False), data)
         out["warm_s"] = warm
@@ -90,7 +90,7 @@ def run_faithful(seeds: list[int]) -> str:
         gibbs = _child(seed, "gibbs")
         nuts = _child(seed, "nuts")
         row = {"seed": seed, "cold_s": gibbs["cold_s"], "warm_s": gibbs["warm_s"],
-               "extensions": gibbs["extensions"], "max_r_hat": gibbs["max_r_hat"],
+               "extra_draws": gibbs["extra_draws"], "max_r_hat": gibbs["max_r_hat"],
                "min_ess_bulk": gibbs["min_ess_bulk"],
                "K+ (mode, P, 90% set)": f"{gibbs['k_mode']}, {gibbs['p_mode']:.2f}, "
                                         f"{gibbs['credible_set']}",
@@ -232,11 +232,11 @@ def run_scale(quick: bool) -> str:
                 "then extensions)", "seconds": fit_s, "vs sklearn": sk_s / fit_s,
          "K answer": f"{info['k_mode']} (P = {info['p_mode']:.2f})",
          "max R-hat": f"{info['max_r_hat']:.3f}", "min ESS": info["min_ess_bulk"],
-         "extensions": model.inference_info_["extensions"], "warning": flagged},
+         "extra draws": model.inference_info_["extra_draws"], "warning": flagged},
         {"fit": "scikit-learn BayesianGaussianMixture (DP, T=20, max_iter=500; anchor)",
          "seconds": sk_s, "vs sklearn": 1.0,
          "K answer": f"{int((sk.weights_ > 0.01).sum())} components > 1%",
-         "max R-hat": "", "min ESS": "", "extensions": "", "warning": ""},
+         "max R-hat": "", "min ESS": "", "extra draws": "", "warning": ""},
     ]
     print(rows, flush=True)
     return f"N = {n:,}, D = 8, 8 true clusters.\n\n" + markdown_table(rows, list(rows[0]))

@@ -73,6 +73,14 @@ def test_default_fit_on_old_faithful(faithful, tmp_path):
         assert float(az.ess(draws, method="bulk")) >= 400, name
     table = model.diagnostics()
     assert table.loc[list(quantities), "r_hat"].max() <= 1.01
+    # The chains stopped at the first block of 100 draws that met the targets: without that
+    # block, some quantity fails them.
+    extra = model.inference_info_["extra_draws"]
+    assert extra % 100 == 0 and extra <= 5 * 500
+    if extra:
+        shorter = {name: draws[:, :-100] for name, draws in quantities.items()}
+        assert any(float(az.rhat(d, method="rank")) > 1.01
+                   or float(az.ess(d, method="bulk")) < 400 for d in shorter.values())
 
     posterior = model.n_clusters_posterior()
     assert posterior.attrs["mode"] == posterior.idxmax() in (2, 3)
@@ -90,7 +98,7 @@ def test_default_fit_on_old_faithful(faithful, tmp_path):
     assert loaded.diagnostics().equals(table)
     np.testing.assert_array_equal(loaded.n_components_draws_, model.n_components_draws_)
     assert loaded.describe() == model.describe()
-    for key in ("extensions", "settings", "n_sweeps"):
+    for key in ("extra_draws", "settings", "n_sweeps"):
         assert loaded.inference_info_[key] == model.inference_info_[key]
 
 
@@ -110,16 +118,16 @@ def test_recovers_the_true_number_of_clusters(n_components, n_features, seed):
 
 
 def test_short_chains_are_extended_and_then_warned_about(faithful):
-    """Chains too short for the targets are extended by ``num_samples`` draws up to
-    ``max_extensions`` times; if they still fail, the fit says so. The same seed gives the
-    same draws, and the user's data frame is left as it was."""
+    """Chains too short for the targets are extended (here by one block of 100 draws at a
+    time) up to ``max_extensions * num_samples`` draws; if they still fail, the fit says so.
+    The same seed gives the same draws, and the user's data frame is left as it was."""
     data = faithful.copy()
     # The default block of sweeps (100 draws x thinning 5): the program is compiled once.
     settings = dict(num_warmup=500, num_samples=100, max_extensions=2, random_state=3,
                     progress_bar=False)
     with pytest.warns(RuntimeWarning, match="ESS"):
         model = BayesianGaussianMixture(**settings).fit(data)
-    assert model.inference_info_["extensions"] == 2
+    assert model.inference_info_["extra_draws"] == 200
     assert model.posterior_draws_.means.shape[0] == 4 * 100 * 3
     assert model.inference_info_["n_sweeps"] == 500 + 3 * 100 * 5
     pd.testing.assert_frame_equal(data, faithful)
@@ -131,5 +139,5 @@ def test_short_chains_are_extended_and_then_warned_about(faithful):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         unextended = BayesianGaussianMixture(**{**settings, "max_extensions": 0}).fit(data)
-    assert unextended.inference_info_["extensions"] == 0
+    assert unextended.inference_info_["extra_draws"] == 0
     assert unextended.posterior_draws_.means.shape[0] == 4 * 100

@@ -115,8 +115,10 @@ class SamplerSettings:
 
     The chains run ``num_warmup`` sweeps, then ``num_samples`` kept draws ``thinning`` sweeps
     apart; while the label-invariant diagnostics fail (R-hat above ``RHAT_TARGET`` or bulk ESS
-    below ``ESS_PER_CHAIN_TARGET`` per chain) they are extended by ``num_samples`` further
-    draws, at most ``max_extensions`` times.
+    below ``ESS_PER_CHAIN_TARGET`` per chain) they are extended one block of draws
+    (``DRAWS_PER_BLOCK``, or ``num_samples`` if fewer) at a time, checking after each, by at
+    most ``max_extensions * num_samples`` draws in all. (Extending by ``num_samples`` draws at
+    a time could run almost ``num_samples`` draws past the point where the targets were met.)
     """
 
     num_warmup: int = 500
@@ -283,18 +285,18 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
                      for c in chains]
         return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *per_chain)
 
-    extensions = 0
+    extra_blocks = 0
     try:
         in_parallel(warm_blocks, keep=False)
         in_parallel(sample_blocks, keep=True)
         records = gathered()
-        while (extensions < settings.max_extensions
+        while (extra_blocks < settings.max_extensions * sample_blocks
                and not _converged(records, weights.concentration is not None)):
-            extensions += 1
+            extra_blocks += 1
             if bar is not None:
-                bar.total += sample_blocks * block
-                bar.set_postfix(extension=extensions)
-            in_parallel(sample_blocks, keep=True)
+                bar.total += block
+                bar.set_postfix(extra_draws=extra_blocks * draws_per_block)
+            in_parallel(1, keep=True)
             records = gathered()
     finally:
         if bar is not None:
@@ -304,8 +306,8 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
         *[jax.tree_util.tree_map(lambda *b: np.sum(b, axis=0), *c.summaries) for c in chains])
     moves = summary.moves.sum(axis=0)
     info = {"seconds": time.perf_counter() - began,
-            "n_sweeps": (warm_blocks + sample_blocks * (extensions + 1)) * block,
-            "extensions": extensions,
+            "n_sweeps": (warm_blocks + sample_blocks + extra_blocks) * block,
+            "extra_draws": extra_blocks * draws_per_block,
             "split_acceptance": float(moves[1] / max(moves[0], 1)),
             "merge_acceptance": float(moves[3] / max(moves[2], 1)),
             "starts": starts, "chain_groups": groups, "settings": settings}
