@@ -37,11 +37,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import cache
-from typing import NamedTuple
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -165,33 +163,25 @@ class GibbsResult:
 
 # ---------------------------------------------------------------- compiled chains
 
-#: XLA options of the sampler's programs on CPU: the older CPU fusion emitters compile the
+#: XLA options of the sampler's programs: XLA's older CPU fusion emitters. They compile the
 #: Gibbs program of Old Faithful in 5.3 s instead of 7.3 s at the same run time per sweep
-#: (0.9-1.0 ms), and a cold default fit took 14.1-14.6 s instead of 17.6-18.4 s (fresh
-#: processes, compile cache off, 2 cores). Other backends compile with their defaults.
-CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+#: (0.9-1.0 ms); a cold default fit took 14.1-15.0 s instead of 17.6-18.4 s, and sweeps on
+#: 20k x 8 rows 20.4-20.7 ms instead of 24-31 ms (fresh processes, compile cache off, 2 cores).
+#: Not for every program: variational inference on 1e5 x 8 ran about 25% slower with them
+#: (1.36-1.67 s against 1.08-1.33 s per warm fit). The options are the program's own (the
+#: user's XLA flags are untouched); they are debug options that every backend parses and only
+#: the CPU compiler reads.
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
-class _Programs(NamedTuple):
-    start: Callable
-    block: Callable
+@partial(jax.jit, static_argnames=("config",), compiler_options=COMPILER_OPTIONS)
+def _start(draws, n_start, data, hyper, *, config):
+    return start_chains(draws, n_start, data, hyper, config)
 
 
-@cache
-def _programs() -> _Programs:
-    """The compiled chain start and block of sweeps (built on first use, when the backend
-    is known)."""
-    options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-
-    def start(draws, n_start, data, hyper, *, config):
-        return start_chains(draws, n_start, data, hyper, config)
-
-    def block(seed, states, data, hyper, thin, *, config, n_kept):
-        return run_block(seed, states, data, hyper, config, n_kept, thin)
-
-    return _Programs(
-        jax.jit(start, static_argnames=("config",), compiler_options=options),
-        jax.jit(block, static_argnames=("config", "n_kept"), compiler_options=options))
+@partial(jax.jit, static_argnames=("config", "n_kept"), compiler_options=COMPILER_OPTIONS)
+def _block(seed, states, data, hyper, thin, *, config, n_kept):
+    return run_block(seed, states, data, hyper, config, n_kept, thin)
 
 
 def _groups(num_chains: int) -> int:
@@ -225,14 +215,14 @@ class _Chains:
         self.block, self.thin, self.bar = block, thin, bar
         self.done = 0
         with jax.enable_x64(True):
-            self.states = _programs().start(jnp.asarray(draws), jnp.asarray(starts), data,
-                                            hyper, config=config)
+            self.states = _start(jnp.asarray(draws), jnp.asarray(starts), data, hyper,
+                                 config=config)
         self.records, self.summaries = [], []
 
     def run(self, n_blocks: int, keep: bool) -> None:
         with jax.enable_x64(True):  # thread-local: re-entered in the worker
             for _ in range(n_blocks):
-                self.states, records, summary = _programs().block(
+                self.states, records, summary = _block(
                     fold_in(self.seed, self.done), self.states, self.data, self.hyper,
                     jnp.asarray(self.thin, jnp.int32), config=self.config,
                     n_kept=self.block // self.thin)
