@@ -112,7 +112,7 @@ class TrainingData:
     def mean_log_det(self) -> float:
         """Mean over rows of ``log |d internal / d x|`` on each row's observed coordinates:
         subtract from internal mean log densities (``scaling.log_det(D)`` for complete rows,
-        without a pass over them)."""
+        from the cached per-column missing counts)."""
         if not self.has_missing:
             return self.scaling.log_det(self.x.shape[1])
         log_scale = np.log(np.broadcast_to(self.scaling.scale, (self.x.shape[1],)))

@@ -23,7 +23,10 @@ if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain py
     # 1,555 s of test time), and these compile the Gibbs program in 5.3 s instead of 7.3 s,
     # the default selection grid in 1.8 s instead of 2.2 s and a NUTS program in 7.6 s
     # instead of 9.9 s, with the same run time (0.9-1.0 ms per Gibbs sweep, 183-191 ms for
-    # 20 EM iterations on 1e5 x 8); measured on this project's 2-core machine.
+    # 20 EM iterations on 1e5 x 8); measured on this project's 2-core machine. Only the
+    # Gibbs programs use them in the library (see bayesgmm.bayes.gibbs.COMPILER_OPTIONS:
+    # variational inference at 1e5 rows ran slower), so the suite's EM and VI programs are
+    # compiled differently from a user's; their results agree to rounding.
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_cpu_multi_thread_eigen=false"
                                + " --xla_cpu_use_fusion_emitters=false").strip()

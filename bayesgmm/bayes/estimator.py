@@ -159,10 +159,11 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
     max_extensions : int, default=5
         Gibbs: while the label-invariant diagnostics fail (rank R-hat above 1.01 or bulk ESS
         below 100 per chain), the chains run further draws, 100 at a time (or
-        ``num_samples`` if fewer) and checked after each, up to ``max_extensions *
-        num_samples`` extra draws per chain (0: never). ``inference_info_['extra_draws']``
-        says how many ran. (Three times ``num_samples`` had left 2 of 10 Old Faithful seeds
-        at R-hat 1.015-1.017; with five, all ten reached 1.01.)
+        ``num_samples`` if fewer) and checked after each, up to ``max_extensions`` times the
+        kept draws (``num_samples`` rounded up to a multiple of 100) per chain (0: never).
+        ``inference_info_['extra_draws']`` says how many ran. (Three times ``num_samples``
+        had left 2 of 10 Old Faithful seeds at R-hat 1.015-1.017; with five, all ten reached
+        1.01.)
     target_accept_prob : float, default=0.8
     max_tree_depth : int, default=10
         NUTS settings.

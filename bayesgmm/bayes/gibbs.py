@@ -117,8 +117,9 @@ class SamplerSettings:
     apart; while the label-invariant diagnostics fail (R-hat above ``RHAT_TARGET`` or bulk ESS
     below ``ESS_PER_CHAIN_TARGET`` per chain) they are extended one block of draws
     (``DRAWS_PER_BLOCK``, or ``num_samples`` if fewer) at a time, checking after each, by at
-    most ``max_extensions * num_samples`` draws in all. (Extending by ``num_samples`` draws at
-    a time could run almost ``num_samples`` draws past the point where the targets were met.)
+    most ``max_extensions`` times the kept draws (``num_samples`` rounded up to whole blocks)
+    per chain. (Extending by ``num_samples`` draws at a time could run almost ``num_samples``
+    draws past the point where the targets were met.)
     """
 
     num_warmup: int = 500
