@@ -166,7 +166,7 @@ class GibbsResult:
 
 #: XLA options of the sampler's programs: XLA's older CPU fusion emitters. They compile the
 #: Gibbs program of Old Faithful in 5.3 s instead of 7.3 s at the same run time per sweep
-#: (0.9-1.0 ms); a cold default fit took 14.1-15.0 s instead of 17.6-18.4 s, and sweeps on
+#: (0.9-1.0 ms); a cold default fit took 14.1-15.2 s instead of 17.6-18.4 s, and sweeps on
 #: 20k x 8 rows 20.4-20.7 ms instead of 24-31 ms (fresh processes, compile cache off, 2 cores).
 #: Not for every program: variational inference on 1e5 x 8 ran about 25% slower with them
 #: (1.36-1.67 s against 1.08-1.33 s per warm fit). The options are the program's own (the

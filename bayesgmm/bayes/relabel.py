@@ -36,8 +36,8 @@ def _best_permutations(stacked: np.ndarray, log_reference: np.ndarray) -> np.nda
 
 
 def _side_by_side(prob: np.ndarray) -> np.ndarray:
-    """(S, n, T) -> (n, S T): draw s's column j at column ``s T + j`` (a copy: the caller
-    bounds S n T, :data:`~bayesgmm.bayes.estimator.RELABEL_BUDGET`)."""
+    """(S, n, T) -> (n, S T): draw s's column j at column ``s T + j`` (a copy of ``prob``;
+    the caller bounds S n T)."""
     n_draws, n_rows, n_components = prob.shape
     return np.ascontiguousarray(np.swapaxes(prob, 0, 1)).reshape(n_rows,
                                                                   n_draws * n_components)
