@@ -62,7 +62,8 @@ class CompileCacheWarning(UserWarning):
     """The compile cache could not be used; bayesgmm compiled without it."""
 
 
-def _warn_once(kind: str, message: str) -> None:
+def warn_once(kind: str, message: str) -> None:
+    """Issue a :class:`CompileCacheWarning` with ``message``, once per process per ``kind``."""
     if kind not in _warned:
         _warned.add(kind)
         warnings.warn(message, CompileCacheWarning, stacklevel=3)
@@ -98,6 +99,21 @@ class ChecksummedFileCache:
         self.max_bytes = int(max_bytes)
         self._path.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = self.writes = 0
+        self._thread = threading.local()
+
+    @contextlib.contextmanager
+    def bypassed(self):
+        """Within the block, JAX's compilations in this thread neither read nor write the
+        cache (:mod:`bayesgmm.program_cache` stores those programs itself: an executable
+        that JAX loaded from the cache does not serialise again completely)."""
+        self._thread.bypass = True
+        try:
+            yield
+        finally:
+            self._thread.bypass = False
+
+    def _bypassed(self) -> bool:
+        return getattr(self._thread, "bypass", False)
 
     def _file(self, key: str) -> Path:
         name = hashlib.sha256(f"{versions()}\n{key}".encode()).hexdigest()
@@ -105,6 +121,8 @@ class ChecksummedFileCache:
 
     def get(self, key: str) -> bytes | None:
         """The value stored under ``key``, or None if absent or corrupt (then deleted)."""
+        if self._bypassed():
+            return None
         file = self._file(key)
         try:
             blob = file.read_bytes()
@@ -112,13 +130,13 @@ class ChecksummedFileCache:
             self.misses += 1
             return None
         except OSError as error:
-            _warn_once("read", f"bayesgmm could not read its compile cache ({error}); "
+            warn_once("read", f"bayesgmm could not read its compile cache ({error}); "
                                "compiling instead.")
             return None
         checksum, value = blob[:CHECKSUM_BYTES], blob[CHECKSUM_BYTES:]
         if len(blob) <= CHECKSUM_BYTES or hashlib.sha256(value).digest() != checksum:
             file.unlink(missing_ok=True)
-            _warn_once("corrupt", f"bayesgmm's compile cache had a corrupt entry ({file.name}); "
+            warn_once("corrupt", f"bayesgmm's compile cache had a corrupt entry ({file.name}); "
                                   "it was deleted and the program compiled again.")
             self.misses += 1
             return None
@@ -129,6 +147,8 @@ class ChecksummedFileCache:
 
     def put(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key`` atomically, evicting old entries past the cap."""
+        if self._bypassed():
+            return
         blob = hashlib.sha256(value).digest() + value
         if len(blob) > self.max_bytes:
             return
@@ -142,7 +162,7 @@ class ChecksummedFileCache:
             temporary = None
             self.writes += 1
         except OSError as error:
-            _warn_once("write", f"bayesgmm could not write to its compile cache at "
+            warn_once("write", f"bayesgmm could not write to its compile cache at "
                                 f"{self._path} ({error}); compiling without it.")
         finally:
             if temporary is not None:
@@ -162,6 +182,10 @@ class ChecksummedFileCache:
                 break
             file.unlink(missing_ok=True)
             total -= size
+
+    def discard(self, key: str) -> None:
+        """Delete the entry stored under ``key``, if any."""
+        self._file(key).unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Delete every entry."""
@@ -237,7 +261,7 @@ def set_compile_cache(path: str | os.PathLike | None = "default", *,
         try:
             cache = ChecksummedFileCache(folder, int(max_megabytes * 2**20))
         except OSError as error:
-            _warn_once("create", f"bayesgmm could not create its compile cache at {folder} "
+            warn_once("create", f"bayesgmm could not create its compile cache at {folder} "
                                  f"({error}); compiling without it.")
             return None
         _install(cache)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -39,6 +38,7 @@ from bayesgmm.preprocessing import (
     to_pattern_blocks,
 )
 from bayesgmm.prior import batch_prior, resolve_prior
+from bayesgmm.program_cache import persistent_jit
 from bayesgmm.streaming import (
     ChunkedSource,
     chunked,
@@ -129,7 +129,7 @@ def sample_mixture(weights: np.ndarray, means: np.ndarray, covariances: np.ndarr
     return np.vstack(draws), np.repeat(np.arange(n_components), counts)
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _block_log_prob(data, params, family):
     """Weighted component log densities per block: (n_blocks, block_rows, K); of the observed
     coordinates for pattern blocks."""
@@ -139,7 +139,7 @@ def _block_log_prob(data, params, family):
                        (data.features, data.observed))
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _block_conditionals(data, params, family):
     """Per pattern block: memberships (n_blocks, block_rows, K), conditional means of the rows
     (n_blocks, block_rows, D), and the components' conditional Gaussians

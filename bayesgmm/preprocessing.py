@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -32,6 +31,7 @@ from jax.sharding import Mesh
 from bayesgmm.core.covariance import FAMILIES, CovarianceFamily, FullMoments
 from bayesgmm.core.stats import BlockedData, make_features
 from bayesgmm.parallel import local_shard_count, put_blocks, shard_count
+from bayesgmm.program_cache import persistent_jit
 
 #: Target size of one block of feature rows: small enough to stay in cache across the two
 #: matrix products of an E-step (measured fastest on the benchmark machine, benchmarks/).
@@ -102,7 +102,7 @@ def block_layout(n_rows: int, n_columns: int, itemsize: int, shards: int = 1
     return n_blocks, round_up_size(-(-n_rows // n_blocks))
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _features(x, family):
     return make_features(x, family)
 

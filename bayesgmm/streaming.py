@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +37,7 @@ from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_upd
 from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
 from bayesgmm.parallel import data_mesh
 from bayesgmm.preprocessing import AffineScaling, to_blocks
+from bayesgmm.program_cache import persistent_jit
 from bayesgmm.training import TrainingData
 from bayesgmm.validation import (
     ColumnSummary,
@@ -250,18 +250,18 @@ def _reservoir_update(sample: np.ndarray, chunk: np.ndarray, seen: int, size: in
     return sample
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _chunk_stats(data, params, family):
     """E-step statistics of one chunk under every fit's parameters (vmapped over fits)."""
     return jax.vmap(lambda p: e_step(data, p, family))(params)
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _chunk_centred_stats(data, params, centre, family):
     return jax.vmap(lambda p, c: centred_e_step(data, p, c, family))(params, centre)
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _update(state, stats, active, reg_covar, tol, prior, max_iter, family):
     """:func:`em_update` for every fit still running; stopped fits keep their state."""
     def one(state, stats, active, prior):
@@ -273,7 +273,7 @@ def _update(state, stats, active, reg_covar, tol, prior, max_iter, family):
     return jax.vmap(one)(state, stats, active, prior)
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _refine(state, stats, centre, active, reg_covar, feature_variance, prior, family):
     """The in-memory refinement of the last M-step and the degeneracy rule, per fit."""
     def one(state, stats, centre, active, prior):

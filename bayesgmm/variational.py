@@ -17,7 +17,6 @@ estimator's ``method="vi"`` runs this one's engine.
 from __future__ import annotations
 
 import warnings
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +45,7 @@ from bayesgmm.estimator import (
 )
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.program_cache import persistent_jit
 from bayesgmm.streaming import ChunkedSource, chunked, prepare_stream, stream_covariance
 from bayesgmm.training import TrainingData
 from bayesgmm.validation import check_array_input
@@ -53,13 +53,13 @@ from bayesgmm.validation import check_array_input
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
 
-_start_responsibilities = jax.jit(block_responsibilities,
-                                  static_argnames=("n_dims", "n_components", "method"))
-_fit_restarts = jax.jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
-_continue_fit = jax.jit(variational.continue_fit, static_argnames=("family", "max_iter"))
+_start_responsibilities = persistent_jit(block_responsibilities,
+                                        static_argnames=("n_dims", "n_components", "method"))
+_fit_restarts = persistent_jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
+_continue_fit = persistent_jit(variational.continue_fit, static_argnames=("family", "max_iter"))
 
 
-@partial(jax.jit, static_argnames=("family", "max_iter"))
+@persistent_jit(static_argnames=("family", "max_iter"))
 def _scaled_start(resp, data: BlockedData, prior, reg_covar, scale, *, family, max_iter):
     """Restarts' initial states from a sample's responsibilities (R, n_blocks, block_rows, K),
     the sample's statistics multiplied by ``scale`` (rows in the data / rows in the sample)."""
@@ -74,14 +74,14 @@ def _scaled_start(resp, data: BlockedData, prior, reg_covar, scale, *, family, m
     return jax.vmap(one)(resp)
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _chunk_expectations(data: BlockedData, params: VariationalParams, stick_breaking,
                         family: CovarianceFamily):
     """One chunk's E-step sums under every restart's ``q`` (vmapped over restarts)."""
     return jax.vmap(lambda p: variational.e_step(data, p, stick_breaking, family))(params)
 
 
-@partial(jax.jit, static_argnames=("family", "max_iter"))
+@persistent_jit(static_argnames=("family", "max_iter"))
 def _stream_update(state, expectations, prior, reg_covar, tol, *, family, max_iter):
     """:func:`~bayesgmm.core.variational.update` for every restart still running."""
     def one(state, expectations):
@@ -92,7 +92,7 @@ def _stream_update(state, expectations, prior, reg_covar, tol, *, family, max_it
     return jax.vmap(one)(state, expectations)
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _expected_log_prob(data: BlockedData, params: VariationalParams, stick_breaking,
                        family: CovarianceFamily):
     """``E_q[log pi_k + log N(x | mu_k, Lambda_k)]`` per block: (n_blocks, block_rows, K)."""

@@ -1,6 +1,7 @@
-"""The persistent compile cache (bayesgmm.compile_cache): fresh processes reuse compiled
-programs, share a folder safely, survive corrupt entries and version changes, and can be
-turned off; ``import bayesgmm`` stays light."""
+"""The persistent compile cache (bayesgmm.compile_cache) and the program cache in front of it
+(bayesgmm.program_cache): fresh processes reuse compiled programs without tracing them, agree
+with plain ``jax.jit``, share a folder safely, survive corrupt entries, version changes and
+edited sources, and can be turned off; ``import bayesgmm`` stays light."""
 
 import hashlib
 import json
@@ -10,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bayesgmm import compile_cache
@@ -19,20 +21,26 @@ from bayesgmm.compile_cache import CHECKSUM_BYTES, ChecksummedFileCache, Compile
 JOB = """
 import json, sys, warnings
 warnings.simplefilter("always")
+from jax import monitoring
+traced = set()
+monitoring.register_event_duration_secs_listener(
+    lambda event, duration, **kw: event.endswith("jaxpr_trace_duration")
+    and traced.add(str(kw.get("fun_name"))))
 with warnings.catch_warnings(record=True) as caught:
     import numpy as np
-    from bayesgmm import GaussianMixture, compile_cache
+    from bayesgmm import GaussianMixture, compile_cache, program_cache
     x = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [6, 0]], 30, 0)
     model = GaussianMixture(2, covariance_type="spherical", random_state=0).fit(x)
 cache = compile_cache.active_cache()
 print(json.dumps({
     "means": sorted(model.means_[:, 0].round(10).tolist()),
+    "exact": model.means_.tolist(),
     "folder": str(compile_cache.compile_cache_dir()),
     "counts": None if cache is None else [cache.hits, cache.misses, cache.writes],
     "warnings": [str(w.message) for w in caught if "compile cache" in str(w.message)],
+    "traced": sorted(traced),
 }))
 """
-
 
 def run_job(environment: dict, script: str = JOB) -> dict:
     env = {k: v for k, v in os.environ.items()
@@ -54,11 +62,16 @@ def test_a_fresh_process_loads_what_an_earlier_one_compiled(tmp_path):
     assert first["folder"] == str(tmp_path) and first["warnings"] == []
     hits, misses, writes = first["counts"]
     assert hits == 0 and misses >= 1 and writes == len(written) >= 1
+    assert "program" in first["traced"]  # EM, traced once for the program cache
     second = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
     hits, misses, writes = second["counts"]
     assert (hits, misses, writes) == (len(written), 0, 0)  # every program came from disk
-    assert second["means"] == first["means"]
+    assert "program" not in second["traced"] and "fit_batch" not in second["traced"]
+    assert second["exact"] == first["exact"]
     assert entries(tmp_path) == written
+    plain = run_job({"BAYESGMM_COMPILE_CACHE": "off"})  # plain jax.jit: the reference
+    assert "fit_batch" in plain["traced"]
+    np.testing.assert_allclose(second["exact"], plain["exact"], rtol=1e-12)
 
 
 def test_processes_sharing_an_empty_folder_at_once(tmp_path):
@@ -103,13 +116,20 @@ def test_a_changed_version_does_not_load_old_entries(tmp_path):
     run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
     written = entries(tmp_path)
     upgraded = JOB.replace(
-        "from bayesgmm import GaussianMixture, compile_cache",
-        "from bayesgmm import GaussianMixture, compile_cache\n"
+        "from bayesgmm import GaussianMixture, compile_cache, program_cache",
+        "from bayesgmm import GaussianMixture, compile_cache, program_cache\n"
         "    compile_cache.versions = lambda: 'bayesgmm 99.0, jax 99.0, jaxlib 99.0'")
     after = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)}, upgraded)
     hits, misses, writes = after["counts"]
     assert (hits, misses, writes) == (0, len(written), len(written))  # new keys
     assert len(entries(tmp_path)) == 2 * len(written)
+    # edited sources (a development install keeps its version): new program entries only
+    edited = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)}, JOB.replace(
+        "from bayesgmm import GaussianMixture, compile_cache, program_cache",
+        "from bayesgmm import GaussianMixture, compile_cache, program_cache\n"
+        "    program_cache._source_digest = lambda: 'edited'"))
+    assert "program" in edited["traced"] and edited["exact"] == after["exact"]
+    assert 0 < edited["counts"][2] < len(written)
 
 
 @pytest.mark.parametrize("value", ["off"])

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bayesgmm.core.partition import WeightPrior, log_k_prior, occupied_count_distribution
+from bayesgmm.program_cache import persistent_jit
 
 #: Gauss-Legendre nodes of the integral over a random concentration.
 QUADRATURE_NODES = 64
@@ -80,7 +81,7 @@ def occupied_prior(n_samples: int, weights: WeightPrior, n_components: int) -> n
     return mixed[1:] / mixed[1:].sum()
 
 
-@jax.jit
+@persistent_jit
 def _occupied_counts(n_samples, n_components, gamma):
     """The urn recursion for every (node, K) pair (nodes, T) -> (nodes, T, T + 1); one
     compiled program per (nodes, T) serves every ``N`` and weight prior."""

@@ -39,7 +39,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +54,7 @@ from bayesgmm.core.partition import WeightPrior, log_k_prior
 from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import fold_in, make_seed, split
 from bayesgmm.preprocessing import round_up_size
+from bayesgmm.program_cache import persistent_jit
 
 #: Prior shrinkage of the component means (pseudo-observations; mclust's default).
 MEAN_SHRINKAGE = 0.01
@@ -175,12 +175,12 @@ class GibbsResult:
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
-@partial(jax.jit, static_argnames=("config",), compiler_options=COMPILER_OPTIONS)
+@persistent_jit(static_argnames=("config",), compiler_options=COMPILER_OPTIONS)
 def _start(draws, n_start, data, hyper, *, config):
     return start_chains(draws, n_start, data, hyper, config)
 
 
-@partial(jax.jit, static_argnames=("config", "n_kept"), compiler_options=COMPILER_OPTIONS)
+@persistent_jit(static_argnames=("config", "n_kept"), compiler_options=COMPILER_OPTIONS)
 def _block(seed, states, data, hyper, thin, *, config, n_kept):
     return run_block(seed, states, data, hyper, config, n_kept, thin)
 

@@ -6,8 +6,6 @@ never O(S N T). Draws are :class:`~bayesgmm.bayes.models.MixtureDraws` in the da
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +18,7 @@ from bayesgmm.bayes.models import (
     whitening,
 )
 from bayesgmm.preprocessing import AffineScaling
+from bayesgmm.program_cache import persistent_jit
 
 
 def to_data_units(draws: MixtureDraws, scaling: AffineScaling) -> MixtureDraws:
@@ -81,21 +80,21 @@ def draw_scorer(x, draws: MixtureDraws, patterns: tuple = ()):
     return score
 
 
-@partial(jax.jit, static_argnames="patterns")
+@persistent_jit(static_argnames="patterns")
 def pointwise_log_likelihood(x, draws: MixtureDraws, patterns: tuple = ()):
     """Marginal log density of every point under every draw: (S, N)."""
     score = draw_scorer(x, draws, patterns)
     return jax.lax.map(lambda d: logsumexp(score(d), axis=-1), draws)
 
 
-@partial(jax.jit, static_argnames="patterns")
+@persistent_jit(static_argnames="patterns")
 def membership_probabilities(x, draws: MixtureDraws, patterns: tuple = ()):
     """Per-draw membership probabilities of ``x``: (S, N, T). For small ``N`` only."""
     score = draw_scorer(x, draws, patterns)
     return jax.lax.map(lambda d: jax.nn.softmax(score(d), axis=-1), draws)
 
 
-@partial(jax.jit, static_argnames="patterns")
+@persistent_jit(static_argnames="patterns")
 def summarise_draws(x, draws: MixtureDraws, key, patterns: tuple = ()):
     """One pass over the draws.
 
@@ -127,7 +126,7 @@ def summarise_draws(x, draws: MixtureDraws, key, patterns: tuple = ()):
     return total / n_draws, log_lik, occupancy
 
 
-@partial(jax.jit, static_argnames="patterns")
+@persistent_jit(static_argnames="patterns")
 def label_probability(x, draws: MixtureDraws, labels, patterns: tuple = ()):
     """Probability of ``labels`` (N,) for every point under every draw: (S, N)."""
     score = draw_scorer(x, draws, patterns)
@@ -138,7 +137,7 @@ def label_probability(x, draws: MixtureDraws, labels, patterns: tuple = ()):
     return jax.lax.map(one, draws)
 
 
-@partial(jax.jit, static_argnames="patterns")
+@persistent_jit(static_argnames="patterns")
 def predictive_log_density(x, draws: MixtureDraws, patterns: tuple = ()):
     """Posterior predictive log density ``log (1/S) sum_s p(x_i | theta_s)``: (N,)."""
     score = draw_scorer(x, draws, patterns)
@@ -156,7 +155,7 @@ def membership_entropy(membership: np.ndarray) -> np.ndarray:
     return -np.sum(membership * np.log(np.maximum(membership, 1e-300)), axis=1)
 
 
-@partial(jax.jit, static_argnames="patterns")
+@persistent_jit(static_argnames="patterns")
 def cluster_affinity(x, draws: MixtureDraws, cluster_memberships, patterns: tuple = ()):
     """Per draw, the probability that each point shares its component with a member of each
     estimated cluster, averaged over the members: ``p_i(theta_s) . m_c(theta_s)`` with ``m_c``

@@ -36,7 +36,6 @@ Posterior draws
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +56,7 @@ from bayesgmm.core.variational import (
     mean_weights,
 )
 from bayesgmm.preprocessing import compute_context, to_blocks
+from bayesgmm.program_cache import persistent_jit
 
 #: Above this many rows ``method="vi"`` runs stochastic VI by default.
 STOCHASTIC_ROWS = 100_000
@@ -110,7 +110,7 @@ START_ITERATIONS = 60
 START_INIT = "kmeans"
 
 
-@partial(jax.jit, static_argnames=("family", "max_iter", "n_dims"))
+@persistent_jit(static_argnames=("family", "max_iter", "n_dims"))
 def _restarts(draws, active, data, prior, reg_covar, tol, *, family, max_iter, n_dims):
     """Coordinate ascent on ``data`` from k-means starts with ``active`` (R, T) clusters:
     the restarts' final states (leading axis R)."""
@@ -120,7 +120,7 @@ def _restarts(draws, active, data, prior, reg_covar, tol, *, family, max_iter, n
                                     max_iter=max_iter)
 
 
-@partial(jax.jit, static_argnames=("family", "max_iter"))
+@persistent_jit(static_argnames=("family", "max_iter"))
 def _fit_cavi(params, data, prior, reg_covar, tol, *, family, max_iter):
     """Coordinate ascent from ``params`` on all rows; the final state and ``q(z)`` of the rows
     (n_blocks, block_rows, T)."""
@@ -129,7 +129,7 @@ def _fit_cavi(params, data, prior, reg_covar, tol, *, family, max_iter):
                                                family)
 
 
-@partial(jax.jit, static_argnames=("family", "schedule"))
+@persistent_jit(static_argnames=("family", "schedule"))
 def _fit_svi(params, data, prior, reg_covar, tol, seed, *, family, schedule):
     """Stochastic VI from the statistics of ``params``' E-step on all rows, then one
     coordinate-ascent iteration on all rows."""
@@ -288,7 +288,7 @@ def memberships(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
     return _unblocked(resp, len(x))
 
 
-_responsibilities = jax.jit(variational.responsibilities, static_argnames="family")
+_responsibilities = persistent_jit(variational.responsibilities, static_argnames="family")
 
 
 #: Rows per chunk of the per-feature Student t densities (diag).
@@ -350,7 +350,7 @@ def predictive_log_density(x: np.ndarray, params: VariationalParams, stick_break
     return logsumexp(np.log(np.maximum(weights, 1e-300)) + log_t, axis=1)
 
 
-@partial(jax.jit, static_argnames="family")
+@persistent_jit(static_argnames="family")
 def _gaussian_log_prob(data, means, prec_chol, family):
     """``log N(x | m_k, P_k^-1)`` per block (n_blocks, block_rows, K)."""
     natural = family.natural_of(jnp.zeros(means.shape[0], means.dtype), means, prec_chol)

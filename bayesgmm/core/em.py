@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -37,6 +36,7 @@ from bayesgmm.core.stats import (
     m_step,
     stats_from_responsibilities,
 )
+from bayesgmm.program_cache import persistent_jit
 
 #: A component has collapsed when, in units of the data's per-feature variances, its covariance
 #: (without ``reg_covar``) has a variance below this in some direction (see
@@ -252,7 +252,7 @@ def raw_moments_lose_digits(params: MixtureParams, family: CovarianceFamily,
     return jnp.any(lose & active)
 
 
-@partial(jax.jit, static_argnames=("family", "init", "max_iter", "summarise", "sample_blocks"))
+@persistent_jit(static_argnames=("family", "init", "max_iter", "summarise", "sample_blocks"))
 def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, tol: Array,
               feature_variance: Array, override: InitOverride,
               prior: ConjugatePrior | None = None, kinds: Array | None = None,

@@ -26,12 +26,13 @@ blocks) and a sweep O(n S blocks). Binder's change is O(n) per point from the si
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import Array
+
+from bayesgmm.program_cache import persistent_jit
 
 LOSSES = ("vi", "binder")
 
@@ -197,7 +198,7 @@ def _state_of(labels: Array, draws: Array, n_blocks: int, table_shape: tuple,
     return SearchState(labels.astype(jnp.int32), sizes, table)
 
 
-@partial(jax.jit, static_argnames=("loss", "n_blocks", "n_draw_labels", "max_sweeps"))
+@persistent_jit(static_argnames=("loss", "n_blocks", "n_draw_labels", "max_sweeps"))
 def search(keys: Array, starts: Array, draws: Array, similarity: Array, *, loss: str,
            n_blocks: int, n_draw_labels: int, max_sweeps: int) -> tuple[Array, Array, Array]:
     """Runs of the search, one per key (R, 2) and start (R, n) (module docstring).

@@ -1,0 +1,243 @@
+"""Compiled programs kept on disk under a key computed before tracing.
+
+JAX's persistent compile cache (:mod:`bayesgmm.compile_cache`) saves XLA's compile time in a
+fresh process, but JAX must still trace the Python function and lower it to StableHLO to find
+its key. For bayesgmm's large programs (EM, the Gibbs sampler) that is 0.4-1 s per program, the
+largest part of a first call once the cache is warm.
+
+:func:`persistent_jit` is ``jax.jit`` with a second cache in front of JAX's. Its key is known
+before tracing: the function's name, its static arguments, the shapes and dtypes of its array
+arguments, JAX's tracing settings, the XLA flags and compile options, the backend and devices,
+and a hash of the versions of bayesgmm's source files, jax, jaxlib and numpy. On a hit the
+executable is loaded from the file without tracing, lowering or compiling.
+
+It stores entries in the folder and with the same checksums, atomic writes and size cap as
+the compile cache (:class:`~bayesgmm.compile_cache.ChecksummedFileCache`), and it is on exactly
+when bayesgmm's compile cache is: turning that off (``BAYESGMM_COMPILE_CACHE=off``,
+``set_compile_cache(None)``) or handing the cache to JAX's own configuration turns this off
+too, and calls go to ``jax.jit`` unchanged.
+
+An entry is a serialised XLA executable with its argument and result structures
+(``jax.experimental.serialize_executable``, which uses ``pickle``). Loading any compiled
+executable, from this cache or from JAX's own, runs code from the cache folder: the folder must
+be as trusted as the Python installation (it is in the user's own cache folder by default). An
+entry that cannot be read, checked or loaded is deleted and the program compiled again, with
+one :class:`~bayesgmm.compile_cache.CompileCacheWarning` per process.
+
+Calls that need ``jax.jit``'s own handling bypass the disk: tracers (a call inside another
+traced function), committed or multi-device arrays (explicit placement or sharding), static
+arguments whose ``repr`` is not stable across processes, and ``jax.disable_jit``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import io
+import os
+import pickle
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from bayesgmm import compile_cache
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.cache
+def _source_digest() -> str:
+    """SHA-256 over bayesgmm's Python sources and the versions of the libraries traced code
+    uses: any edit or upgrade gives new keys (the package version alone does not change
+    between commits of a development install)."""
+    import jaxlib
+
+    digest = hashlib.sha256(f"jax {jax.__version__} jaxlib {jaxlib.__version__} "
+                            f"numpy {np.__version__}".encode())
+    for file in sorted(_PACKAGE.rglob("*.py")):
+        digest.update(str(file.relative_to(_PACKAGE)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _stable_repr(value: Any) -> str | None:
+    """``repr`` naming the type, or None when it would differ between processes (an object
+    address in it)."""
+    text = f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"
+    return None if " at 0x" in text else text
+
+
+def _leaf_type(leaf: Any) -> str | None:
+    """Shape, dtype and weak type of an argument leaf; None when only ``jax.jit`` can handle
+    it (a tracer, or an array placed or sharded on purpose)."""
+    if isinstance(leaf, jax.core.Tracer):
+        return None
+    if isinstance(leaf, jax.Array) and (leaf.committed or len(leaf.sharding.device_set) > 1):
+        return None
+    return str(jax.typeof(leaf))
+
+
+def _environment() -> str:
+    """What, besides the arguments, changes the compiled program: JAX's tracing settings, the
+    XLA flags, the backend and its devices."""
+    from jax._src import config as jax_config
+
+    settings = [repr(v) for v in jax_config.trace_context() if " at 0x" not in repr(v)]
+    devices = jax.devices()
+    return "\n".join([";".join(settings), os.environ.get("XLA_FLAGS", ""),
+                      jax.default_backend(), devices[0].device_kind, str(len(devices))])
+
+
+class _LoadedPrograms(dict):
+    """A wrapper's executables in this process, cleared by ``jax.clear_caches()`` like
+    ``jax.jit``'s own (registered with JAX's cache management where it has one)."""
+
+    # by identity: each is its own key in JAX's registry of caches
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+    def cache_clear(self) -> None:
+        self.clear()
+
+    def cache_info(self) -> str:
+        return f"{len(self)} programs"
+
+    def cache_keys(self) -> list:
+        return list(self)
+
+
+def _register_with_jax(programs: _LoadedPrograms, name: str) -> None:
+    try:
+        from jax._src import util
+        util.register_cache(programs, name)
+    except (ImportError, AttributeError):  # pragma: no cover - a JAX without the registry
+        pass
+
+
+class PersistentJit:
+    """``jax.jit(fun, static_argnames=..., compiler_options=...)`` whose executables are also
+    kept on disk under a key computed before tracing (see the module docstring).
+
+    Calls bind their arguments to ``fun``'s signature (defaults included): static arguments
+    go into the key by value, the others are the program's inputs. ``lower`` and every other
+    attribute of the plain ``jax.jit`` function are available, and ``jax.clear_caches()``
+    drops the executables held in memory.
+    """
+
+    def __init__(self, fun: Callable, *, static_argnames: tuple[str, ...] = (),
+                 compiler_options: dict | None = None):
+        self._fun = fun
+        self._static = frozenset(static_argnames)
+        self._compiler_options = compiler_options
+        self._signature = inspect.signature(fun)
+        self._jitted = jax.jit(fun, static_argnames=static_argnames,
+                               compiler_options=compiler_options)
+        self._name = f"{fun.__module__}.{fun.__qualname__}"
+        self._loaded = _LoadedPrograms()
+        _register_with_jax(self._loaded, self._name)
+        self._lock = threading.Lock()  # chain groups call one program from several threads
+        functools.update_wrapper(self, fun)
+
+    def __getattr__(self, name: str):
+        return getattr(self._jitted, name)
+
+    def __call__(self, *args, **kwargs):
+        cache = compile_cache.active_cache()
+        if cache is None or jax.config.jax_disable_jit:
+            return self._jitted(*args, **kwargs)
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        statics, dynamic = [], {}
+        for name, value in bound.arguments.items():
+            if name in self._static:
+                statics.append((name, value))
+            else:
+                dynamic[name] = value
+        leaves, tree = jax.tree_util.tree_flatten(dynamic)
+        types = [_leaf_type(leaf) for leaf in leaves]
+        static_text = [_stable_repr(value) for _, value in statics]
+        if None in types or None in static_text:
+            return self._jitted(*args, **kwargs)
+        key = (tuple(static_text), tuple(types), str(tree), _environment())
+        compiled = self._loaded.get(key)
+        if compiled is None:
+            with self._lock:
+                compiled = self._loaded.get(key)
+                if compiled is None:
+                    compiled = self._load_or_compile(cache, key, dict(statics), dynamic)
+        return compiled(dynamic)
+
+    def _program(self, statics: dict) -> Callable:
+        """The function of the dynamic arguments (one dict) with the static ones fixed."""
+        def program(dynamic):
+            return self._fun(**dynamic, **statics)
+        return jax.jit(program, compiler_options=self._compiler_options)
+
+    def _load_or_compile(self, cache, key: tuple, statics: dict, dynamic: dict):
+        """The executable for ``key``, from the disk or compiled (and stored when JAX can
+        serialise it)."""
+        from jax.experimental import serialize_executable
+
+        text = "\n".join([self._name, _source_digest(), repr(self._compiler_options),
+                          *key[0], *key[1], key[2], key[3]])
+        disk_key = "program:" + hashlib.sha256(text.encode()).hexdigest()
+        blob = cache.get(disk_key)
+        if blob is not None:
+            compiled = _deserialise(blob, disk_key, cache)
+            if compiled is not None:
+                self._loaded[key] = compiled
+                return compiled
+        with cache.bypassed():
+            compiled = self._program(statics).lower(dynamic).compile()
+        try:
+            payload, in_tree, out_tree = serialize_executable.serialize(compiled)
+            blob = pickle.dumps((payload, in_tree, out_tree))
+        except Exception:
+            blob = None
+        if blob is not None:
+            cache.put(disk_key, blob)
+        self._loaded[key] = compiled
+        return compiled
+
+
+def _initialise_cpu_kernels() -> None:
+    """Set up jaxlib's LAPACK kernels, as lowering a linear-algebra call would have done: an
+    executable that calls them without it crashes (``jax.export`` does the same on loading)."""
+    if jax.default_backend() == "cpu":
+        from jax._src.lax import linalg
+
+        linalg.initialize_lapack()
+
+
+def _deserialise(blob: bytes, disk_key: str, cache) -> Any:
+    """The executable in ``blob``, or None (entry deleted, one warning) if it will not load."""
+    from jax.experimental import serialize_executable
+
+    try:
+        _initialise_cpu_kernels()
+        payload, in_tree, out_tree = pickle.load(io.BytesIO(blob))
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception as error:
+        cache.discard(disk_key)
+        compile_cache.warn_once(
+            "load", f"bayesgmm could not load a compiled program from its cache ({error!r}); "
+                    "it was deleted and the program compiled again.")
+        return None
+
+
+def persistent_jit(fun: Callable | None = None, *, static_argnames: tuple[str, ...] | str = (),
+                   compiler_options: dict | None = None):
+    """Decorator: :class:`PersistentJit` (``jax.jit`` with executables kept on disk).
+
+    Usable as ``@persistent_jit`` or ``@persistent_jit(static_argnames=...)``.
+    """
+    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    if fun is None:
+        return functools.partial(persistent_jit, static_argnames=names,
+                                 compiler_options=compiler_options)
+    return PersistentJit(fun, static_argnames=names, compiler_options=compiler_options)

@@ -1,0 +1,93 @@
+"""Compiled programs kept on disk under a key known before tracing (bayesgmm.program_cache),
+in one process: calls in every form agree with plain ``jax.jit``, a new wrapper loads from
+disk, and an entry that will not load is compiled again. Fresh processes:
+tests/test_compile_cache.py."""
+
+import hashlib
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesgmm import compile_cache
+from bayesgmm.compile_cache import CHECKSUM_BYTES, CompileCacheWarning
+from bayesgmm.program_cache import persistent_jit
+
+
+def program_entries(folder) -> list:
+    """The program cache's files in ``folder`` (pickles; JAX's own entries are not)."""
+    header = pickle.dumps(None)[:2]
+    return [file for file in sorted(folder.glob("*.xla"))
+            if file.read_bytes()[CHECKSUM_BYTES:CHECKSUM_BYTES + 2] == header]
+
+
+def cache_blob(value: bytes) -> bytes:
+    """A cache file holding ``value`` with a valid checksum."""
+    return hashlib.sha256(value).digest() + value
+
+
+@pytest.fixture
+def cache_folder(tmp_path):
+    """bayesgmm's cache at a fresh folder for this test, then the one in use before."""
+    before = compile_cache.compile_cache_dir()
+    compile_cache.set_compile_cache(tmp_path)
+    yield tmp_path
+    compile_cache.set_compile_cache(before)
+
+
+def _affine(x, shift, *, power: int, scale=2.0):
+    return {"y": scale * x**power + shift, "n": jnp.sum(x)}
+
+
+def test_calls_match_jax_jit_in_every_form(cache_folder):
+    ours = persistent_jit(_affine, static_argnames="power")
+    reference = jax.jit(_affine, static_argnames="power")
+    x = np.arange(6.0).reshape(2, 3)
+    calls = [((x, 1.0), {"power": 2}), ((x,), {"shift": 1.0, "power": 3}),
+             ((x, np.ones(3)), {"power": 2, "scale": 0.5}), ((x[:1], 1.0), {"power": 2})]
+    for args, kwargs in calls:
+        got, want = ours(*args, **kwargs), reference(*args, **kwargs)
+        assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want),
+                        strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+    assert len(ours._loaded) == 4  # one executable per static value and argument types
+    assert len(program_entries(cache_folder)) == 4
+    # inside another traced function, and with an array placed on purpose: plain jax.jit
+    inner = jax.jit(lambda v: ours(v, 1.0, power=2)["y"])(x)
+    np.testing.assert_array_equal(inner, reference(x, 1.0, power=2)["y"])
+    placed = jax.device_put(x, jax.devices()[0])
+    np.testing.assert_array_equal(ours(placed, 1.0, power=2)["y"], 2 * x**2 + 1)
+    assert len(ours._loaded) == 4
+    jax.clear_caches()  # drops the executables in memory, as for jax.jit
+    assert len(ours._loaded) == 0
+
+
+def test_a_fresh_wrapper_loads_from_disk_and_off_means_plain_jit(cache_folder, monkeypatch):
+    x = np.linspace(0.0, 1.0, 5)
+    first = persistent_jit(_affine, static_argnames="power")(x, 0.5, power=2)
+    cache = compile_cache.active_cache()
+    hits = cache.hits
+    again = persistent_jit(_affine, static_argnames="power")  # as in a new process
+    np.testing.assert_array_equal(again(x, 0.5, power=2)["y"], first["y"])
+    assert cache.hits == hits + 1
+    compile_cache.set_compile_cache(None)
+    off = persistent_jit(_affine, static_argnames="power")
+    np.testing.assert_array_equal(off(x, 0.5, power=2)["y"], first["y"])
+    assert off._loaded == {}
+
+
+def test_an_entry_that_will_not_load_warns_once_and_compiles(cache_folder, monkeypatch):
+    monkeypatch.setattr(compile_cache, "_warned", set())
+    x = np.linspace(0.0, 1.0, 4)
+    persistent_jit(_affine, static_argnames="power")(x, 0.5, power=3)
+    cache = compile_cache.active_cache()
+    for file in program_entries(cache_folder):
+        file.write_bytes(cache_blob(pickle.dumps(("junk", None, None))))
+    with pytest.warns(CompileCacheWarning, match="could not load"):
+        y = persistent_jit(_affine, static_argnames="power")(x, 0.5, power=3)["y"]
+    np.testing.assert_allclose(y, 2 * x**3 + 0.5, rtol=1e-6)  # float32 (x64 off)
+    assert cache.writes >= 2  # compiled again and stored whole
