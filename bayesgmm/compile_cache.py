@@ -17,6 +17,10 @@ When bayesgmm owns the cache it sets two JAX options: the cache folder and
 ``jax_persistent_cache_min_compile_time_secs = 0`` (bayesgmm's small programs are worth keeping
 too). Programs of your own compiled in the same process are then cached in the same folder.
 
+bayesgmm's own programs are also kept under a key computed before tracing, in the same folder
+and through the same cache object (:mod:`bayesgmm.program_cache`), so that a warm process does
+not even trace them.
+
 Safety:
 
 * **Keys.** An entry's file name hashes JAX's key (the compiled program, the jaxlib version,

@@ -13,10 +13,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import logsumexp
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core.covariance import MixtureParams, get_family
 from bayesgmm.core.em import BatchResult, InitOverride, best_restart, usable_restarts
@@ -28,6 +24,7 @@ from bayesgmm.core.stats import (
     normalise_log_prob,
     weighted_log_prob,
 )
+from bayesgmm.estimator_api import BaseEstimator, DensityMixin, check_is_fitted, convergence_warning
 from bayesgmm.io import Persistable
 from bayesgmm.parallel import multi_process, seed_of_process_zero
 from bayesgmm.preprocessing import (
@@ -173,6 +170,15 @@ class _Conditionals(NamedTuple):
     block: np.ndarray
 
 
+def row_log_sum_exp(log_prob: np.ndarray) -> np.ndarray:
+    """``log sum_k exp(log_prob[:, k])`` per row, (n,), stable (the row maximum is taken out
+    first; a row of -inf gives -inf). numpy's, so scoring does not import SciPy."""
+    top = log_prob.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(log_prob - top).sum(axis=1)) + top[:, 0]
+
+
 class ComponentScores:
     """``score_samples``, ``score``, ``predict`` and ``predict_proba`` from a model's
     ``_estimate_weighted_log_prob(X)`` (n_samples, K), as scikit-learn's mixtures define
@@ -181,7 +187,7 @@ class ComponentScores:
     def score_samples(self, X):
         """``log sum_k exp(weighted log probability)`` per sample, (n_samples,): the log
         density for EM (for scikit-learn's variational mixture, its variational analogue)."""
-        return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
+        return row_log_sum_exp(self._estimate_weighted_log_prob(X))
 
     def score(self, X, y=None):
         """Mean of :meth:`score_samples` over ``X``."""
@@ -194,7 +200,7 @@ class ComponentScores:
     def predict_proba(self, X):
         """Component probabilities (responsibilities) of each sample, (n_samples, K)."""
         log_prob = self._estimate_weighted_log_prob(X)
-        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
+        return np.exp(log_prob - row_log_sum_exp(log_prob)[:, None])
 
 
 class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator):
@@ -417,7 +423,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
             warnings.warn(
                 f"Best of {n_init} restart(s) did not converge in max_iter={self.max_iter} "
                 f"iterations (tol={self.tol}); try a larger max_iter or tol, or check the data.",
-                ConvergenceWarning, stacklevel=3)
+                convergence_warning(), stacklevel=3)
 
     def _fit_stream(self, source: ChunkedSource):
         """:meth:`fit` on a chunked source (see :mod:`bayesgmm.streaming`)."""

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import check_is_fitted
 
+from bayesgmm.estimator_api import check_is_fitted
 from bayesgmm.validation import as_frame
 
 

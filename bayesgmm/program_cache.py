@@ -8,8 +8,11 @@ largest part of a first call once the cache is warm.
 :func:`persistent_jit` is ``jax.jit`` with a second cache in front of JAX's. Its key is known
 before tracing: the function's name, its static arguments, the shapes and dtypes of its array
 arguments, JAX's tracing settings, the XLA flags and compile options, the backend and devices,
-and a hash of the versions of bayesgmm's source files, jax, jaxlib and numpy. On a hit the
-executable is loaded from the file without tracing, lowering or compiling.
+and a hash of bayesgmm's source files and of the versions of jax, jaxlib, numpy and NumPyro.
+On a hit the executable is loaded from the file without tracing, lowering or compiling. On a
+miss the program is traced and compiled with JAX's own cache bypassed, so that the stored
+executable is always a fresh compilation: one that JAX loaded from its cache does not
+serialise again completely (a later process fails with "Function ... not found").
 
 It stores entries in the folder and with the same checksums, atomic writes and size cap as
 the compile cache (:class:`~bayesgmm.compile_cache.ChecksummedFileCache`), and it is on exactly
@@ -38,6 +41,7 @@ import io
 import os
 import pickle
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,16 +53,25 @@ from bayesgmm import compile_cache
 
 _PACKAGE = Path(__file__).resolve().parent
 
+#: JAX monitoring event: seconds spent reading and loading an executable from the disk.
+LOAD_EVENT = "/bayesgmm/program_cache/load_duration"
+
 
 @functools.cache
 def _source_digest() -> str:
-    """SHA-256 over bayesgmm's Python sources and the versions of the libraries traced code
-    uses: any edit or upgrade gives new keys (the package version alone does not change
+    """SHA-256 over bayesgmm's Python sources and the versions of the libraries its traced
+    code uses: any edit or upgrade gives new keys (the package version alone does not change
     between commits of a development install)."""
+    import importlib.metadata
+
     import jaxlib
 
+    try:
+        numpyro = importlib.metadata.version("numpyro")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a required package
+        numpyro = "absent"
     digest = hashlib.sha256(f"jax {jax.__version__} jaxlib {jaxlib.__version__} "
-                            f"numpy {np.__version__}".encode())
+                            f"numpy {np.__version__} numpyro {numpyro}".encode())
     for file in sorted(_PACKAGE.rglob("*.py")):
         digest.update(str(file.relative_to(_PACKAGE)).encode())
         digest.update(file.read_bytes())
@@ -72,25 +85,41 @@ def _stable_repr(value: Any) -> str | None:
     return None if " at 0x" in text else text
 
 
-def _leaf_type(leaf: Any) -> str | None:
-    """Shape, dtype and weak type of an argument leaf; None when only ``jax.jit`` can handle
-    it (a tracer, or an array placed or sharded on purpose)."""
+def _leaf_key(leaf: Any) -> Any:
+    """A hashable stand-in for an argument leaf's shape, dtype and weak type (with JAX's
+    settings, which decide float64 or float32); None when only ``jax.jit`` can handle it (a
+    tracer, an array placed or sharded on purpose, an object that is not an array)."""
+    kind = type(leaf)
+    if kind is np.ndarray:
+        return leaf.shape, leaf.dtype
+    if kind in (bool, int, float, complex):
+        return kind
     if isinstance(leaf, jax.core.Tracer):
         return None
-    if isinstance(leaf, jax.Array) and (leaf.committed or len(leaf.sharding.device_set) > 1):
-        return None
-    return str(jax.typeof(leaf))
+    if isinstance(leaf, jax.Array):
+        if leaf.committed or len(leaf.sharding.device_set) > 1:
+            return None
+        return leaf.aval
+    if isinstance(leaf, np.generic):
+        return kind, leaf.dtype
+    return None
 
 
-def _environment() -> str:
-    """What, besides the arguments, changes the compiled program: JAX's tracing settings, the
-    XLA flags, the backend and its devices."""
+def _environment_key() -> tuple:
+    """What, besides the arguments, changes the program within a process: JAX's tracing
+    settings (x64, the default device, ...) and the XLA flags."""
     from jax._src import config as jax_config
 
-    settings = [repr(v) for v in jax_config.trace_context() if " at 0x" not in repr(v)]
+    return jax_config.trace_context(), os.environ.get("XLA_FLAGS", "")
+
+
+def _environment_text(trace_context: tuple, xla_flags: str) -> str:
+    """The environment as text that is the same in every process with the same settings,
+    with the backend and its devices."""
+    settings = [repr(v) for v in trace_context if " at 0x" not in repr(v)]
     devices = jax.devices()
-    return "\n".join([";".join(settings), os.environ.get("XLA_FLAGS", ""),
-                      jax.default_backend(), devices[0].device_kind, str(len(devices))])
+    return "\n".join([";".join(settings), xla_flags, jax.default_backend(),
+                      devices[0].device_kind, str(len(devices))])
 
 
 class _LoadedPrograms(dict):
@@ -134,7 +163,14 @@ class PersistentJit:
         self._fun = fun
         self._static = frozenset(static_argnames)
         self._compiler_options = compiler_options
-        self._signature = inspect.signature(fun)
+        parameters = list(inspect.signature(fun).parameters.values())
+        self._names = frozenset(p.name for p in parameters)
+        self._positional = [p.name for p in parameters
+                            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+            raise TypeError(f"persistent_jit needs named parameters, not *args or **kwargs: "
+                            f"{fun.__qualname__}")
         self._jitted = jax.jit(fun, static_argnames=static_argnames,
                                compiler_options=compiler_options)
         self._name = f"{fun.__module__}.{fun.__qualname__}"
@@ -146,31 +182,41 @@ class PersistentJit:
     def __getattr__(self, name: str):
         return getattr(self._jitted, name)
 
+    def _arguments(self, args: tuple, kwargs: dict) -> dict | None:
+        """Every parameter's value (defaults included), or None when the call does not fit
+        the signature (``jax.jit`` then raises Python's error)."""
+        if len(args) > len(self._positional):
+            return None
+        values = dict(self._defaults)
+        values.update(zip(self._positional, args, strict=False))
+        if any(name not in self._names or name in self._positional[:len(args)]
+               for name in kwargs):
+            return None
+        values.update(kwargs)
+        return values if len(values) == len(self._names) else None
+
     def __call__(self, *args, **kwargs):
         cache = compile_cache.active_cache()
-        if cache is None or jax.config.jax_disable_jit:
+        values = self._arguments(args, kwargs)
+        if cache is None or values is None or jax.config.jax_disable_jit:
             return self._jitted(*args, **kwargs)
-        bound = self._signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        statics, dynamic = [], {}
-        for name, value in bound.arguments.items():
-            if name in self._static:
-                statics.append((name, value))
-            else:
-                dynamic[name] = value
-        leaves, tree = jax.tree_util.tree_flatten(dynamic)
-        types = [_leaf_type(leaf) for leaf in leaves]
-        static_text = [_stable_repr(value) for _, value in statics]
-        if None in types or None in static_text:
+        statics = tuple(sorted((name, values.pop(name)) for name in self._static))
+        leaves, tree = jax.tree_util.tree_flatten(values)
+        leaf_keys = tuple(_leaf_key(leaf) for leaf in leaves)
+        if None in leaf_keys:
             return self._jitted(*args, **kwargs)
-        key = (tuple(static_text), tuple(types), str(tree), _environment())
-        compiled = self._loaded.get(key)
+        try:
+            key = (statics, leaf_keys, tree, _environment_key())
+            compiled = self._loaded.get(key)
+        except TypeError:  # an unhashable static argument: jax.jit says so
+            return self._jitted(*args, **kwargs)
         if compiled is None:
             with self._lock:
                 compiled = self._loaded.get(key)
                 if compiled is None:
-                    compiled = self._load_or_compile(cache, key, dict(statics), dynamic)
-        return compiled(dynamic)
+                    compiled = self._load_or_compile(cache, key, values, leaves)
+                    self._loaded[key] = compiled
+        return compiled(values)
 
     def _program(self, statics: dict) -> Callable:
         """The function of the dynamic arguments (one dict) with the static ones fixed."""
@@ -178,30 +224,44 @@ class PersistentJit:
             return self._fun(**dynamic, **statics)
         return jax.jit(program, compiler_options=self._compiler_options)
 
-    def _load_or_compile(self, cache, key: tuple, statics: dict, dynamic: dict):
-        """The executable for ``key``, from the disk or compiled (and stored when JAX can
-        serialise it)."""
+    def _disk_key(self, key: tuple, leaves: list) -> str | None:
+        """The cache file's key for the in-process ``key``: the same text in every process
+        with the same call, sources and settings; None when a static argument's ``repr``
+        would differ between processes (the program is then kept in memory only)."""
+        statics, _, tree, (trace_context, xla_flags) = key
+        static_text = [_stable_repr(value) for _, value in statics]
+        if None in static_text:
+            return None
+        text = "\n".join([self._name, _source_digest(), repr(self._compiler_options),
+                          *(f"{name}={value}" for (name, _), value in zip(statics, static_text,
+                                                                          strict=True)),
+                          *(str(jax.typeof(leaf)) for leaf in leaves), str(tree),
+                          _environment_text(trace_context, xla_flags)])
+        return "program:" + hashlib.sha256(text.encode()).hexdigest()
+
+    def _load_or_compile(self, cache, key: tuple, dynamic: dict, leaves: list):
+        """The executable for ``key``: loaded from the disk, or compiled (with JAX's cache
+        bypassed) and stored when JAX can serialise it."""
         from jax.experimental import serialize_executable
 
-        text = "\n".join([self._name, _source_digest(), repr(self._compiler_options),
-                          *key[0], *key[1], key[2], key[3]])
-        disk_key = "program:" + hashlib.sha256(text.encode()).hexdigest()
-        blob = cache.get(disk_key)
-        if blob is not None:
-            compiled = _deserialise(blob, disk_key, cache)
+        disk_key = self._disk_key(key, leaves)
+        if disk_key is not None:
+            start = time.perf_counter()
+            blob = cache.get(disk_key)
+            compiled = None if blob is None else _deserialise(blob, disk_key, cache)
             if compiled is not None:
-                self._loaded[key] = compiled
+                jax.monitoring.record_event_duration_secs(LOAD_EVENT,
+                                                          time.perf_counter() - start)
                 return compiled
         with cache.bypassed():
-            compiled = self._program(statics).lower(dynamic).compile()
-        try:
-            payload, in_tree, out_tree = serialize_executable.serialize(compiled)
-            blob = pickle.dumps((payload, in_tree, out_tree))
-        except Exception:
-            blob = None
-        if blob is not None:
-            cache.put(disk_key, blob)
-        self._loaded[key] = compiled
+            compiled = self._program(dict(key[0])).lower(dynamic).compile()
+        if disk_key is not None:
+            try:
+                blob = pickle.dumps(serialize_executable.serialize(compiled))
+            except Exception:  # a program JAX cannot serialise is simply not kept
+                blob = None
+            if blob is not None:
+                cache.put(disk_key, blob)
         return compiled
 
 

@@ -34,11 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core.covariance import get_family
 from bayesgmm.estimator import GaussianMixture, _seed
+from bayesgmm.estimator_api import BaseEstimator, DensityMixin, check_is_fitted
 from bayesgmm.io import Persistable
 from bayesgmm.parallel import seed_of_process_zero
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype

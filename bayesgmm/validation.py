@@ -14,7 +14,8 @@ from itertools import combinations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import validate_data
+
+from bayesgmm.estimator_api import validate_data
 
 #: Largest absolute value accepted: squares and products of larger values overflow float64.
 MAX_ABS_VALUE = 1e150
@@ -73,11 +74,13 @@ def _describe_non_numeric(X) -> str | None:
 
 def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1,
                       allow_nan: bool = False) -> np.ndarray:
-    """Validate ``X`` for ``estimator`` and return it as a new float64 ndarray (N, D).
+    """Validate ``X`` for ``estimator`` and return it as a float64 ndarray (N, D), not to be
+    written to (``X`` itself when it already is one).
 
-    Sets or checks ``n_features_in_`` / ``feature_names_in_`` (``reset``) with scikit-learn's
-    ``validate_data``; rejects text, non-numeric objects, infinity and (unless ``allow_nan``,
-    for missing values) NaN with messages that name the columns and rows.
+    Sets or checks ``n_features_in_`` / ``feature_names_in_`` (``reset``) as scikit-learn's
+    ``validate_data`` does (:func:`bayesgmm.estimator_api.validate_data`); rejects text,
+    non-numeric objects, infinity and (unless ``allow_nan``, for missing values) NaN with
+    messages that name the columns and rows.
     """
     if not sp.issparse(X):
         kind = getattr(getattr(X, "dtype", None), "kind", None)
@@ -90,9 +93,7 @@ def check_array_input(X, estimator, *, reset: bool, ensure_min_samples: int = 1,
                 _describe_non_numeric(X) or f"X column(s) {text} hold text (numbers written "
                 "as strings are not converted silently); convert them to numbers or drop them")
     try:
-        array = validate_data(estimator, X, reset=reset, dtype=np.float64,
-                              ensure_all_finite=False, ensure_min_samples=ensure_min_samples,
-                              copy=False)
+        array = validate_data(estimator, X, reset=reset, ensure_min_samples=ensure_min_samples)
     except (TypeError, ValueError) as err:
         detail = None if sp.issparse(X) else _describe_non_numeric(X)
         if detail is None:

@@ -21,9 +21,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.core import variational
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, get_family
@@ -43,6 +40,7 @@ from bayesgmm.estimator import (
     require,
     sample_mixture,
 )
+from bayesgmm.estimator_api import BaseEstimator, DensityMixin, check_is_fitted, convergence_warning
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.program_cache import persistent_jit
@@ -407,7 +405,7 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
         if not self.converged_ and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for degenerate "
-                          "data.", ConvergenceWarning, stacklevel=4)
+                          "data.", convergence_warning(), stacklevel=4)
 
     def _report(self, state: variational.CaviState, shift: np.ndarray, best: int) -> None:
         if not self.verbose:

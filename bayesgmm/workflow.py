@@ -14,12 +14,11 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.metrics import adjusted_rand_score
-from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.bayes.estimator import BayesianGaussianMixture
 from bayesgmm.bayes.posterior import membership_entropy
+from bayesgmm.estimator_api import BaseEstimator, check_is_fitted
 from bayesgmm.io import Persistable
 from bayesgmm.preprocessing import AffineScaling
 from bayesgmm.selection import COVARIANCE_TYPES, select_model

@@ -39,6 +39,7 @@ print(json.dumps({
     "counts": None if cache is None else [cache.hits, cache.misses, cache.writes],
     "warnings": [str(w.message) for w in caught if "compile cache" in str(w.message)],
     "traced": sorted(traced),
+    "sklearn imported": "sklearn" in sys.modules,
 }))
 """
 
@@ -63,6 +64,7 @@ def test_a_fresh_process_loads_what_an_earlier_one_compiled(tmp_path):
     hits, misses, writes = first["counts"]
     assert hits == 0 and misses >= 1 and writes == len(written) >= 1
     assert "program" in first["traced"]  # EM, traced once for the program cache
+    assert not first["sklearn imported"]  # a fit needs no scikit-learn (0.8 s to import)
     second = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
     hits, misses, writes = second["counts"]
     assert (hits, misses, writes) == (len(written), 0, 0)  # every program came from disk

@@ -17,8 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm.bayes import variational
 from bayesgmm.bayes.cluster_prior import (
@@ -65,6 +63,7 @@ from bayesgmm.bayes.posterior import (
 from bayesgmm.bayes.relabel import permute, stephens_relabel
 from bayesgmm.core.partition import WeightPrior
 from bayesgmm.estimator import GaussianMixture, _seed, is_int
+from bayesgmm.estimator_api import BaseEstimator, DensityMixin, check_is_fitted
 from bayesgmm.io import Persistable
 from bayesgmm.parallel import multi_process
 from bayesgmm.preprocessing import AffineScaling, compute_context
