@@ -504,8 +504,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                              else params.covariances) * scaling.scale**2
         self.precisions_cholesky_ = (params.precisions_cholesky[keep] if per_component
                                      else params.precisions_cholesky) / scaling.scale
-        with compute_context(np.float64):
-            self.precisions_ = np.asarray(family.precisions(jnp.asarray(self.precisions_cholesky_)))
+        self.precisions_ = family.precisions(np.asarray(self.precisions_cholesky_, np.float64))
         self.converged_ = bool(state.converged[index])
         self.n_iter_ = int(state.n_iter[index])
         self.lower_bound_ = float(state.lower_bound[index]) - log_det

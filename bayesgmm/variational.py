@@ -393,8 +393,8 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
                                         else params.dof)
             self.covariances_ = params.covariances * scaling.scale**2
             self.precisions_cholesky_ = params.precisions_cholesky / scaling.scale
-            self.precisions_ = np.asarray(family.precisions(jnp.asarray(
-                self.precisions_cholesky_)))
+            self.precisions_ = family.precisions(np.asarray(self.precisions_cholesky_,
+                                                            np.float64))
         self.converged_ = bool(np.asarray(state.converged)[best])
         self.n_iter_ = int(n_iter[best])
         self.lower_bound_ = float(bounds[best])

@@ -360,7 +360,9 @@ class CovarianceFamily:
         raise NotImplementedError
 
     def precisions(self, prec_chol: Array) -> Array:
-        """Precision matrices (scikit-learn's ``precisions_``) from their Cholesky factors."""
+        """Precision matrices (scikit-learn's ``precisions_``) from their Cholesky factors.
+        Array methods only, so numpy in gives numpy out: a fitted model's attribute needs no
+        compiled program."""
         raise NotImplementedError
 
     def covariances_from_precisions(self, precisions: Array) -> Array:
@@ -413,7 +415,7 @@ class _MatrixCovariance(CovarianceFamily):
         return cov, jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
 
     def precisions(self, prec_chol: Array) -> Array:
-        return prec_chol @ jnp.swapaxes(prec_chol, -1, -2)
+        return prec_chol @ prec_chol.swapaxes(-1, -2)
 
     def identity(self, n_dims, dtype):
         return jnp.eye(n_dims, dtype=dtype)
