@@ -83,7 +83,8 @@ class ClusterQuality:
         ``silhouette`` (mean over ``silhouette_rows`` rows; higher is better, in [-1, 1]),
         ``davies_bouldin`` (lower is better), ``calinski_harabasz`` (higher is better),
         ``mean_entropy`` (nats, of the membership probabilities), ``share_ambiguous``
-        (probability of the label below 0.8), ``n_clusters`` (occupied) and ``silhouette_rows``;
+        (probability of the label below the ambiguity threshold, 0.8 unless a Bayesian model
+        or a ``Clustering`` sets another), ``n_clusters`` (occupied) and ``silhouette_rows``;
         with ``labels_true`` also ``adjusted_rand`` and ``normalized_mutual_info``.
     silhouette : DataFrame (silhouette_rows, 2)
         ``cluster`` and ``silhouette`` of each sampled row (for the silhouette plot).
@@ -139,7 +140,9 @@ def cluster_quality(model, X, labels_true=None, sample_size: int = SILHOUETTE_SA
         values["calinski_harabasz"] = skm.calinski_harabasz_score(x, labels)
     probability = view.membership.max(axis=1)
     values["mean_entropy"] = float(membership_entropy(view.membership).mean())
-    values["share_ambiguous"] = float((probability < AMBIGUITY_THRESHOLD).mean())
+    threshold = getattr(model, "ambiguity_threshold_",  # a Clustering; else a Bayesian model
+                        getattr(model, "ambiguity_threshold", AMBIGUITY_THRESHOLD))
+    values["share_ambiguous"] = float((probability < threshold).mean())
     values["n_clusters"] = n_clusters
     values["silhouette_rows"] = len(rows)
     contingency = None

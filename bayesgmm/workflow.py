@@ -231,12 +231,20 @@ class Clustering(Persistable, BaseEstimator):
             values = values - self.input_scaling_.log_det(frame.shape[1])
         return values
 
+    @property
+    def ambiguity_threshold_(self) -> float:
+        """The probability below which an assignment is ambiguous: the Bayesian model's
+        ``ambiguity_threshold`` (``bayes_options`` may set it), else 0.8."""
+        if self.bayes_model_ is not None:
+            return float(self.bayes_model_.ambiguity_threshold)
+        return AMBIGUITY_THRESHOLD
+
     def assign(self, data) -> pd.DataFrame:
         """One row per input row: ``label``, ``prob_<k>`` per cluster, ``probability`` (of the
         label), ``probability_lower``/``probability_upper`` (Bayesian only: credible interval
         across posterior draws), ``uncertainty`` (``1 - probability``, mclust's), ``entropy``
-        (nats), ``ambiguous`` (``probability < 0.8``), ``log_density`` and ``anomaly``
-        (``log_density`` below :attr:`anomaly_threshold_`)."""
+        (nats), ``ambiguous`` (``probability`` below :attr:`ambiguity_threshold_`),
+        ``log_density`` and ``anomaly`` (``log_density`` below :attr:`anomaly_threshold_`)."""
         frame = self._input(data)
         x = self._model_input(frame)
         model = self.model_
@@ -259,7 +267,7 @@ class Clustering(Persistable, BaseEstimator):
             out["probability"] = proba[np.arange(len(labels)), labels]
         out["uncertainty"] = 1.0 - out["probability"]
         out["entropy"] = membership_entropy(proba)
-        out["ambiguous"] = out["probability"] < AMBIGUITY_THRESHOLD
+        out["ambiguous"] = out["probability"] < self.ambiguity_threshold_
         out["log_density"] = self.log_density(frame)
         anomaly = out["log_density"] < self.anomaly_threshold_
         incomplete = frame.isna().any(axis=1)

@@ -131,7 +131,8 @@ def test_a_changed_version_does_not_load_old_entries(tmp_path):
         "from bayesgmm import GaussianMixture, compile_cache, program_cache\n"
         "    program_cache._source_digest = lambda: 'edited'"))
     assert "program" in edited["traced"] and edited["exact"] == after["exact"]
-    assert 0 < edited["counts"][2] < len(written)
+    assert edited["counts"][2] >= 1  # compiled again and stored; the old entries stay
+    assert len(entries(tmp_path)) == 2 * len(written) + edited["counts"][2]
 
 
 @pytest.mark.parametrize("value", ["off"])

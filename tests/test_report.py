@@ -53,11 +53,19 @@ def _check_images(sources) -> None:
 @pytest.fixture(scope="module")
 def bayes_clustering(faithful):
     return Clustering(n_components=range(1, 4), bayes="vi", random_state=0,
-                      bayes_options={"max_steps": 400}).fit(faithful)
+                      bayes_options={"max_steps": 400, "ambiguity_threshold": 0.99}
+                      ).fit(faithful)
 
 
-def test_bayes_options_reach_the_bayesian_model(bayes_clustering):
+def test_bayes_options_reach_the_bayesian_model(bayes_clustering, faithful):
     assert bayes_clustering.bayes_model_.inference_info_["n_iter"] <= 400
+    table = bayes_clustering.assign(faithful)  # the model's threshold, not the default 0.8
+    np.testing.assert_array_equal(table["ambiguous"], table["probability"] < 0.99)
+    assert (table["probability"] < 0.99).sum() > (table["probability"] < 0.8).sum()
+    from bayesgmm.quality import cluster_quality
+
+    share = cluster_quality(bayes_clustering, faithful).metrics["share_ambiguous"]
+    assert share == pytest.approx((table["probability"] < 0.99).mean())
     with pytest.raises(ValueError, match="num_smaples"):
         Clustering(bayes="vi", bayes_options={"num_smaples": 10}).fit(np.ones((20, 2)))
 
