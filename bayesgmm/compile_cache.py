@@ -110,11 +110,12 @@ class ChecksummedFileCache:
         """Within the block, JAX's compilations in this thread neither read nor write the
         cache (:mod:`bayesgmm.program_cache` stores those programs itself: an executable
         that JAX loaded from the cache does not serialise again completely)."""
+        before = self._bypassed()
         self._thread.bypass = True
         try:
             yield
         finally:
-            self._thread.bypass = False
+            self._thread.bypass = before
 
     def _bypassed(self) -> bool:
         return getattr(self._thread, "bypass", False)

@@ -181,7 +181,7 @@ def _own_conversion(estimator, X, reset: bool, ensure_min_samples: int):
         columns = list(X.columns)
         if not all(isinstance(d, np.dtype) and d.kind in _NUMERIC_KINDS for d in dtypes):
             return None
-        if not all(isinstance(c, str) for c in columns):
+        if not all(type(c) is str for c in columns):  # as scikit-learn: not numpy strings
             return None
         names = np.asarray(columns, dtype=object)
         if fitted_names is not None and not np.array_equal(names, fitted_names):

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -103,7 +102,9 @@ def block_layout(n_rows: int, n_columns: int, itemsize: int, shards: int = 1
 
 
 @persistent_jit(static_argnames="family")
-def _features(x, family):
+def feature_rows(x, family):
+    """:func:`~bayesgmm.core.stats.make_features` of rows ``x`` (N, D), as one compiled (and
+    cached) program."""
     return make_features(x, family)
 
 
@@ -131,7 +132,7 @@ def to_blocks(x: np.ndarray, dtype: np.dtype, family: CovarianceFamily,
     w[:n_rows] = 1.0 if weight is None else weight
     rows, w = put_blocks([padded.reshape(n_blocks, block_rows, n_dims),
                           w.reshape(n_blocks, block_rows)], mesh)
-    return BlockedData(_features(rows, family), w, shards=shard_count(mesh))
+    return BlockedData(feature_rows(rows, family), w, shards=shard_count(mesh))
 
 
 #: Fixed cost of one block in row-equivalents, used to choose the block size of data with
@@ -215,8 +216,8 @@ def to_pattern_blocks(x: np.ndarray, dtype: np.dtype, fill_variance: np.ndarray,
     block_mask = np.ones((n_blocks, n_dims), dtype)
     block_mask[:blocks_per_pattern.sum()] = np.repeat(
         patterns, blocks_per_pattern, axis=0)
-    features = np.array(_features(jnp.asarray(padded.reshape(n_blocks, block_rows, n_dims)),
-                                    _FULL_SECOND_MOMENTS))
+    features = np.array(feature_rows(padded.reshape(n_blocks, block_rows, n_dims),
+                                     _FULL_SECOND_MOMENTS))
     rows, cols = np.triu_indices(n_dims)
     square_columns = n_dims + np.flatnonzero(rows == cols)
     flat = features.reshape(n_blocks * block_rows, -1)

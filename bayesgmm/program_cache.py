@@ -27,13 +27,19 @@ be as trusted as the Python installation (it is in the user's own cache folder b
 entry that cannot be read, checked or loaded is deleted and the program compiled again, with
 one :class:`~bayesgmm.compile_cache.CompileCacheWarning` per process.
 
-Calls that need ``jax.jit``'s own handling bypass the disk: tracers (a call inside another
-traced function), committed or multi-device arrays (explicit placement or sharding), static
-arguments whose ``repr`` is not stable across processes, and ``jax.disable_jit``.
+As with ``jax.jit``, parameters left at their defaults are constants of the program (part of
+the key, like static arguments, by type and value). Calls that need ``jax.jit``'s own handling
+bypass the cache: tracers (a call inside another traced function), committed or multi-device
+arrays (explicit placement or sharding), unhashable static values, and ``jax.disable_jit``.
+Programs are kept in memory only, never on disk, for functions without a module-level name
+(lambdas, closures), static arguments whose ``repr`` is not stable across processes, and once
+bayesgmm's source files changed on disk since the process started (the code in memory may no
+longer match them; one warning).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -57,11 +63,15 @@ _PACKAGE = Path(__file__).resolve().parent
 LOAD_EVENT = "/bayesgmm/program_cache/load_duration"
 
 
-@functools.cache
-def _source_digest() -> str:
-    """SHA-256 over bayesgmm's Python sources and the versions of the libraries its traced
-    code uses: any edit or upgrade gives new keys (the package version alone does not change
-    between commits of a development install)."""
+def _source_files() -> dict[Path, int]:
+    """bayesgmm's Python files and their modification times (ns)."""
+    return {file: file.stat().st_mtime_ns for file in sorted(_PACKAGE.rglob("*.py"))}
+
+
+def _digest_sources(files: dict[Path, int]) -> str:
+    """SHA-256 over ``files``' contents and the versions of the libraries the traced code
+    uses (the package version alone does not change between commits of a development
+    install)."""
     import importlib.metadata
 
     import jaxlib
@@ -72,10 +82,29 @@ def _source_digest() -> str:
         numpyro = "absent"
     digest = hashlib.sha256(f"jax {jax.__version__} jaxlib {jaxlib.__version__} "
                             f"numpy {np.__version__} numpyro {numpyro}".encode())
-    for file in sorted(_PACKAGE.rglob("*.py")):
+    for file in files:
         digest.update(str(file.relative_to(_PACKAGE)).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+#: The sources as this process found them when it first imported a compiled module: the
+#: code it runs. Computed once, here, so that a later edit cannot be stored under its key.
+_SOURCE_FILES = _source_files()
+_SOURCE_DIGEST = _digest_sources(_SOURCE_FILES)
+
+
+def _source_digest() -> str:
+    """The digest of the sources this process runs, or None once any of them changed on
+    disk since it started (a development install being edited; ``importlib.reload``): the
+    code in memory may then be older or newer than the files, so programs are neither read
+    from nor written to the disk (one warning) until the process restarts."""
+    if _source_files() != _SOURCE_FILES:
+        compile_cache.warn_once(
+            "sources", "bayesgmm's source files changed while this process ran: its "
+                       "compiled programs are kept in memory only until it restarts.")
+        return None
+    return _SOURCE_DIGEST
 
 
 def _stable_repr(value: Any) -> str | None:
@@ -168,18 +197,23 @@ class PersistentJit:
         self._positional = [p.name for p in parameters
                             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
-            raise TypeError(f"persistent_jit needs named parameters, not *args or **kwargs: "
-                            f"{fun.__qualname__}")
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY)
+               for p in parameters):
+            raise TypeError("persistent_jit needs parameters that can be passed by name (no "
+                            f"*args, **kwargs or positional-only ones): {fun.__qualname__}")
         self._jitted = jax.jit(fun, static_argnames=static_argnames,
                                compiler_options=compiler_options)
         self._name = f"{fun.__module__}.{fun.__qualname__}"
         self._loaded = _LoadedPrograms()
         _register_with_jax(self._loaded, self._name)
-        self._lock = threading.Lock()  # chain groups call one program from several threads
+        # chain groups call one program from several threads; re-entrant for a call that
+        # traces another call of the same wrapper
+        self._lock = threading.RLock()
         functools.update_wrapper(self, fun)
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # not yet set (copying, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self._jitted, name)
 
     def _arguments(self, args: tuple, kwargs: dict) -> dict | None:
@@ -200,7 +234,12 @@ class PersistentJit:
         values = self._arguments(args, kwargs)
         if cache is None or values is None or jax.config.jax_disable_jit:
             return self._jitted(*args, **kwargs)
-        statics = tuple(sorted((name, values.pop(name)) for name in self._static))
+        # static: the declared ones, and defaults not passed (constants of the trace, as
+        # for jax.jit); keyed with their types (jax.jit tells 2 from 2.0)
+        constant = self._static | (self._defaults.keys() - kwargs.keys()
+                                   - set(self._positional[:len(args)]))
+        statics = tuple(sorted((name, type(values[name]), values.pop(name))
+                               for name in constant))
         leaves, tree = jax.tree_util.tree_flatten(values)
         leaf_keys = tuple(_leaf_key(leaf) for leaf in leaves)
         if None in leaf_keys:
@@ -226,15 +265,18 @@ class PersistentJit:
 
     def _disk_key(self, key: tuple, leaves: list) -> str | None:
         """The cache file's key for the in-process ``key``: the same text in every process
-        with the same call, sources and settings; None when a static argument's ``repr``
-        would differ between processes (the program is then kept in memory only)."""
+        with the same call, sources and settings; None (the program is then kept in memory
+        only) for a function without a module-level name (a lambda or closure: their names
+        are not unique), a static argument whose ``repr`` would differ between processes, or
+        sources changed since the process started."""
         statics, _, tree, (trace_context, xla_flags) = key
-        static_text = [_stable_repr(value) for _, value in statics]
-        if None in static_text:
+        static_text = [_stable_repr(value) for _, _, value in statics]
+        digest = _source_digest()
+        if None in static_text or digest is None or "<" in self._name:
             return None
-        text = "\n".join([self._name, _source_digest(), repr(self._compiler_options),
-                          *(f"{name}={value}" for (name, _), value in zip(statics, static_text,
-                                                                          strict=True)),
+        text = "\n".join([self._name, digest, repr(self._compiler_options),
+                          *(f"{name}={text}" for (name, _, _), text in zip(statics, static_text,
+                                                                         strict=True)),
                           *(str(jax.typeof(leaf)) for leaf in leaves), str(tree),
                           _environment_text(trace_context, xla_flags)])
         return "program:" + hashlib.sha256(text.encode()).hexdigest()
@@ -254,7 +296,8 @@ class PersistentJit:
                                                           time.perf_counter() - start)
                 return compiled
         with cache.bypassed():
-            compiled = self._program(dict(key[0])).lower(dynamic).compile()
+            compiled = self._program({name: value for name, _, value in key[0]}
+                                     ).lower(dynamic).compile()
         if disk_key is not None:
             try:
                 blob = pickle.dumps(serialize_executable.serialize(compiled))
@@ -282,8 +325,9 @@ def _deserialise(blob: bytes, disk_key: str, cache) -> Any:
         _initialise_cpu_kernels()
         payload, in_tree, out_tree = pickle.load(io.BytesIO(blob))
         return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
-    except Exception as error:
-        cache.discard(disk_key)
+    except Exception as error:  # any failure to load means: compile instead
+        with contextlib.suppress(OSError):  # a read-only folder: the entry stays
+            cache.discard(disk_key)
         compile_cache.warn_once(
             "load", f"bayesgmm could not load a compiled program from its cache ({error!r}); "
                     "it was deleted and the program compiled again.")

@@ -270,6 +270,20 @@ def test_diagnostics_cover_label_invariant_quantities(nuts_fit):
     assert int(nuts_fit.sample_stats_["diverging"].sum()) <= 2
 
 
+@pytest.mark.parametrize("fit", ["nuts_fit", "gibbs_fit"])
+def test_end_of_fit_warning_reads_arviz_equal_diagnostics(fit, request):
+    from bayesgmm.diagnostics import diagnostics_warnings, label_invariant_convergence
+
+    model = request.getfixturevalue(fit)
+    ours = label_invariant_convergence(model)
+    theirs = model.diagnostics().loc[ours.index, ["r_hat", "ess_bulk"]]  # ArviZ
+    np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), rtol=1e-9)
+    high = theirs.index[theirs["r_hat"] > 1.01]
+    messages = " ".join(diagnostics_warnings(model))
+    assert ("R-hat above" in messages) == (len(high) > 0)
+    assert all(name in messages for name in high[:5])
+
+
 def test_sample_draws_from_posterior_predictive(nuts_fit):
     x, labels = nuts_fit.sample(4000)
     assert x.shape == (4000, 2)

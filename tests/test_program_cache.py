@@ -91,3 +91,34 @@ def test_an_entry_that_will_not_load_warns_once_and_compiles(cache_folder, monke
         y = persistent_jit(_affine, static_argnames="power")(x, 0.5, power=3)["y"]
     np.testing.assert_allclose(y, 2 * x**3 + 0.5, rtol=1e-6)  # float32 (x64 off)
     assert cache.writes >= 2  # compiled again and stored whole
+
+
+def test_keys_tell_apart_what_jax_jit_tells_apart(cache_folder):
+    ours = persistent_jit(_affine, static_argnames="power")
+    x = np.arange(3.0)
+    assert ours(x, 1.0, power=2)["y"].dtype == jax.jit(_affine, static_argnames="power")(
+        x, 1.0, power=2)["y"].dtype
+    np.testing.assert_array_equal(ours(x, 1.0, power=2.0)["y"],
+                                  jax.jit(_affine, static_argnames="power")(x, 1.0, power=2.0)["y"])
+    assert len(ours._loaded) == 2  # 2 and 2.0 are different static values
+    # closures share a qualified name: kept in memory only, never confused on disk
+    scaled = [persistent_jit(lambda v, k=k: v * k) for k in (2.0, 3.0)]
+    np.testing.assert_array_equal(scaled[0](x), 2 * x)
+    np.testing.assert_array_equal(scaled[1](x), 3 * x)
+    assert len(program_entries(cache_folder)) == 2  # the two of ``ours`` only
+    with pytest.raises(TypeError, match="passed by name"):
+        persistent_jit(lambda v, /: v)
+
+
+def test_edited_sources_keep_programs_off_the_disk(cache_folder, monkeypatch):
+    from bayesgmm import program_cache
+
+    monkeypatch.setattr(compile_cache, "_warned", set())
+    edited = dict(program_cache._SOURCE_FILES)
+    first = next(iter(edited))
+    edited[first] += 1  # as if the file had been saved again after the process started
+    monkeypatch.setattr(program_cache, "_source_files", lambda: edited)
+    with pytest.warns(CompileCacheWarning, match="source files changed"):
+        y = persistent_jit(_affine, static_argnames="power")(np.ones(2), 0.0, power=5)["y"]
+    np.testing.assert_array_equal(y, 2 * np.ones(2))
+    assert program_entries(cache_folder) == []

@@ -41,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat
@@ -51,9 +50,8 @@ from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.partition import WeightPrior, log_k_prior
-from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import fold_in, make_seed, split
-from bayesgmm.preprocessing import round_up_size
+from bayesgmm.preprocessing import feature_rows, round_up_size
 from bayesgmm.program_cache import persistent_jit
 
 #: Prior shrinkage of the component means (pseudo-observations; mclust's default).
@@ -204,8 +202,8 @@ def mixture_data(y: np.ndarray, covariance_type: str) -> MixtureData:
     padded[:n_rows] = y
     weight = np.zeros(padded.shape[0])
     weight[:n_rows] = 1.0
-    features = make_features(jnp.asarray(padded, jnp.float64), FAMILIES[covariance_type])
-    return MixtureData(features, jnp.asarray(weight))
+    features = feature_rows(padded, FAMILIES[covariance_type])  # a cached program, not eager
+    return MixtureData(features, jax.device_put(weight))
 
 
 class _Chains:
@@ -216,7 +214,7 @@ class _Chains:
         self.block, self.thin, self.bar = block, thin, bar
         self.done = 0
         with jax.enable_x64(True):
-            self.states = _start(jnp.asarray(draws), jnp.asarray(starts), data, hyper,
+            self.states = _start(np.asarray(draws), np.asarray(starts), data, hyper,
                                  config=config)
         self.records, self.summaries = [], []
 
@@ -225,7 +223,7 @@ class _Chains:
             for _ in range(n_blocks):
                 self.states, records, summary = _block(
                     fold_in(self.seed, self.done), self.states, self.data, self.hyper,
-                    jnp.asarray(self.thin, jnp.int32), config=self.config,
+                    np.int32(self.thin), config=self.config,
                     n_kept=self.block // self.thin)
                 self.done += 1
                 if keep:
@@ -279,7 +277,8 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
     began = time.perf_counter()
     with jax.enable_x64(True):
         data = mixture_data(y, covariance_type)
-        hyper = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), hyper_np)
+        hyper = jax.tree_util.tree_map(lambda a: jax.device_put(np.asarray(a, np.float64)),
+                                       hyper_np)
         seeds = split(make_seed(seed), groups)
         chains = [_Chains(seeds[g], draws[g * per_group:(g + 1) * per_group],
                           starts[g * per_group:(g + 1) * per_group], data, hyper, config,

@@ -47,19 +47,35 @@ def _mix(z: Array) -> Array:
     return z ^ (z >> np.uint64(31))
 
 
-def make_seed(value: int) -> Array:
-    """A sampler seed (uint64 scalar) from a non-negative integer."""
-    return _mix(jnp.asarray(np.uint64(value % 2**64)) + _SPLIT)
+def _on_host(*values) -> bool:
+    """True when no value is a JAX array or tracer: seeds are then computed with numpy, as
+    the same integer arithmetic, so that code outside compiled programs compiles nothing."""
+    return not any(isinstance(v, jax.Array) for v in values)
+
+
+def make_seed(value: int) -> np.ndarray:
+    """A sampler seed (uint64 scalar, numpy) from a non-negative integer."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as intended
+        return np.asarray(_mix(np.uint64(value % 2**64) + _SPLIT))
 
 
 def split(seed: Array, n: int) -> Array:
-    """``n`` independent seeds (n,) from one."""
+    """``n`` independent seeds (n,) from one (numpy for a numpy seed)."""
+    if _on_host(seed):
+        with np.errstate(over="ignore"):
+            counter = np.arange(1, n + 1, dtype=np.uint64)
+            return _mix(_mix(np.asarray(seed, np.uint64) ^ _SPLIT) + counter * _GOLDEN)
     counter = jnp.arange(1, n + 1, dtype=jnp.uint64)
     return _mix(_mix(seed ^ _SPLIT) + counter * _GOLDEN)
 
 
 def fold_in(seed: Array, value: Array) -> Array:
-    """A seed for item ``value`` (an integer, possibly traced) of a loop."""
+    """A seed for item ``value`` (an integer, possibly traced) of a loop (numpy for a numpy
+    seed and a Python or numpy integer)."""
+    if _on_host(seed, value):
+        with np.errstate(over="ignore"):
+            return np.asarray(_mix(np.asarray(seed, np.uint64)
+                                   + (np.uint64(value) + np.uint64(1)) * _SPLIT))
     return _mix(seed + (jnp.asarray(value).astype(jnp.uint64) + np.uint64(1)) * _SPLIT)
 
 
