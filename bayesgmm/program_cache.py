@@ -212,9 +212,15 @@ class PersistentJit:
         functools.update_wrapper(self, fun)
 
     def __getattr__(self, name: str):
-        if name.startswith("_"):  # not yet set (copying, unpickling): no recursion
+        jitted = self.__dict__.get("_jitted")
+        if jitted is None:  # not yet set (copying, unpickling): no recursion
             raise AttributeError(name)
-        return getattr(self._jitted, name)
+        return getattr(jitted, name)
+
+    def _cache_size(self) -> int:
+        """Executables compiled or loaded in this process (as ``jax.jit``'s ``_cache_size``):
+        those held here, and those of calls that went to ``jax.jit``."""
+        return len(self._loaded) + self._jitted._cache_size()
 
     def _arguments(self, args: tuple, kwargs: dict) -> dict | None:
         """Every parameter's value (defaults included), or None when the call does not fit
