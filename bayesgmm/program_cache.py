@@ -181,8 +181,9 @@ class PersistentJit:
     """``jax.jit(fun, static_argnames=..., compiler_options=...)`` whose executables are also
     kept on disk under a key computed before tracing (see the module docstring).
 
-    Calls bind their arguments to ``fun``'s signature (defaults included): static arguments
-    go into the key by value, the others are the program's inputs. ``lower`` and every other
+    Calls bind their arguments to ``fun``'s signature: static arguments, and parameters left
+    at their defaults, go into the key by type and value (constants of the program, as for
+    ``jax.jit``); the others are the program's inputs. ``lower`` and every other
     attribute of the plain ``jax.jit`` function are available, and ``jax.clear_caches()``
     drops the executables held in memory.
     """
@@ -193,14 +194,13 @@ class PersistentJit:
         self._static = frozenset(static_argnames)
         self._compiler_options = compiler_options
         parameters = list(inspect.signature(fun).parameters.values())
-        self._names = frozenset(p.name for p in parameters)
-        self._positional = [p.name for p in parameters
-                            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
         if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY)
                for p in parameters):
             raise TypeError("persistent_jit needs parameters that can be passed by name (no "
                             f"*args, **kwargs or positional-only ones): {fun.__qualname__}")
+        self._names = frozenset(p.name for p in parameters)
+        self._positional = [p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD]
+        self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
         self._jitted = jax.jit(fun, static_argnames=static_argnames,
                                compiler_options=compiler_options)
         self._name = f"{fun.__module__}.{fun.__qualname__}"
