@@ -28,7 +28,7 @@ load, ModelFileError
 set_compile_cache, compile_cache_dir
     the persistent cache of compiled programs (on by default; ``BAYESGMM_COMPILE_CACHE``).
 load_faithful
-    The bundled Old Faithful data set (:mod:`bayesgmm.datasets` also simulates mixtures with
+    The bundled Old Faithful data set (:mod:`bayesgmm.base.datasets` also simulates mixtures with
     known truth).
 """
 
@@ -41,43 +41,59 @@ from typing import TYPE_CHECKING
 # (PEP 562): jax, scikit-learn, NumPyro, ArviZ, pandas and matplotlib are imported when a
 # name that needs them is first used.
 _PUBLIC = {
-    "AutoGaussianMixture": "bayesgmm.selection",
-    "BayesianGaussianMixture": "bayesgmm.bayes.estimator",
-    "DegenerateFitError": "bayesgmm.validation",
-    "GaussianMixture": "bayesgmm.estimator",
-    "MAPPrior": "bayesgmm.prior",
-    "ModelFileError": "bayesgmm.io",
-    "NonNumericDataError": "bayesgmm.validation",
-    "SelectionResult": "bayesgmm.selection",
-    "cluster_quality": "bayesgmm.quality",
-    "compare_cluster_counts": "bayesgmm.bayes.compare",
-    "compare_with_em": "bayesgmm.bayes.compare",
-    "compile_cache_dir": "bayesgmm.compile_cache",
-    "gaussian_checks": "bayesgmm.normality",
-    "load": "bayesgmm.io",
-    "load_faithful": "bayesgmm.datasets",
-    "profile_clusters": "bayesgmm.profiles",
-    "select_model": "bayesgmm.selection",
-    "set_compile_cache": "bayesgmm.compile_cache",
-    "use_devices": "bayesgmm.parallel",
-    "VariationalGaussianMixture": "bayesgmm.variational",
+    "AutoGaussianMixture": "bayesgmm.estimators.selection",
+    "BayesianGaussianMixture": "bayesgmm.estimators.bayesian",
+    "DegenerateFitError": "bayesgmm.base.validation",
+    "GaussianMixture": "bayesgmm.estimators.gaussian",
+    "MAPPrior": "bayesgmm.engine.prior",
+    "ModelFileError": "bayesgmm.base.io",
+    "NonNumericDataError": "bayesgmm.base.validation",
+    "SelectionResult": "bayesgmm.estimators.selection",
+    "cluster_quality": "bayesgmm.analysis.quality",
+    "compare_cluster_counts": "bayesgmm.analysis.compare",
+    "compare_with_em": "bayesgmm.analysis.compare",
+    "compile_cache_dir": "bayesgmm.base.compile_cache",
+    "gaussian_checks": "bayesgmm.analysis.normality",
+    "load_faithful": "bayesgmm.base.datasets",
+    "profile_clusters": "bayesgmm.analysis.profiles",
+    "select_model": "bayesgmm.estimators.selection",
+    "set_compile_cache": "bayesgmm.base.compile_cache",
+    "use_devices": "bayesgmm.engine.parallel",
+    "VariationalGaussianMixture": "bayesgmm.estimators.variational",
 }
 
 if TYPE_CHECKING:
-    from bayesgmm.bayes.compare import compare_cluster_counts, compare_with_em
-    from bayesgmm.bayes.estimator import BayesianGaussianMixture
-    from bayesgmm.compile_cache import compile_cache_dir, set_compile_cache
-    from bayesgmm.datasets import load_faithful
-    from bayesgmm.estimator import GaussianMixture
-    from bayesgmm.io import ModelFileError, load
-    from bayesgmm.normality import gaussian_checks
-    from bayesgmm.parallel import use_devices
-    from bayesgmm.prior import MAPPrior
-    from bayesgmm.profiles import profile_clusters
-    from bayesgmm.quality import cluster_quality
-    from bayesgmm.selection import AutoGaussianMixture, SelectionResult, select_model
-    from bayesgmm.validation import DegenerateFitError, NonNumericDataError
-    from bayesgmm.variational import VariationalGaussianMixture
+    from bayesgmm.analysis.compare import compare_cluster_counts, compare_with_em
+    from bayesgmm.analysis.normality import gaussian_checks
+    from bayesgmm.analysis.profiles import profile_clusters
+    from bayesgmm.analysis.quality import cluster_quality
+    from bayesgmm.base.compile_cache import compile_cache_dir, set_compile_cache
+    from bayesgmm.base.datasets import load_faithful
+    from bayesgmm.base.io import ModelFileError
+    from bayesgmm.base.validation import DegenerateFitError, NonNumericDataError
+    from bayesgmm.engine.parallel import use_devices
+    from bayesgmm.engine.prior import MAPPrior
+    from bayesgmm.estimators.bayesian import BayesianGaussianMixture
+    from bayesgmm.estimators.gaussian import GaussianMixture
+    from bayesgmm.estimators.selection import AutoGaussianMixture, SelectionResult, select_model
+    from bayesgmm.estimators.variational import VariationalGaussianMixture
+
+
+#: The modules of every class a model file can hold: :func:`load` imports them, so that
+#: their classes are registered with :mod:`bayesgmm.base.io` before the file is read.
+_PERSISTABLE_MODULES = ("bayesgmm.estimators.gaussian", "bayesgmm.estimators.selection",
+                        "bayesgmm.estimators.variational", "bayesgmm.estimators.bayesian",
+                        "bayesgmm.app.workflow")
+
+
+def load(path):
+    """Read a model file written by ``model.save(path)``: any fitted bayesgmm model or
+    selection result (see :func:`bayesgmm.base.io.load` for the format and the errors)."""
+    for module in _PERSISTABLE_MODULES:
+        importlib.import_module(module)
+    from bayesgmm.base.io import load as read_model_file
+
+    return read_model_file(path)
 
 
 def __getattr__(name: str):
@@ -94,7 +110,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
 
 
-__version__ = "0.1.0"
+from bayesgmm.base.config import __version__  # noqa: E402  (no dependencies)
 
 __all__ = [
     "AutoGaussianMixture",

@@ -1,5 +1,5 @@
 """``python -m bayesgmm`` runs the command-line tool."""
 
-from bayesgmm.cli import main
+from bayesgmm.app.cli import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ programs. (:class:`bayesgmm.BayesianGaussianMixture`, the library's own Bayesian
 with a sampler and a posterior over the number of clusters, is a different class.)
 """
 
-from bayesgmm.estimator import GaussianMixture
-from bayesgmm.variational import VariationalGaussianMixture as BayesianGaussianMixture
+from bayesgmm.estimators.gaussian import GaussianMixture
+from bayesgmm.estimators.variational import VariationalGaussianMixture as BayesianGaussianMixture
 
 __all__ = ["BayesianGaussianMixture", "GaussianMixture"]

@@ -76,7 +76,7 @@ def _plain_numpyro_once(seed: int) -> dict:
     from numpyro.infer import MCMC, NUTS
 
     from bayesgmm import load_faithful
-    from bayesgmm.bayes.models import ModelSpec, mixture_model
+    from bayesgmm.engine.bayes.models import ModelSpec, mixture_model
 
     x = load_faithful().to_numpy()
     y = (x - x.mean(axis=0)) / x.std(axis=0)
@@ -89,7 +89,7 @@ def _plain_numpyro_once(seed: int) -> dict:
         alpha = np.asarray(mcmc.get_samples(group_by_chain=True)["alpha"])
         divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
     elapsed = time.perf_counter() - start
-    from bayesgmm.diagnostics import _arviz
+    from bayesgmm.engine.bayes.diagnostics import _arviz
     az = _arviz()
     return {"cold_s": elapsed, "ess_alpha": float(az.ess(alpha)),
             "r_hat_alpha": float(az.rhat(alpha)), "divergences": divergences}
@@ -114,7 +114,7 @@ def _gaussian_ceiling(seed: int, n_dims: int, num_samples: int = 500) -> dict:
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    from bayesgmm.diagnostics import _arviz
+    from bayesgmm.engine.bayes.diagnostics import _arviz
 
     def model():
         numpyro.sample("x", dist.Normal(jnp.zeros(n_dims), 1.0).to_event(1))
@@ -133,7 +133,7 @@ def run_spread(seeds: list[int], num_samples: int = 500) -> str:
     """The benchmark fit for many seeds in one process (compiled once), beside NUTS on an
     iid Gaussian of the model's dimension with the same draws: how often each goal is met."""
     from bayesgmm import BayesianGaussianMixture, load_faithful
-    from bayesgmm.bayes.inference import latent_constraints
+    from bayesgmm.engine.bayes.inference import latent_constraints
 
     data = load_faithful()
     rows = []

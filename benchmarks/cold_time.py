@@ -9,7 +9,7 @@ compiled), then with a warm cache (a folder filled by an untimed run). JAX's mon
 give the seconds spent tracing (``jaxpr_trace_duration``), lowering to StableHLO
 (``jaxpr_to_mlir_module_duration``), compiling (``backend_compile_duration``), reading JAX's
 cache (``cache_retrieval_time_sec``) and loading bayesgmm's programs from its program cache
-(``/bayesgmm/program_cache/load_duration``, no tracing needed); "other" is the rest of the
+(``/bayesgmm/base/program_cache/load_duration``, no tracing needed); "other" is the rest of the
 workload (running, host work).
 """
 

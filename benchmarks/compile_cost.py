@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.core.init import draw_rows, init_draws, initial_responsibilities
-from bayesgmm.preprocessing import compute_context
+from bayesgmm.engine.preprocessing import compute_context
 
 
 def compile_seconds(fn, *args) -> float:

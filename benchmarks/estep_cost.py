@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.preprocessing import compute_context
+from bayesgmm.engine.preprocessing import compute_context
 
 N_FITS, N_COMPONENTS, BLOCK_ROWS, N_BLOCKS, N_COLUMNS = 36, 9, 7936, 13, 44
 

@@ -50,7 +50,7 @@ def _quiet_fit(model, x):
 
 
 def _invariant(model) -> dict:
-    from bayesgmm.diagnostics import label_invariant_draws
+    from bayesgmm.engine.bayes.diagnostics import label_invariant_draws
 
     table = model.diagnostics().loc[list(label_invariant_draws(model))]
     posterior = model.n_clusters_posterior()
@@ -128,7 +128,7 @@ def run_recovery(quick: bool) -> str:
     from sklearn.mixture import BayesianGaussianMixture as SkBGM
 
     from bayesgmm import BayesianGaussianMixture, select_model
-    from bayesgmm.datasets import make_mixture
+    from bayesgmm.base.datasets import make_mixture
 
     design = RECOVERY_DESIGN[:5] if quick else RECOVERY_DESIGN
     rows = []

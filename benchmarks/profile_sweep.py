@@ -15,7 +15,7 @@ import warnings
 from run import make_problem
 
 from bayesgmm import select_model
-from bayesgmm.training import TrainingData
+from bayesgmm.engine.training import TrainingData
 
 
 def main() -> None:

@@ -39,8 +39,8 @@ from sklearn.mixture import GaussianMixture as SklearnGMM
 
 from bayesgmm import GaussianMixture, load_faithful
 from bayesgmm.core.covariance import get_family
-from bayesgmm.preprocessing import compute_context
-from bayesgmm.sweep import AUTO_SCREEN_ROWS
+from bayesgmm.engine.preprocessing import compute_context
+from bayesgmm.engine.sweep import AUTO_SCREEN_ROWS
 
 HERE = Path(__file__).parent
 README = HERE / "README.md"

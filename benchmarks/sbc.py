@@ -21,10 +21,15 @@ import numpy as np
 from numpyro.infer import Predictive
 from scipy import stats
 
-from bayesgmm.bayes.inference import run_nuts
-from bayesgmm.bayes.initial import initial_sites
-from bayesgmm.bayes.models import ModelSpec, draws_from_sites, mixture_distribution, mixture_model
-from bayesgmm.estimator import GaussianMixture
+from bayesgmm.engine.bayes.inference import run_nuts
+from bayesgmm.engine.bayes.initial import initial_sites
+from bayesgmm.engine.bayes.models import (
+    ModelSpec,
+    draws_from_sites,
+    mixture_distribution,
+    mixture_model,
+)
+from bayesgmm.estimators.gaussian import GaussianMixture
 
 N_POINTS = 60
 SPEC = ModelSpec(4, 1, covariance_type="diag")

@@ -5,7 +5,7 @@ concentration and the log-likelihood.
         [--seed 0]
 
 Each replicate draws (S0, alpha, K, weights, components, labels, rows) from the NumPyro
-statement of the model (:func:`bayesgmm.bayes.conjugate.conjugate_mixture_model`, mixture of
+statement of the model (:func:`bayesgmm.engine.bayes.conjugate.conjugate_mixture_model`, mixture of
 finite mixtures, full covariances, D = 2, T = 6, N = 40, fixed data-free hyperparameters), then
 runs one chain of the sampler on its rows from a k-means start with two clusters (not from the
 truth): 500 warm-up sweeps, then ``draws`` states ``thin`` sweeps apart. For each quantity the
@@ -25,7 +25,6 @@ import numpy as np
 from numpyro.infer import Predictive
 from scipy import stats
 
-from bayesgmm.bayes.conjugate import conjugate_mixture_model
 from bayesgmm.core.conjugate import ConjugatePrior, ScaleHyperprior
 from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData, init_state, sweep
@@ -33,6 +32,7 @@ from bayesgmm.core.init import init_draws
 from bayesgmm.core.partition import WeightPrior, log_k_prior
 from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import make_seed, split
+from bayesgmm.engine.bayes.conjugate import conjugate_mixture_model
 
 N_ROWS, N_DIMS, N_SLOTS = 40, 2, 6
 WARMUP = 500

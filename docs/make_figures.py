@@ -24,10 +24,10 @@ import pandas as pd
 from sklearn.datasets import load_wine
 
 from bayesgmm import load_faithful
-from bayesgmm.datasets import make_mixture
-from bayesgmm.plotting import plot_posterior_k, plot_selection, plot_similarity
-from bayesgmm.report import cluster_figure
-from bayesgmm.workflow import Clustering
+from bayesgmm.app.plotting import plot_posterior_k, plot_selection, plot_similarity
+from bayesgmm.app.report import cluster_figure
+from bayesgmm.app.workflow import Clustering
+from bayesgmm.base.datasets import make_mixture
 
 OUT = Path(__file__).parent / "figures"
 

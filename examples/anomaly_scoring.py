@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 import bayesgmm
-from bayesgmm.workflow import Clustering
+from bayesgmm.app.workflow import Clustering
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from sklearn.datasets import load_wine
 
 import bayesgmm
 from bayesgmm import BayesianGaussianMixture, compare_cluster_counts
-from bayesgmm.workflow import small_settings
+from bayesgmm.app.workflow import small_settings
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 import bayesgmm
 from bayesgmm import GaussianMixture, select_model
-from bayesgmm.workflow import small_settings
+from bayesgmm.app.workflow import small_settings
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from bayesgmm.datasets import make_segments
-from bayesgmm.quality import assignment_calibration
-from bayesgmm.workflow import Clustering, small_settings
+from bayesgmm.analysis.quality import assignment_calibration
+from bayesgmm.app.workflow import Clustering, small_settings
+from bayesgmm.base.datasets import make_segments
 
 
 def main(out_dir: str | None = None) -> None:

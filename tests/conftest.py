@@ -12,7 +12,7 @@ import tempfile
 
 if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain pytest run)
     os.environ["BAYESGMM_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="bayesgmm-jax-cache-")
-    # bayesgmm's own compile cache (bayesgmm.compile_cache), pointed at the throwaway folder:
+    # bayesgmm's own compile cache (bayesgmm.base.compile_cache), pointed at the throwaway folder:
     # the suite never reads or fills the user's cache, and exercises the library's cache.
     os.environ["BAYESGMM_COMPILE_CACHE"] = os.environ["BAYESGMM_TEST_JAX_CACHE"]
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
@@ -24,7 +24,7 @@ if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain py
     # the default selection grid in 1.8 s instead of 2.2 s and a NUTS program in 7.6 s
     # instead of 9.9 s, with the same run time (0.9-1.0 ms per Gibbs sweep, 183-191 ms for
     # 20 EM iterations on 1e5 x 8); measured on this project's 2-core machine. Only the
-    # Gibbs programs use them in the library (see bayesgmm.bayes.gibbs.COMPILER_OPTIONS:
+    # Gibbs programs use them in the library (see bayesgmm.engine.bayes.gibbs.COMPILER_OPTIONS:
     # variational inference at 1e5 rows ran slower), so the suite's EM and VI programs are
     # compiled differently from a user's; their results agree to rounding.
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -81,7 +81,7 @@ def _release_compiled_programs():
     if _n_mappings() > MAX_MAPPINGS:
         import jax
 
-        from bayesgmm.bayes import inference
+        from bayesgmm.engine.bayes import inference
 
         inference._COMPILED.clear()
         jax.clear_caches()
@@ -118,7 +118,7 @@ def run_core_batch(x, n_fits, n_components, init="random_from_data", max_iter=30
     from bayesgmm.core.covariance import get_family
     from bayesgmm.core.em import InitOverride, fit_batch
     from bayesgmm.core.init import init_draws
-    from bayesgmm.preprocessing import AffineScaling, compute_context, to_blocks
+    from bayesgmm.engine.preprocessing import AffineScaling, compute_context, to_blocks
 
     family = get_family(covariance_type)
     scaling = AffineScaling.fit(x)

@@ -11,8 +11,8 @@ from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from bayesgmm import BayesianGaussianMixture, compare_cluster_counts, compare_with_em
-from bayesgmm.bayes.posterior import to_data_units
-from bayesgmm.bayes.variational import posterior_draws
+from bayesgmm.engine.bayes.posterior import to_data_units
+from bayesgmm.engine.bayes.variational import posterior_draws
 
 TRUE_MEANS = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
 TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])
@@ -179,7 +179,7 @@ def test_inference_data_holds_marginal_pointwise_log_likelihood(nuts_fit):
     assert set(idata.groups()) >= {"posterior", "sample_stats", "observed_data",
                                    "log_likelihood"}
     assert idata.sample_stats["diverging"].shape == (2, 300)
-    from bayesgmm.diagnostics import _arviz
+    from bayesgmm.engine.bayes.diagnostics import _arviz
     loo = _arviz().loo(idata)
     assert np.isfinite(loo.elpd_loo)
 
@@ -272,7 +272,7 @@ def test_diagnostics_cover_label_invariant_quantities(nuts_fit):
 
 @pytest.mark.parametrize("fit", ["nuts_fit", "gibbs_fit"])
 def test_end_of_fit_warning_reads_arviz_equal_diagnostics(fit, request):
-    from bayesgmm.diagnostics import diagnostics_warnings, label_invariant_convergence
+    from bayesgmm.engine.bayes.diagnostics import diagnostics_warnings, label_invariant_convergence
 
     model = request.getfixturevalue(fit)
     ours = label_invariant_convergence(model)
@@ -353,7 +353,8 @@ def test_chain_program_compiles_from_shapes_once_and_before_the_em_start(monkeyp
     """The NUTS program depends only on shapes and settings: its compilation is submitted
     before the EM start (so the two overlap) and reused by a later fit of other data with
     the same shapes."""
-    from bayesgmm.bayes import estimator, inference
+    from bayesgmm.engine.bayes import inference
+    from bayesgmm.estimators import bayesian as estimator
 
     events, compiled = [], []
     compile_nuts, prepare_nuts = inference._compile_nuts, estimator.prepare_nuts

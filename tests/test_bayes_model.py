@@ -7,7 +7,7 @@ import pytest
 from numpyro.infer import Predictive
 from scipy import stats
 
-from bayesgmm.bayes.models import (
+from bayesgmm.engine.bayes.models import (
     MixtureDraws,
     ModelSpec,
     draws_from_sites,
@@ -15,7 +15,7 @@ from bayesgmm.bayes.models import (
     mixture_model,
     stick_breaking_log_weights,
 )
-from bayesgmm.bayes.relabel import permute, stephens_relabel
+from bayesgmm.engine.bayes.relabel import permute, stephens_relabel
 
 N_PRIOR_DRAWS = 4000
 
@@ -141,9 +141,9 @@ def test_chain_program_samples_the_posterior_numpyro_mcmc_samples():
     the label-invariant summaries agree within Monte Carlo error."""
     from numpyro.infer import MCMC, NUTS
 
-    from bayesgmm.bayes.inference import run_nuts
-    from bayesgmm.bayes.initial import initial_sites
-    from bayesgmm.diagnostics import _arviz
+    from bayesgmm.engine.bayes.diagnostics import _arviz
+    from bayesgmm.engine.bayes.inference import run_nuts
+    from bayesgmm.engine.bayes.initial import initial_sites
 
     spec = ModelSpec(3, 1, covariance_type="diag")
     rng = np.random.default_rng(3)
@@ -188,7 +188,7 @@ def test_passes_over_draws_match_scipy_far_from_the_origin(n_dims, n_components)
     from scipy.special import logsumexp as scipy_logsumexp
     from scipy.special import softmax
 
-    from bayesgmm.bayes.posterior import membership_probabilities, pointwise_log_likelihood
+    from bayesgmm.engine.bayes.posterior import membership_probabilities, pointwise_log_likelihood
 
     rng = np.random.default_rng(4)
     units = np.geomspace(0.1, 10.0, n_dims)

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm import BayesianGaussianMixture
-from bayesgmm.bayes.variational import occupancy_draws
+from bayesgmm.engine.bayes.variational import occupancy_draws
 from tests.conftest import make_mixture
 
 SETTINGS = dict(n_components=8, random_state=0, progress_bar=False)
@@ -65,7 +65,7 @@ def test_stochastic_vi_reaches_the_coordinate_ascent_answer(svi, cavi, three_clu
 def test_stochastic_vi_is_chosen_above_the_documented_size(three_clusters, monkeypatch):
     """Without ``subsample_size``, data above ``STOCHASTIC_ROWS`` rows get stochastic VI on
     ``BATCH_ROWS``-row minibatches (both lowered here so that 3,000 rows cross them)."""
-    import bayesgmm.bayes.variational as engine
+    import bayesgmm.engine.bayes.variational as engine
 
     x, labels = three_clusters
     monkeypatch.setattr(engine, "STOCHASTIC_ROWS", 2000)

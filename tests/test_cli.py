@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from bayesgmm.cli import main
+from bayesgmm.app.cli import main
 
 
 def test_demo_prints_the_selection_and_the_fit(capsys, tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from bayesgmm import load
-from bayesgmm.cli import main
-from bayesgmm.workflow import Clustering
+from bayesgmm.app.cli import main
+from bayesgmm.app.workflow import Clustering
 
 
 @pytest.fixture(scope="module")

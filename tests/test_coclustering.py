@@ -10,20 +10,20 @@ from scipy import stats
 from sklearn.metrics import adjusted_rand_score, mutual_info_score
 
 from bayesgmm import BayesianGaussianMixture
-from bayesgmm.bayes.cluster_prior import (
+from bayesgmm.app.workflow import SMALL_SETTINGS
+from bayesgmm.core.partition import WeightPrior, log_k_prior, occupied_count_distribution
+from bayesgmm.core.salso import expected_loss, search, starting_partitions
+from bayesgmm.engine.bayes.cluster_prior import (
     StickBreakingPrior,
     occupied_prior,
     simulated_occupied_prior,
 )
-from bayesgmm.bayes.coclustering import (
+from bayesgmm.engine.bayes.coclustering import (
     canonical_labels,
     sample_assignments,
     similarity_from_labels,
     similarity_from_memberships,
 )
-from bayesgmm.core.partition import WeightPrior, log_k_prior, occupied_count_distribution
-from bayesgmm.core.salso import expected_loss, search, starting_partitions
-from bayesgmm.workflow import SMALL_SETTINGS
 
 
 # ---------------------------------------------------------------- the partition search

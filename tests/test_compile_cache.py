@@ -1,5 +1,5 @@
-"""The persistent compile cache (bayesgmm.compile_cache) and the program cache in front of it
-(bayesgmm.program_cache): fresh processes reuse compiled programs without tracing them, agree
+"""The persistent compile cache (bayesgmm.base.compile_cache) and the program cache in front of it
+(bayesgmm.base.program_cache): fresh processes reuse compiled programs without tracing them, agree
 with plain ``jax.jit``, share a folder safely, survive corrupt entries, version changes and
 edited sources, and can be turned off; ``import bayesgmm`` stays light."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayesgmm import compile_cache
-from bayesgmm.compile_cache import CHECKSUM_BYTES, ChecksummedFileCache, CompileCacheWarning
+from bayesgmm.base import compile_cache
+from bayesgmm.base.compile_cache import CHECKSUM_BYTES, ChecksummedFileCache, CompileCacheWarning
 
 #: A small fit in a fresh process; prints its answer, the cache's counters and any warnings.
 JOB = """
@@ -28,7 +28,8 @@ monitoring.register_event_duration_secs_listener(
     and traced.add(str(kw.get("fun_name"))))
 with warnings.catch_warnings(record=True) as caught:
     import numpy as np
-    from bayesgmm import GaussianMixture, compile_cache, program_cache
+    from bayesgmm import GaussianMixture
+    from bayesgmm.base import compile_cache, program_cache
     x = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [6, 0]], 30, 0)
     model = GaussianMixture(2, covariance_type="spherical", random_state=0).fit(x)
 cache = compile_cache.active_cache()
@@ -118,8 +119,8 @@ def test_a_changed_version_does_not_load_old_entries(tmp_path):
     run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
     written = entries(tmp_path)
     upgraded = JOB.replace(
-        "from bayesgmm import GaussianMixture, compile_cache, program_cache",
-        "from bayesgmm import GaussianMixture, compile_cache, program_cache\n"
+        "    from bayesgmm.base import compile_cache, program_cache",
+        "    from bayesgmm.base import compile_cache, program_cache\n"
         "    compile_cache.versions = lambda: 'bayesgmm 99.0, jax 99.0, jaxlib 99.0'")
     after = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)}, upgraded)
     hits, misses, writes = after["counts"]
@@ -127,8 +128,8 @@ def test_a_changed_version_does_not_load_old_entries(tmp_path):
     assert len(entries(tmp_path)) == 2 * len(written)
     # edited sources (a development install keeps its version): new program entries only
     edited = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)}, JOB.replace(
-        "from bayesgmm import GaussianMixture, compile_cache, program_cache",
-        "from bayesgmm import GaussianMixture, compile_cache, program_cache\n"
+        "    from bayesgmm.base import compile_cache, program_cache",
+        "    from bayesgmm.base import compile_cache, program_cache\n"
         "    program_cache._source_digest = lambda: 'edited'"))
     assert "program" in edited["traced"] and edited["exact"] == after["exact"]
     assert edited["counts"][2] >= 1  # compiled again and stored; the old entries stay

@@ -21,7 +21,7 @@ from bayesgmm.core.stats import (
     stats_from_responsibilities,
     weighted_log_prob,
 )
-from bayesgmm.preprocessing import compute_context
+from bayesgmm.engine.preprocessing import compute_context
 
 COVARIANCE_TYPES = tuple(FAMILIES)
 

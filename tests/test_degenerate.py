@@ -10,7 +10,7 @@ from bayesgmm import DegenerateFitError, GaussianMixture
 from bayesgmm.core.covariance import get_family
 from bayesgmm.core.em import degenerate_components
 from bayesgmm.core.stats import SuffStats
-from bayesgmm.preprocessing import compute_context
+from bayesgmm.engine.preprocessing import compute_context
 from tests.conftest import run_core_batch
 
 

@@ -8,8 +8,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm import GaussianMixture
+from bayesgmm.base.config import seed_from
 from bayesgmm.core.em import fit_batch
-from bayesgmm.estimator import _seed
 from tests.conftest import make_mixture, run_core_batch
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -39,7 +39,7 @@ def test_best_restart_wins(faithful):
     x = faithful.to_numpy()
     model = GaussianMixture(3, n_init=6, init_params="random_from_data", random_state=11,
                             max_iter=500).fit(x)
-    result, scaling = run_core_batch(x, 6, 3, max_iter=500, seed=_seed(11))
+    result, scaling = run_core_batch(x, 6, 3, max_iter=500, seed=seed_from(11))
     bounds = np.asarray(result.state.lower_bound) - scaling.log_det(2)
     assert len(np.unique(np.round(bounds, 6))) > 1, "restarts should differ"
     usable = ~np.asarray(result.degenerate).any(axis=1)
@@ -92,7 +92,7 @@ def test_large_batches_run_as_equal_runs_of_one_program(monkeypatch):
     """XLA's CPU runtime deadlocked on ~150 full-covariance fits in one program (see
     ``MAX_FITS_PER_RUN``): 150 restarts run as three runs of 50 fits of one program, and
     their results come back as one batch of 150."""
-    import bayesgmm.training as training
+    import bayesgmm.engine.training as training
 
     sizes = []
     compiled = training.fit_batch
@@ -121,7 +121,7 @@ def test_one_screening_program_fits_the_sample_then_all_rows():
     from bayesgmm.core.covariance import get_family
     from bayesgmm.core.em import InitOverride
     from bayesgmm.core.init import init_draws
-    from bayesgmm.preprocessing import compute_context, to_blocks
+    from bayesgmm.engine.preprocessing import compute_context, to_blocks
 
     x = make_mixture(n=1200, seed=5)[0]
     x[512:] += [4.0, -3.0, 2.0]
@@ -171,7 +171,7 @@ def test_raw_moments_lose_digits_only_on_thin_components_far_from_the_origin():
 
     from bayesgmm.core.covariance import MixtureParams, get_family
     from bayesgmm.core.em import raw_moments_lose_digits
-    from bayesgmm.preprocessing import compute_context
+    from bayesgmm.engine.preprocessing import compute_context
 
     full, active = get_family("full"), jnp.array([True, True, False])
 
@@ -203,7 +203,7 @@ def test_screened_final_batch_refines_a_thin_far_component():
 
     from bayesgmm.core.covariance import get_family
     from bayesgmm.core.em import InitOverride
-    from bayesgmm.preprocessing import compute_context, to_blocks
+    from bayesgmm.engine.preprocessing import compute_context, to_blocks
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=(1000, 2)), 3.0 + 1e-4 * rng.normal(size=(200, 2))])

@@ -1,4 +1,4 @@
-"""scikit-learn's estimator conventions without scikit-learn (bayesgmm.estimator_api), checked
+"""scikit-learn's estimator conventions without scikit-learn (bayesgmm.base.estimator_api), checked
 against scikit-learn's own BaseEstimator, validate_data and check_is_fitted."""
 
 import warnings
@@ -13,8 +13,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted as sklearn_check_is_fitted
 from sklearn.utils.validation import validate_data as sklearn_validate_data
 
-from bayesgmm.estimator import row_log_sum_exp
-from bayesgmm.estimator_api import BaseEstimator, check_is_fitted, validate_data
+from bayesgmm.base.estimator_api import BaseEstimator, check_is_fitted, validate_data
+from bayesgmm.estimators.gaussian import row_log_sum_exp
 
 
 def _init(self, n_components=1, *, tol=1e-3, weights=None, label="a", missing=float("nan")):

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from bayesgmm import BayesianGaussianMixture, load
-from bayesgmm.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat
-from bayesgmm.bayes.estimator import credible_set
-from bayesgmm.datasets import make_mixture
+from bayesgmm.base.datasets import make_mixture
+from bayesgmm.engine.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat
+from bayesgmm.estimators.bayesian import credible_set
 
 
 def _chains(case: int, rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +64,7 @@ def test_default_fit_on_old_faithful(faithful, tmp_path):
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "R-hat" in m or "ESS" in m], messages
     assert list(model.inference_info_["starts"]) == [1, 2, 3, 4]
-    from bayesgmm.diagnostics import label_invariant_draws
+    from bayesgmm.engine.bayes.diagnostics import label_invariant_draws
     quantities = label_invariant_draws(model)
     assert {"alpha", "log_likelihood", "sorted_weight[0]", "I(K+ = 3)"} <= set(quantities)
     for name, draws in quantities.items():

@@ -1,4 +1,4 @@
-"""The Gibbs sampler against the NumPyro statement of its model (:mod:`bayesgmm.bayes.
+"""The Gibbs sampler against the NumPyro statement of its model (:mod:`bayesgmm.engine.bayes.
 conjugate`): a Geweke (2004) joint-distribution test, and agreement with NumPyro's NUTS on a
 case where NUTS mixes."""
 
@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 from numpyro.infer import MCMC, NUTS, Predictive
 
-from bayesgmm.bayes.conjugate import conjugate_mixture_model, rows_given_state, state_from_sites
 from bayesgmm.core.conjugate import ConjugatePrior, ScaleHyperprior
 from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData, sweep
 from bayesgmm.core.partition import WeightPrior, log_k_prior
 from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import make_seed, normal, split
+from bayesgmm.engine.bayes.conjugate import (
+    conjugate_mixture_model,
+    rows_given_state,
+    state_from_sites,
+)
 
 N_ROWS, N_DIMS, N_SLOTS = 10, 2, 4
 

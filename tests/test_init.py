@@ -15,7 +15,7 @@ from bayesgmm.core.init import (
     lloyd,
     rows_without_replacement,
 )
-from bayesgmm.preprocessing import compute_context
+from bayesgmm.engine.preprocessing import compute_context
 from tests.conftest import make_mixture
 
 

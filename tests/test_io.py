@@ -17,7 +17,7 @@ from bayesgmm import (
     load,
     select_model,
 )
-from bayesgmm.io import FORMAT_VERSION, METADATA, _metadata_digest
+from bayesgmm.base.io import FORMAT_VERSION, METADATA, _metadata_digest
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +123,48 @@ def test_changed_array_is_refused(saved):
         load(saved)
 
 
+def test_flipped_bytes_inside_a_compressed_member_are_refused(faithful, tmp_path):
+    """Damage inside a deflated entry makes zlib fail before the CRC check: the library's
+    own error, not ``zlib.error``."""
+    path = BayesianGaussianMixture(3, method="vi", max_steps=50, num_samples=20, num_chains=1,
+                                   random_state=0, progress_bar=False).fit(faithful).save(
+                                       tmp_path / "b.bgmm")
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda info: info.compress_size)
+        assert member.compress_type == zipfile.ZIP_DEFLATED
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    for offset in range(start + 10, start + member.compress_size - 10, 7):
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="corrupted"):
+        load(path)
+
+
+def test_caches_are_not_saved_and_are_rebuilt(vi_model, faithful, tmp_path):
+    """The file holds the registered state (parameters, public attributes, the listed private
+    ones), not the object's dictionary: the summary caches are left out and rebuilt."""
+    assert vi_model.log_likelihood_draws_.shape  # fills the caches
+    vi_model.estimate_partition()
+    assert vi_model._training_summary is not None and vi_model._partitions
+    path = vi_model.save(tmp_path / "b.bgmm")
+    with zipfile.ZipFile(path) as archive:
+        state = json.loads(archive.read(METADATA))["content"]["__object__"]["state"]
+    saved = set(state["__dict__"]["attributes"]["__dict__"])
+    private = {name for name in saved if name.startswith("_")}
+    assert private <= set(type(vi_model)._private_state)
+    assert "_training_summary" not in saved and "_partitions" not in saved
+    assert {"posterior_draws_", "weights_", "_scaling"} <= saved
+    loaded = load(path)
+    assert loaded._training_summary is None and loaded._partitions == {}
+    assert loaded.assignment_uncertainty().equals(vi_model.assignment_uncertainty())
+    assert loaded.estimate_partition().equals(vi_model.estimate_partition())
+
+
 def test_edited_metadata_is_refused(saved):
     def to_diag(metadata):
-        metadata["content"]["__model__"]["params"]["covariance_type"] = "diag"
+        state = metadata["content"]["__object__"]["state"]["__dict__"]
+        state["params"]["__dict__"]["covariance_type"] = "diag"
 
     _edit_metadata(saved, to_diag)
     with pytest.raises(ModelFileError, match="modified"):
@@ -172,7 +211,7 @@ def test_pickled_array_is_never_unpickled(saved, tmp_path):
 
 
 def test_saving_something_else_is_a_type_error(tmp_path):
-    from bayesgmm.io import save
+    from bayesgmm.base.io import save
 
     with pytest.raises(TypeError, match="cannot save"):
         save({"weights": [1.0]}, tmp_path / "x.bgmm")

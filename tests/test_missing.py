@@ -18,11 +18,11 @@ from scipy.stats import multivariate_normal
 from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm import BayesianGaussianMixture, GaussianMixture, load, select_model
-from bayesgmm.cli import main
+from bayesgmm.app.cli import main
+from bayesgmm.app.workflow import Clustering
 from bayesgmm.core.covariance import FullMoments, MixtureParams, get_family
 from bayesgmm.core.stats import e_step
-from bayesgmm.preprocessing import compute_context, to_blocks, to_pattern_blocks
-from bayesgmm.workflow import Clustering
+from bayesgmm.engine.preprocessing import compute_context, to_blocks, to_pattern_blocks
 
 TYPES = ("full", "tied", "diag", "spherical")
 TRUE_MEANS = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 1.0], [0.0, 4.0, -1.0]])
@@ -347,7 +347,12 @@ def test_nuts_target_density_is_the_observed_data_likelihood():
     import numpyro
     from numpyro.infer.util import potential_energy, unconstrain_fn
 
-    from bayesgmm.bayes.models import ModelSpec, draws_from_sites, missing_patterns, mixture_model
+    from bayesgmm.engine.bayes.models import (
+        ModelSpec,
+        draws_from_sites,
+        missing_patterns,
+        mixture_model,
+    )
 
     x, _ = correlated_mixture(120, seed=2)
     holes = remove(x, 2, "mcar", 0.2)

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from bayesgmm import GaussianMixture
-from bayesgmm.normality import gaussian_checks, holm, mahalanobis_qq, mardia
+from bayesgmm.analysis.normality import gaussian_checks, holm, mahalanobis_qq, mardia
 
 CENTRES = np.array([[0.0, 0.0, 0.0], [12.0, 0.0, 0.0], [0.0, 12.0, 0.0]])
 

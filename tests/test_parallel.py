@@ -20,8 +20,8 @@ import numpy as np
 import jax
 from bayesgmm import GaussianMixture, VariationalGaussianMixture, use_devices
 from bayesgmm.core.covariance import get_family
-from bayesgmm.preprocessing import compute_context
-from bayesgmm.training import TrainingData
+from bayesgmm.engine.preprocessing import compute_context
+from bayesgmm.engine.training import TrainingData
 
 rng = np.random.default_rng(0)
 centres = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 1.0], [0.0, 5.0, -2.0]])
@@ -90,7 +90,7 @@ def test_four_devices_hold_a_quarter_of_the_rows_each_and_give_the_one_device_fi
 def test_small_data_and_one_device_are_not_sharded():
     import jax
 
-    from bayesgmm.parallel import MIN_ROWS_PER_DEVICE, data_mesh, use_devices
+    from bayesgmm.engine.parallel import MIN_ROWS_PER_DEVICE, data_mesh, use_devices
 
     assert data_mesh(MIN_ROWS_PER_DEVICE - 1) is None
     with use_devices(1):
@@ -100,7 +100,7 @@ def test_small_data_and_one_device_are_not_sharded():
 
 
 def test_use_devices_rejects_nonsense():
-    from bayesgmm.parallel import use_devices
+    from bayesgmm.engine.parallel import use_devices
 
     for bad in (0, 10**6, [], ["cpu"]):
         with pytest.raises(ValueError, match="devices"), use_devices(bad):
@@ -132,7 +132,7 @@ def test_two_processes_each_with_its_own_rows_fit_as_one():
 def test_summaries_of_parts_merge_into_the_summary_of_the_whole():
     """What each process contributes (row count, column mean, variance, range) combines into
     numpy's summary of all rows."""
-    from bayesgmm.validation import ColumnSummary
+    from bayesgmm.base.validation import ColumnSummary
 
     rng = np.random.default_rng(3)
     parts = [rng.normal(loc, scale, (n, 3)) for loc, scale, n in
@@ -153,19 +153,20 @@ def test_what_several_processes_do_not_support_is_refused_clearly(monkeypatch):
     unsupported option raises a clear error before any collective would be called."""
     import jax
 
-    import bayesgmm.bayes.estimator
-    import bayesgmm.estimator
-    import bayesgmm.parallel
-    import bayesgmm.prior
-    import bayesgmm.training
+    import bayesgmm.engine.parallel
+    import bayesgmm.engine.prior
+    import bayesgmm.engine.training
+    import bayesgmm.estimators.bayesian
+    import bayesgmm.estimators.gaussian
     from bayesgmm import BayesianGaussianMixture, GaussianMixture, MAPPrior, use_devices
     from bayesgmm.core.covariance import get_family
-    from bayesgmm.parallel import data_mesh
-    from bayesgmm.preprocessing import AffineScaling
-    from bayesgmm.prior import resolve_prior
+    from bayesgmm.engine.parallel import data_mesh
+    from bayesgmm.engine.preprocessing import AffineScaling
+    from bayesgmm.engine.prior import resolve_prior
 
-    for module in (bayesgmm.bayes.estimator, bayesgmm.estimator, bayesgmm.parallel,
-                   bayesgmm.prior, bayesgmm.training):
+    for module in (bayesgmm.estimators.bayesian, bayesgmm.estimators.gaussian,
+                   bayesgmm.engine.parallel,
+                   bayesgmm.engine.prior, bayesgmm.engine.training):
         monkeypatch.setattr(module, "multi_process", lambda: True)
     x = np.random.default_rng(0).normal(size=(50, 2))
     holes = x.copy()

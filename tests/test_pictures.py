@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-from bayesgmm.directions import cluster_directions
-from bayesgmm.plotting import (
+from bayesgmm.analysis.directions import cluster_directions
+from bayesgmm.app.plotting import (
     competitive_types,
     plot_posterior_k,
     plot_selection,

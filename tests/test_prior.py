@@ -8,7 +8,7 @@ from scipy.stats import invgamma, invwishart, multivariate_normal
 from bayesgmm import GaussianMixture, MAPPrior, select_model
 from bayesgmm.core.covariance import ConjugatePrior, get_family
 from bayesgmm.core.stats import SuffStats, m_step
-from bayesgmm.preprocessing import compute_context
+from bayesgmm.engine.preprocessing import compute_context
 
 
 def _stats_one_component(x, family):

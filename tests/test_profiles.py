@@ -7,8 +7,8 @@ from scipy import stats
 from sklearn.datasets import load_wine
 
 from bayesgmm import GaussianMixture
-from bayesgmm.profiles import distinctive_features, feature_tests, profile_clusters
-from bayesgmm.workflow import Clustering
+from bayesgmm.analysis.profiles import distinctive_features, feature_tests, profile_clusters
+from bayesgmm.app.workflow import Clustering
 
 
 def test_profile_means_equal_a_groupby_on_the_map_labels(faithful):

@@ -1,4 +1,4 @@
-"""Compiled programs kept on disk under a key known before tracing (bayesgmm.program_cache),
+"""Compiled programs kept on disk under a key known before tracing (bayesgmm.base.program_cache),
 in one process: calls in every form agree with plain ``jax.jit``, a new wrapper loads from
 disk, and an entry that will not load is compiled again. Fresh processes:
 tests/test_compile_cache.py."""
@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayesgmm import compile_cache
-from bayesgmm.compile_cache import CHECKSUM_BYTES, CompileCacheWarning
-from bayesgmm.program_cache import persistent_jit
+from bayesgmm.base import compile_cache
+from bayesgmm.base.compile_cache import CHECKSUM_BYTES, CompileCacheWarning
+from bayesgmm.base.program_cache import persistent_jit
 
 
 def program_entries(folder) -> list:
@@ -111,7 +111,7 @@ def test_keys_tell_apart_what_jax_jit_tells_apart(cache_folder):
 
 
 def test_edited_sources_keep_programs_off_the_disk(cache_folder, monkeypatch):
-    from bayesgmm import program_cache
+    from bayesgmm.base import program_cache
 
     monkeypatch.setattr(compile_cache, "_warned", set())
     edited = dict(program_cache._SOURCE_FILES)

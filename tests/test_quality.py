@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayesgmm.datasets import make_segments
-from bayesgmm.quality import assignment_calibration, match_labels
+from bayesgmm.analysis.quality import assignment_calibration, match_labels
+from bayesgmm.base.datasets import make_segments
 
 
 def test_match_labels_undoes_a_permutation_and_leaves_extra_clusters_out():
@@ -59,7 +59,7 @@ def test_metrics_equal_scikit_learns_on_the_same_labels(faithful):
     from sklearn import metrics
 
     from bayesgmm import GaussianMixture
-    from bayesgmm.quality import cluster_quality
+    from bayesgmm.analysis.quality import cluster_quality
 
     model = GaussianMixture(3, random_state=0).fit(faithful)
     labels = model.predict(faithful)
@@ -84,7 +84,7 @@ def test_silhouette_is_subsampled_above_the_documented_size():
     from sklearn import metrics
 
     from bayesgmm import GaussianMixture
-    from bayesgmm.quality import cluster_quality
+    from bayesgmm.analysis.quality import cluster_quality
 
     rng = np.random.default_rng(0)
     x = np.vstack([rng.normal(size=(700, 2)), 6 + rng.normal(size=(500, 2))])

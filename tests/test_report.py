@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_wine
 
-from bayesgmm.report import build_report, write_report
-from bayesgmm.workflow import Clustering
+from bayesgmm.app.report import build_report, write_report
+from bayesgmm.app.workflow import Clustering
 
 
 class _Images(HTMLParser):
@@ -62,7 +62,7 @@ def test_bayes_options_reach_the_bayesian_model(bayes_clustering, faithful):
     table = bayes_clustering.assign(faithful)  # the model's threshold, not the default 0.8
     np.testing.assert_array_equal(table["ambiguous"], table["probability"] < 0.99)
     assert (table["probability"] < 0.99).sum() > (table["probability"] < 0.8).sum()
-    from bayesgmm.quality import cluster_quality
+    from bayesgmm.analysis.quality import cluster_quality
 
     share = cluster_quality(bayes_clustering, faithful).metrics["share_ambiguous"]
     assert share == pytest.approx((table["probability"] < 0.99).mean())
@@ -86,7 +86,7 @@ def test_bayesian_report_has_every_section(bayes_clustering, faithful):
 
 
 def test_bayesian_profile_has_credible_intervals(bayes_clustering, faithful):
-    from bayesgmm.profiles import profile_clusters
+    from bayesgmm.analysis.profiles import profile_clusters
 
     profile = profile_clusters(bayes_clustering, faithful)
     assert set(profile["cluster"]) == set(bayes_clustering.assign(faithful)["label"])
@@ -114,7 +114,7 @@ def test_model_cluster_plot_draws_95_percent_ellipses(faithful):
     from scipy.stats import chi2
 
     from bayesgmm import GaussianMixture
-    from bayesgmm.plotting import plot_model_clusters
+    from bayesgmm.app.plotting import plot_model_clusters
 
     model = GaussianMixture(3, covariance_type="diag", random_state=0).fit(faithful)
     ax = plot_model_clusters(model, faithful)

@@ -9,7 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bayesgmm import AutoGaussianMixture, GaussianMixture, select_model
-from bayesgmm.selection import TABLE_COLUMNS
+from bayesgmm.estimators.selection import TABLE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_screened_sweep_matches_the_sweep_of_every_restart_on_all_rows(monkeypat
     pick the true model, and its log-likelihood agrees to 1e-4 per row."""
     import jax
 
-    import bayesgmm.training as training
+    import bayesgmm.engine.training as training
 
     rng = np.random.default_rng(3)
     means = np.array([[0.0, 0.0], [6.0, 1.0], [1.0, 7.0]])
@@ -252,8 +252,8 @@ def test_screening_plan_rounds_the_sample_up_to_whole_blocks_and_is_off_with_mis
     """The sample fills whole blocks (at most 1/16 more rows than asked), screening needs more
     than twice the sample's rows, and data with missing values are never screened (their
     blocks group rows by pattern)."""
-    from bayesgmm.sweep import screening_plan
-    from bayesgmm.training import TrainingData
+    from bayesgmm.engine.sweep import screening_plan
+    from bayesgmm.engine.training import TrainingData
 
     x = np.random.default_rng(0).normal(size=(25_000, 8))
 

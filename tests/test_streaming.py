@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bayesgmm import GaussianMixture
-from bayesgmm.streaming import ChunkedSource, chunked, predict_to, summarise
+from bayesgmm.engine.streaming import ChunkedSource, chunked, predict_to, summarise
 from tests.conftest import make_mixture
 
 N_ROWS = 12_000

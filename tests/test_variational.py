@@ -174,7 +174,7 @@ def test_streamed_fit_adds_the_same_sums_over_chunks(tmp_path):
     """A fit over chunks of a memmap (one read per iteration) equals the in-memory fit: with
     fewer rows than the reservoir the start is the same, and the chunks' E-step sums add up
     to the in-memory one."""
-    from bayesgmm.streaming import chunked
+    from bayesgmm.engine.streaming import chunked
 
     X = DATASETS["synthetic"]()
     path = tmp_path / "rows.f64"

@@ -3,7 +3,7 @@ call, every chain at once, keeping every ``thin``-th state.
 
 One compiled program (one block) serves the warm-up, the draws and any extension of the
 chains: the host calls it repeatedly, carrying the states, so that it can report progress and
-decide whether to go on (:mod:`bayesgmm.bayes.gibbs`). The sweep's code appears once in the
+decide whether to go on (:mod:`bayesgmm.engine.bayes.gibbs`). The sweep's code appears once in the
 program (XLA compile time grows with every copy).
 
 A kept draw is the state entering a sweep, with the log-likelihood of its parameters that the

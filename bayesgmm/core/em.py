@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
 from bayesgmm.core.init import initial_responsibilities
 from bayesgmm.core.linalg import cholesky
@@ -36,7 +37,6 @@ from bayesgmm.core.stats import (
     m_step,
     stats_from_responsibilities,
 )
-from bayesgmm.program_cache import persistent_jit
 
 #: A component has collapsed when, in units of the data's per-feature variances, its covariance
 #: (without ``reg_covar``) has a variance below this in some direction (see
@@ -117,7 +117,7 @@ def em_step(state: EMState, data: BlockedData, family: CovarianceFamily, update:
 def em_update(state: EMState, stats: SuffStats, update: Update, tol: Array) -> EMState:
     """The M-step and bookkeeping of :func:`em_step`, given the E-step's ``stats`` under
     ``state.params`` (however they were summed: blocks in memory, or chunks streamed from
-    disk by :mod:`bayesgmm.streaming`)."""
+    disk by :mod:`bayesgmm.engine.streaming`)."""
     lower_bound = stats.loglik / stats.total_weight
     return EMState(
         params=update(stats, 0.0),
@@ -284,7 +284,7 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         computation of the initial responsibilities, e.g. one k-means run, and must share
         their ``active`` mask.
     final : () bool or None (with ``sample_blocks``). One program then serves both batches of
-        a screened sweep (:mod:`bayesgmm.sweep`), switching at run time: False starts from
+        a screened sweep (:mod:`bayesgmm.engine.sweep`), switching at run time: False starts from
         ``draws`` and runs EM on the first ``sample_blocks`` blocks (the sample; ``override``
         complete but unused); True continues ``override`` by EM on all blocks and summarises
         (``summarise`` is then ignored). Complete data, one shard. In every mode the last

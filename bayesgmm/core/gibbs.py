@@ -1,6 +1,6 @@
 """A Gibbs sampler for conjugate Gaussian mixtures that moves between numbers of clusters.
 
-The model (stated as a NumPyro model in :mod:`bayesgmm.bayes.conjugate`): weights from
+The model (stated as a NumPyro model in :mod:`bayesgmm.engine.bayes.conjugate`): weights from
 :mod:`bayesgmm.core.partition` (by default a dynamic mixture of finite mixtures, ``K``
 random), components from :mod:`bayesgmm.core.conjugate` (Normal-inverse-Wishart with a Wishart
 prior on the scale), assignments ``z_i ~ Categorical(eta)`` and ``x_i ~ N(mu_z, Sigma_z)``.

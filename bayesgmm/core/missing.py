@@ -7,8 +7,9 @@ conditional ``x_m | x_o ~ N(mu_m + S_mo S_oo^-1 (x_o - mu_o), S_mm - S_mo S_oo^-
 
 Static shapes without a loop over patterns
     Rows are sorted by missingness pattern on the host and packed into blocks whose rows all
-    share one pattern (:func:`bayesgmm.preprocessing.to_pattern_blocks`); each block carries its
-    observed mask ``o`` (D,). Every formula is written with D x D matrices and that mask:
+    share one pattern (:func:`bayesgmm.engine.preprocessing.to_pattern_blocks`); each block
+    carries its observed mask ``o`` (D,). Every formula is written with D x D matrices and that
+    mask:
 
     * ``S' = (o o') * S + diag(1 - o)`` has ``det S' = det S_oo``, and ``P = S'^-1 - diag(1 - o)``
       is ``S_oo^-1`` embedded with zero rows and columns for ``m``. With ``P`` in place of the
@@ -24,7 +25,7 @@ Static shapes without a loop over patterns
     shape, memory does not grow with it, and a block with no missing value reduces exactly to
     the complete-data E-step (``A = I``, ``b = 0``, ``C = 0``). The price is K Cholesky
     factorisations of D x D matrices per block and padding of each pattern's rows to whole
-    blocks (:func:`~bayesgmm.preprocessing.to_pattern_blocks` chooses the block size).
+    blocks (:func:`~bayesgmm.engine.preprocessing.to_pattern_blocks` chooses the block size).
 
 The features of missing-data blocks are always the full second moments ``vech(x x')``
 (:class:`~bayesgmm.core.covariance.FullMoments`), whatever the covariance type: the conditional

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.program_cache import persistent_jit
+from bayesgmm.base.program_cache import persistent_jit
 
 LOSSES = ("vi", "binder")
 

@@ -53,12 +53,12 @@ class BlockedData:
     shards : int (static: part of the compiled program's key)
         Number of equal runs of consecutive blocks summed separately and then added
         (``n_blocks`` is a multiple of it). With the blocks sharded across that many devices
-        (:mod:`bayesgmm.parallel`) each device sums its own blocks and the sum of the shards'
+        (:mod:`bayesgmm.engine.parallel`) each device sums its own blocks and the sum of the shards'
         statistics is the only cross-device step; 1 is the single-device sum.
     n_used : () int32 (traced) or None
         Only the first ``n_used`` blocks enter every sum; None means all. A traced count lets
         one compiled program run on a leading sample of the blocks and on all of them (a
-        screened sweep: :mod:`bayesgmm.sweep`). Single shard only.
+        screened sweep: :mod:`bayesgmm.engine.sweep`). Single shard only.
     """
 
     features: Array
@@ -261,7 +261,7 @@ def stats_from_responsibilities(data: BlockedData, resp: Array, n_dims: int,
     """Statistics for given responsibilities ``resp`` (n_blocks, block_rows, K).
 
     With missing values these are the statistics of the rows as filled in the features
-    (:func:`bayesgmm.preprocessing.to_pattern_blocks`: column means, with the column variance
+    (:func:`bayesgmm.engine.preprocessing.to_pattern_blocks`: column means, with the column variance
     as the missing squares), converted to ``family``'s features (required then): a start, not
     an E-step.
     """

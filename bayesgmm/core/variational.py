@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import betaln, digamma, gammaln
 
+from bayesgmm.base.io import register_record
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, NaturalParams
 from bayesgmm.core.stats import (
     BlockedData,
@@ -71,6 +72,7 @@ class VariationalPrior(NamedTuple):
     stick_breaking: Array
 
 
+@register_record
 class VariationalParams(NamedTuple):
     """The variational posterior (scikit-learn's fitted attributes, in internal units).
 
