@@ -40,19 +40,12 @@ from sklearn.datasets import load_iris, load_wine
 
 from bayesgmm import load_faithful
 
-#: Tests that take most of a minute or more: started first, so that the two xdist workers do
-#: not end with one of them alone on a long test (collection order put them last).
-SLOW_FIRST = ("test_notebooks.py", "test_cli.py::test_demo", "test_missing.py::test_bayes",
-              "test_bayes_fit.py::test_posterior_mode", "test_parallel.py::test_four_devices",
-              "test_parallel.py::test_two_processes", "test_examples.py::test_minibatch")
-
 
 def pytest_collection_modifyitems(config, items):
-    def rank(item):
-        return next((i for i, key in enumerate(SLOW_FIRST) if key in item.nodeid),
-                    len(SLOW_FIRST))
-
-    items.sort(key=rank)  # stable: the rest keep their order
+    """Tests marked ``slow`` (most of a minute or more) start first, so that the two xdist
+    workers do not end with one of them alone on a long test (collection order put them
+    last)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 #: Memory mappings of a worker above which its compiled programs are dropped (see below).

@@ -99,6 +99,7 @@ def _match_truth(model) -> np.ndarray:
 
 
 @pytest.mark.parametrize("which", ["gibbs_fit", "sparse_nuts_fit", "sparse_vi_fit"])
+@pytest.mark.slow
 def test_posterior_mode_is_three_clusters(which, request):
     """The posterior mode of K+ is 3 with the weights meant for counting clusters: the
     default (mixture of finite mixtures, Gibbs) and the sparse finite mixture. VI puts > 0.8

@@ -8,6 +8,7 @@ import pytest
 from bayesgmm.app.cli import main
 
 
+@pytest.mark.slow
 def test_demo_prints_the_selection_and_the_fit(capsys, tmp_path, monkeypatch):
     """``bayesgmm demo`` with short chains (~30 s): the selection table, the selected model,
     the Bayesian fit's summaries and the comparison, and the four files it writes."""

@@ -5,6 +5,8 @@ multihost_em.py runs in tests/test_parallel.py.)"""
 import runpy
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -20,6 +22,7 @@ def test_anomaly_example(capsys):
         assert row.split()[-1] == "False"
 
 
+@pytest.mark.slow
 def test_minibatch_vi_example_recovers_the_simulated_clusters():
     """examples/minibatch_svi.py at 20,000 rows with 1,024-row minibatches (its default: 1e6
     rows, above the automatic switch to stochastic VI), on six simulated clusters of known

@@ -287,6 +287,7 @@ def bayes_with_holes(request):
     return model, holes[kept], labels[kept]
 
 
+@pytest.mark.slow
 def test_bayesian_model_marginalises_missing_coordinates(bayes_with_holes):
     model, holes, labels = bayes_with_holes
     assert np.isnan(holes).any(axis=1).mean() > 0.3

@@ -76,6 +76,7 @@ EXECUTED = NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", EXECUTED, ids=lambda path: path.stem)
+@pytest.mark.slow
 def test_notebook_and_its_example_run(path, tmp_path, monkeypatch):
     monkeypatch.setenv("BAYESGMM_SMALL", "1")
     notebook = nbformat.read(path, as_version=4)

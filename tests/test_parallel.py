@@ -74,6 +74,7 @@ def _run_four_device_child() -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_four_devices_hold_a_quarter_of_the_rows_each_and_give_the_one_device_fit():
     """One test (one child process): xdist would run a module fixture once per worker."""
     four = _run_four_device_child()
@@ -107,6 +108,7 @@ def test_use_devices_rejects_nonsense():
             pass
 
 
+@pytest.mark.slow
 def test_two_processes_each_with_its_own_rows_fit_as_one():
     """examples/multihost_em.py: two JAX processes (jax.distributed, two CPU devices each),
     each given half of the rows, end with the fit of all the rows in one process (the same

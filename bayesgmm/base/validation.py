@@ -279,3 +279,57 @@ def is_int(value) -> bool:
 
 def is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- starting values
+# The messages begin with scikit-learn's text for the same failure (its own tests match it),
+# then say what bayesgmm's parameter needs.
+
+#: scikit-learn's message when a fit fails for want of a well-defined covariance.
+ILL_DEFINED_COVARIANCE = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+    "number of components, increase reg_covar, or scale the input data.")
+
+
+def check_initial_weights(weights_init, n_components: int) -> np.ndarray:
+    """``weights_init`` as float64 (K,), or a ValueError: wrong shape, outside [0, 1], or not
+    summing to 1 (scikit-learn's tolerance: ``|1 - sum| <= 1e-8``)."""
+    weights = np.array(weights_init, dtype=np.float64)
+    if weights.shape != (n_components,):
+        raise ValueError(
+            f"The parameter 'weights' should have the shape of {(n_components,)}, but got "
+            f"{weights.shape}: weights_init needs one weight per component "
+            f"(n_components={n_components}).")
+    low, high = float(np.min(weights)), float(np.max(weights))
+    if low < 0 or high > 1:
+        # scikit-learn's text names the smallest value "max value" and the largest "min value"
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got max value "
+            f"{low:.5f}, min value {high:.5f}. (weights_init: smallest {low:.6g}, largest "
+            f"{high:.6g}; every weight must lie in [0, 1].)")
+    if not np.allclose(np.abs(1.0 - weights.sum()), 0.0):
+        raise ValueError(
+            "The parameter 'weights' should be normalized, but got sum(weights) = "
+            f"{weights.sum():.5f}. (weights_init must sum to 1.)")
+    return weights
+
+
+def check_initial_precisions(precisions_init, family, n_components: int,
+                             n_dims: int) -> np.ndarray:
+    """``precisions_init`` as float64 in the shape of the covariance ``family``
+    (:meth:`~bayesgmm.core.covariance.CovarianceFamily.parameter_shape`), or a ValueError:
+    wrong shape, or not what the family requires (symmetric positive-definite matrices for
+    full and tied, positive values for diag and spherical)."""
+    precisions = np.array(precisions_init, dtype=np.float64)
+    expected = family.parameter_shape(n_components, n_dims)
+    name = f"'{family.name} precision'"
+    if precisions.shape != expected:
+        raise ValueError(
+            f"The parameter {name} should have the shape of {expected}, but got "
+            f"{precisions.shape}: precisions_init for covariance_type={family.name!r}, "
+            f"n_components={n_components} and {n_dims} features.")
+    if not family.valid_precisions(precisions):
+        raise ValueError(f"{name} should be {family.precision_requirement}. (precisions_init "
+                         f"of covariance_type={family.name!r} must be.)")
+    return precisions

@@ -205,6 +205,16 @@ class CovarianceFamily:
 
     name: str
     moments: type[FullMoments] | type[DiagMoments]
+    #: What a user's ``precisions_init`` must be (scikit-learn's words), checked by
+    #: :meth:`valid_precisions` (host arrays in :meth:`parameter_shape`).
+    precision_requirement: str
+
+    def parameter_shape(self, n_components: int, n_dims: int) -> tuple[int, ...]:
+        """Shape of this type's covariances or precisions as the estimators expose them."""
+        raise NotImplementedError
+
+    def valid_precisions(self, precisions: np.ndarray) -> bool:
+        raise NotImplementedError
 
     def covariance(self, counts: Array, means: Array, second: Array, reg_covar: Array,
                    prior: ConjugatePrior | None = None, offsets: Array | None = None,
@@ -408,6 +418,13 @@ class _MatrixCovariance(CovarianceFamily):
     """Full and tied: covariances are D x D matrices, second moments are the upper triangle."""
 
     moments = FullMoments
+    precision_requirement = "symmetric, positive-definite"
+
+    def valid_precisions(self, precisions: np.ndarray) -> bool:
+        n_dims = precisions.shape[-1]
+        matrices = precisions.reshape(-1, n_dims, n_dims)
+        return bool(np.allclose(matrices, np.swapaxes(matrices, -1, -2))
+                    and np.all(np.linalg.eigvalsh(matrices)[:, 0] > 0))
 
     def precisions_cholesky(self, cov: Array, reg_covar: Array) -> tuple[Array, Array]:
         cov, chol = _safe_cholesky(cov, reg_covar)
@@ -442,6 +459,10 @@ class _ElementwiseCovariance(CovarianceFamily):
     """Diag and spherical: variances only, second moments are the squares."""
 
     moments = DiagMoments
+    precision_requirement = "positive"
+
+    def valid_precisions(self, precisions: np.ndarray) -> bool:
+        return bool(np.all(precisions > 0))
 
     def clip(self, spread: Array) -> Array:
         # Rounding can make sum x^2 - n mu^2 slightly negative for a collapsed component,
@@ -483,6 +504,9 @@ class Full(_MatrixCovariance):
 
     name = "full"
 
+    def parameter_shape(self, n_components, n_dims):
+        return (n_components, n_dims, n_dims)
+
     def per_component(self, cov, factors):
         return cov * factors[:, None, None]
 
@@ -515,6 +539,9 @@ class Tied(_MatrixCovariance):
     """All components share one general covariance matrix (mclust ``EEE``)."""
 
     name = "tied"
+
+    def parameter_shape(self, n_components, n_dims):
+        return (n_dims, n_dims)
 
     def wishart_share(self, n_components, n_dims):
         return 1.0 / n_components
@@ -555,6 +582,9 @@ class Diag(_ElementwiseCovariance):
 
     name = "diag"
 
+    def parameter_shape(self, n_components, n_dims):
+        return (n_components, n_dims)
+
     def per_component(self, cov, factors):
         return cov * factors[:, None]
 
@@ -590,6 +620,9 @@ class Spherical(_ElementwiseCovariance):
     """Each component has its own single variance (mclust ``VII``)."""
 
     name = "spherical"
+
+    def parameter_shape(self, n_components, n_dims):
+        return (n_components,)
 
     def wishart_share(self, n_components, n_dims):
         return 1.0 / n_dims

@@ -9,7 +9,14 @@ left to the caller.
 Stopping rule (scikit-learn's): stop when the change in the mean log-likelihood between two
 E-steps is below ``tol``, or after ``max_iter`` iterations. As in scikit-learn, the reported
 lower bound is the mean log-likelihood at the last E-step, i.e. of the parameters *before* the
-final M-step.
+final M-step. A warm start continues from the previous fit's bound (``InitOverride.lower_bound``),
+so repeated one-iteration fits detect convergence as scikit-learn's do.
+
+Maximum-likelihood EM never lowers the likelihood, so when an E-step finds it lower than the
+previous one the parameters have reached the rounding floor of a fixed point: the step is
+discarded and the loop stops, converged. The reported bounds therefore never decrease, not
+even by one rounding unit. (With a prior the loop watches the log-likelihood, not the
+posterior it maximises, and may legitimately see it fall; there is no such rule then.)
 """
 
 from __future__ import annotations
@@ -76,16 +83,23 @@ class EMState(NamedTuple):
 
 
 class InitOverride(NamedTuple):
-    """User-supplied initial parameters (internal units); ``None`` fields are computed."""
+    """User-supplied initial parameters (internal units); ``None`` fields are computed.
+    ``lower_bound`` is the bound a warm start continues from (default ``-inf``)."""
 
     weights: Array | None = None
     means: Array | None = None
     covariances: Array | None = None
     precisions_cholesky: Array | None = None
+    lower_bound: Array | None = None
+
+    @property
+    def parameters(self) -> tuple:
+        """The four parameter fields, in :class:`MixtureParams` order."""
+        return (self.weights, self.means, self.covariances, self.precisions_cholesky)
 
     @property
     def complete(self) -> bool:
-        return all(field is not None for field in self)
+        return all(field is not None for field in self.parameters)
 
 
 class BatchResult(NamedTuple):
@@ -109,17 +123,21 @@ Update = Callable[[SuffStats, "Array | float"], MixtureParams]
 
 
 def em_step(state: EMState, data: BlockedData, family: CovarianceFamily, update: Update,
-            tol: Array) -> EMState:
+            tol: Array, monotone: bool = True) -> EMState:
     """One E-step and M-step (pure). ``update(stats, centre)`` is the M-step."""
-    return em_update(state, e_step(data, state.params, family), update, tol)
+    return em_update(state, e_step(data, state.params, family), update, tol, monotone)
 
 
-def em_update(state: EMState, stats: SuffStats, update: Update, tol: Array) -> EMState:
+def em_update(state: EMState, stats: SuffStats, update: Update, tol: Array,
+              monotone: bool = True) -> EMState:
     """The M-step and bookkeeping of :func:`em_step`, given the E-step's ``stats`` under
     ``state.params`` (however they were summed: blocks in memory, or chunks streamed from
-    disk by :mod:`bayesgmm.engine.streaming`)."""
+    disk by :mod:`bayesgmm.engine.streaming`).
+
+    ``monotone`` (static; maximum likelihood): a bound below the previous one ends the fit
+    at the previous state, converged (see the module docstring)."""
     lower_bound = stats.loglik / stats.total_weight
-    return EMState(
+    advanced = EMState(
         params=update(stats, 0.0),
         stats=stats,
         stats_params=state.params,
@@ -128,20 +146,33 @@ def em_update(state: EMState, stats: SuffStats, update: Update, tol: Array) -> E
         converged=jnp.abs(lower_bound - state.lower_bound) < tol,
         history=state.history.at[state.n_iter].set(lower_bound),
     )
+    if not monotone:
+        return advanced
+    at_floor = lower_bound < state.lower_bound
+    # Keep the parameters and their bound; the statistics become this E-step's (of those same
+    # parameters), which also replaces the placeholder statistics of a warm start.
+    stopped = state._replace(stats=stats, stats_params=state.params,
+                             converged=jnp.asarray(True))
+    return jax.tree_util.tree_map(lambda kept, new: jnp.where(at_floor, kept, new), stopped,
+                                  advanced)
 
 
 def run_em(params: MixtureParams, stats: SuffStats, data: BlockedData, family: CovarianceFamily,
-           update: Update, tol: Array, max_iter: int) -> EMState:
-    """Iterate :func:`em_step` from ``params`` inside ``lax.while_loop``."""
+           update: Update, tol: Array, max_iter: int, start_bound: Array | None = None,
+           monotone: bool = True) -> EMState:
+    """Iterate :func:`em_step` from ``params`` inside ``lax.while_loop``; ``start_bound`` is
+    the bound the first iteration's change is measured from (a warm start's; else ``-inf``)."""
     dtype = data.features.dtype
-    state = EMState(params, stats, params, jnp.asarray(-jnp.inf, dtype),
+    start_bound = -jnp.inf if start_bound is None else start_bound
+    state = EMState(params, stats, params, jnp.asarray(start_bound, dtype),
                     jnp.asarray(0, jnp.int32), jnp.asarray(False),
                     jnp.full((max(max_iter, 1),), jnp.nan, dtype))
 
     def keep_going(state):
         return (state.n_iter < max_iter) & ~state.converged
 
-    return jax.lax.while_loop(keep_going, lambda s: em_step(s, data, family, update, tol), state)
+    return jax.lax.while_loop(
+        keep_going, lambda s: em_step(s, data, family, update, tol, monotone), state)
 
 
 def refine_last_m_step(state: EMState, data: BlockedData, family: CovarianceFamily,
@@ -226,7 +257,8 @@ def best_restart(lower_bound: np.ndarray, pool: np.ndarray) -> int:
 
 def _apply_override(params: MixtureParams, override: InitOverride) -> MixtureParams:
     return MixtureParams(*(given if given is not None else computed
-                           for computed, given in zip(params, override, strict=True)))
+                           for computed, given in zip(params, override.parameters,
+                                                      strict=True)))
 
 
 def raw_moments_lose_digits(params: MixtureParams, family: CovarianceFamily,
@@ -333,7 +365,7 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
         fit_family, update = tools(active, prior, kind)
 
         def from_override():
-            params = MixtureParams(*override)
+            params = MixtureParams(*override.parameters)
             if max_iter > 0:  # the first iteration's E-step replaces these statistics
                 return params, jax.tree_util.tree_map(
                     lambda s: jnp.zeros(s.shape, s.dtype),
@@ -351,7 +383,8 @@ def fit_batch(draws: Array, active: Array, data: BlockedData, reg_covar: Array, 
             params, stats = jax.lax.cond(final, from_override, from_start)
         else:
             params, stats = from_override() if override.complete else from_start(override)
-        return run_em(params, stats, data, fit_family, update, tol, max_iter)
+        return run_em(params, stats, data, fit_family, update, tol, max_iter,
+                      override.lower_bound, monotone=prior is None)
 
     def finish_fit(state, active, prior, kind, refine):
         fit_family, update = tools(active, prior, kind)

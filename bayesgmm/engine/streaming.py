@@ -267,7 +267,7 @@ def _update(state, stats, active, reg_covar, tol, prior, max_iter, family):
     def one(state, stats, active, prior):
         running = (state.n_iter < max_iter) & ~state.converged
         new = em_update(state, stats, lambda s, c: m_step(s, family, reg_covar, c, active,
-                                                          prior), tol)
+                                                          prior), tol, monotone=prior is None)
         return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), new, state)
 
     return jax.vmap(one)(state, stats, active, prior)

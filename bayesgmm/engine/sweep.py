@@ -4,9 +4,9 @@ The grid runs as a batch of :func:`~bayesgmm.core.em.fit_batch` under the
 :class:`~bayesgmm.core.covariance.Mixed` family: each fit carries its own covariance type, its
 own K (padded to the largest K with components of weight exactly 0) and its own start. One
 program serves the whole grid, because XLA's compile time, not arithmetic, is what a sweep of
-modest size costs (about 2 s per program on 2 CPU cores, against well under a second of EM on
-1e4 rows). Every covariance type starts from the same draws for a given (K, restart), as mclust
-starts every model from one hierarchical clustering.
+modest size costs (figures in ``benchmarks/README.md``). Every covariance type starts from the
+same draws for a given (K, restart), as mclust starts every model from one hierarchical
+clustering.
 
 **Screening** (large data). Fitting every restart of every (type, K) to convergence on all rows
 is the cost a sweep cannot avoid without it. With ``screen_rows`` set and more rows than twice
@@ -28,8 +28,8 @@ wins: the one best on the sample, not on all rows.
 blocks, and :func:`~bayesgmm.core.em.fit_batch` takes a traced ``final`` flag: False starts from
 the draws and sums over the sample's blocks only (a traced block count), True continues the
 given fits over all blocks. Both batches run in runs of one size, so the second batch reuses
-the first one's compiled program: compiling the second program had cost about as much as
-running it (2 s of 11.7 s at 100,000 x 8). Screening is off with missing values (their blocks
+the first one's compiled program: compiling a second program had cost about as much as
+running it. Screening is off with missing values (their blocks
 group rows by pattern) and when the rows are sharded over several devices or processes.
 """
 

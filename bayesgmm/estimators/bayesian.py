@@ -477,8 +477,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
 
         With K chosen by BIC on all rows, the selected fit itself (3 restarts) is the start;
         chosen on a subsample, K is refitted on all rows. (Refitting the selected K on the
-        same rows had cost a second compiled program, ~2 s of a 272-row NUTS fit, for the
-        same fit.)
+        same rows would cost a second compiled program for the same fit.)
         """
         from bayesgmm.estimators.selection import select_model
 
@@ -496,7 +495,8 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
                 warnings.simplefilter("ignore")
                 chosen = select_model(y[rows], n_components=range(1, largest + 1),
                                       covariance_types=(self.covariance_type,), n_init=3,
-                                      random_state=seed, missing=missing)
+                                      random_state=seed, missing=missing,
+                                      finish_tol=None)  # a start: the sweep's fit will do
             if not subsample:
                 return chosen.best_
             n_start = chosen.best_.n_components

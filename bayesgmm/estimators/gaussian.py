@@ -24,8 +24,11 @@ from bayesgmm.base.estimator_api import (
 from bayesgmm.base.io import Persistable
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.base.validation import (
+    ILL_DEFINED_COVARIANCE,
     DegenerateFitError,
     check_array_input,
+    check_initial_precisions,
+    check_initial_weights,
     check_missing_option,
     is_int,
     is_real,
@@ -89,8 +92,8 @@ def sample_mixture(weights: np.ndarray, means: np.ndarray, covariances: np.ndarr
     (n_samples,), in component order (as scikit-learn)."""
     if (not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool)
             or n_samples < 1):
-        raise ValueError(f"n_samples={n_samples!r} is invalid: the sampling requires at "
-                         "least one sample")
+        raise ValueError(f"Invalid value for 'n_samples': {n_samples!r} . The sampling "
+                         "requires at least one sample. (n_samples must be an integer >= 1.)")
     n_components, n_dims = means.shape
     counts = rng.multinomial(n_samples, weights)
     chol = np.linalg.cholesky(covariances)
@@ -296,31 +299,17 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         k = self.n_components
         weights = means = cov = prec_chol = None
         if self.weights_init is not None:
-            weights = np.array(self.weights_init, dtype=np.float64)
-            if weights.shape != (k,):
-                raise ValueError(f"weights_init has shape {weights.shape}; expected ({k},)")
-            if np.any(weights < 0) or np.any(weights > 1) or not np.isclose(weights.sum(), 1):
-                raise ValueError("weights_init must lie in [0, 1] and sum to 1; got "
-                                 f"{weights.tolist()} (sum {weights.sum():.6g})")
+            weights = check_initial_weights(self.weights_init, k)
         if self.means_init is not None:
             means = np.array(self.means_init, dtype=np.float64)
             if means.shape != (k, n_dims):
-                raise ValueError(f"means_init has shape {means.shape}; expected ({k}, {n_dims})")
+                raise ValueError(
+                    f"The parameter 'means' should have the shape of {(k, n_dims)}, but got "
+                    f"{means.shape}: means_init needs one row of {n_dims} features per "
+                    f"component (n_components={k}).")
             means = scaling.transform(means)
         if self.precisions_init is not None:
-            precisions = np.array(self.precisions_init, dtype=np.float64)
-            expected = {"full": (k, n_dims, n_dims), "tied": (n_dims, n_dims),
-                        "diag": (k, n_dims), "spherical": (k,)}[family.name]
-            if precisions.shape != expected:
-                raise ValueError(f"precisions_init has shape {precisions.shape}; expected "
-                                 f"{expected} for covariance_type={family.name!r}")
-            if family.name in ("full", "tied"):
-                mats = precisions.reshape(-1, n_dims, n_dims)
-                symmetric = np.allclose(mats, np.swapaxes(mats, -1, -2))
-                if not symmetric or np.any(np.linalg.eigvalsh(mats)[:, 0] <= 0):
-                    raise ValueError("precisions_init must be symmetric positive-definite")
-            elif np.any(precisions <= 0):
-                raise ValueError("precisions_init must be positive")
+            precisions = check_initial_precisions(self.precisions_init, family, k, n_dims)
             cov = np.asarray(family.covariances_from_precisions(jnp.asarray(precisions)))
             cov = cov / scaling.scale**2
             cov, prec_chol = family.precisions_cholesky(jnp.asarray(cov), 0.0)
@@ -364,17 +353,22 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         return self
 
     def _run_from_start(self, data: TrainingData, n_init: int, seed: int, max_iter: int,
-                        warm: bool = False):
+                        warm: bool = False, tol: float | None = None,
+                        summarise: bool = False):
         """The compiled fit of ``data`` from this model's start (user ``*_init``, the previous
         fit when ``warm``, else ``init_params``) and prior, ``n_init`` restarts; ``max_iter=0``
-        gives the starting parameters. Returns the :class:`BatchResult` and the batched prior.
-        Must run inside ``compute_context(dtype)``."""
+        gives the starting parameters; ``tol`` defaults to the model's; ``summarise`` also
+        scores the final parameters (:func:`~bayesgmm.core.em.fit_batch`). Returns the
+        :class:`BatchResult` and the batched prior. Must run inside
+        ``compute_context(dtype)``."""
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
         scaling = data.scaling
         with compute_context(np.float64):
-            override = (InitOverride(*self._internal_params(scaling)) if warm
-                        else self._user_init(data.x.shape[1], scaling))
+            # A warm start continues from the previous parameters and bound (internal units).
+            override = (InitOverride(*self._internal_params(scaling),
+                                     lower_bound=self.lower_bound_ + data.mean_log_det)
+                        if warm else self._user_init(data.x.shape[1], scaling))
         override = InitOverride(*(None if a is None
                                   else np.broadcast_to(a, (n_init, *np.shape(a)))
                                   for a in override))
@@ -383,9 +377,10 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         draws = init_draws(seed_of_process_zero(seed), n_init, self.init_params,
                            self.n_components)
         result = data.fit(draws, np.ones((n_init, self.n_components), bool), family=family,
-                          dtype=dtype, reg_covar=self.reg_covar, tol=self.tol,
-                          init=self.init_params, max_iter=max_iter, override=override,
-                          prior=prior)
+                          dtype=dtype, reg_covar=self.reg_covar,
+                          tol=self.tol if tol is None else tol, init=self.init_params,
+                          max_iter=max_iter, override=override, prior=prior,
+                          summarise=summarise)
         return result, prior
 
     def _finish(self, result: BatchResult, scaling: AffineScaling, log_det: float,
@@ -397,8 +392,9 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         self._report(result, log_det, best)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
-                f"Best of {n_init} restart(s) did not converge in max_iter={self.max_iter} "
-                f"iterations (tol={self.tol}); try a larger max_iter or tol, or check the data.",
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data. (Best of "
+                f"{n_init} restart(s), max_iter={self.max_iter}, tol={self.tol}.)",
                 convergence_warning(), stacklevel=3)
 
     def _fit_stream(self, source: ChunkedSource):
@@ -448,12 +444,12 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         if not usable.any():
             sizes = np.asarray(result.state.stats.counts)
             raise DegenerateFitError(
-                f"All {len(lower_bound)} EM restart(s) ended with a degenerate component (a "
-                "component that collapsed onto repeated values or kept fewer points than its "
-                f"covariance needs; smallest component sizes per restart: "
-                f"{np.round(sizes.min(axis=1), 2).tolist()}). Use fewer components, increase "
-                "reg_covar, use prior='default', increase n_init, or remove duplicated rows / "
-                "add measurement resolution to rounded data."
+                f"{ILL_DEFINED_COVARIANCE} All {len(lower_bound)} EM restart(s) ended with a "
+                "degenerate component (a component that collapsed onto repeated values or "
+                "kept fewer points than its covariance needs; smallest component sizes per "
+                f"restart: {np.round(sizes.min(axis=1), 2).tolist()}). Use fewer components, "
+                "increase reg_covar, use prior='default', increase n_init, or remove duplicated "
+                "rows / add measurement resolution to rounded data."
                 + (" In float32 a direction whose variance is below about 1e-6 of the data's "
                    "cannot be told from a collapse: try dtype='float64'."
                    if compute_dtype(self.dtype) == np.float32 else ""))
@@ -642,6 +638,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         X : (n_samples, n_features)
         y : (n_samples,) component of each draw, in component order (as scikit-learn)
         """
+        check_is_fitted(self)
         return sample_mixture(self.weights_, self.means_, self._full_covariances(), n_samples,
                               numpy_rng(self.random_state))
 

@@ -56,7 +56,7 @@ def _report_progress(chain, i) -> None:
 _ACTIVE_BAR: list = [None]
 _PROGRESS_EVERY = 20
 #: Compiled chain programs (futures, see :func:`prepare_nuts`) by :func:`_program_key`:
-#: repeated fits of the same shapes reuse them instead of recompiling (~5 s on Old Faithful).
+#: repeated fits of the same shapes reuse them instead of recompiling.
 _COMPILED: dict = {}
 
 
@@ -69,9 +69,8 @@ def _nuts_program(spec: ModelSpec, num_warmup: int, num_samples: int,
 
     The kernel runs on the unconstrained sites flattened into one vector: NUTS's per-step
     bookkeeping (momenta, U-turn checks, mass-matrix adaptation) is then one array operation
-    instead of one per site. That cut the warm sampling time on Old Faithful from 5.3 s to
-    4.2 s and the compile time from 3.6 s to 2.9 s (the gradient itself is ~27 us of the
-    ~85 us per leapfrog step). The mass matrix stays diagonal, as it was per site.
+    instead of one per site, which shortened both sampling and compiling (figures in
+    ``benchmarks/README.md``). The mass matrix stays diagonal, as it was per site.
     """
     n_steps = num_warmup + num_samples
 
@@ -250,9 +249,9 @@ def run_svi(y, spec: ModelSpec, init_sites: dict, key, *, learning_rate: float, 
     nats, or after ``max_steps``.
 
     ``subsample_size`` uses minibatches of that many rows, drawn uniformly with replacement
-    at every step (``jax.random.randint``: O(batch) work, 0.4 ms for 10,000 of 100,000 rows,
-    where NumPyro's ``plate`` subsampling runs a sequential Fisher-Yates scan over
-    ``subsample_size`` steps with an ``N``-long carry on CPU: 24 ms), the likelihood scaled by
+    at every step (``jax.random.randint``: O(batch) work, where NumPyro's ``plate``
+    subsampling runs a sequential Fisher-Yates scan over ``subsample_size`` steps with an
+    ``N``-long carry; figures in ``benchmarks/README.md``), the likelihood scaled by
     ``N / subsample_size``. The minibatch
     loss is noisy, so the stopping rule then also accepts a change smaller than twice its
     standard error (from the spread of the two chunks' step losses): the loss has stopped
