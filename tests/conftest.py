@@ -34,9 +34,7 @@ if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain py
 else:
     _OWN_CACHE = False
 
-import numpy as np
 import pytest
-from sklearn.datasets import load_iris, load_wine
 
 from bayesgmm import load_faithful
 
@@ -85,55 +83,8 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ["BAYESGMM_TEST_JAX_CACHE"], ignore_errors=True)
 
 
-def make_mixture(n=600, seed=0, separation=6.0):
-    """Three well-separated 3-D Gaussian clusters with known labels."""
-    rng = np.random.default_rng(seed)
-    means = np.array([[0.0, 0.0, 0.0], [separation, 0.0, 1.0], [0.0, separation, -1.0]])
-    covs = np.array([
-        [[1.0, 0.3, 0.0], [0.3, 0.5, 0.1], [0.0, 0.1, 0.8]],
-        [[0.6, -0.2, 0.0], [-0.2, 1.2, 0.0], [0.0, 0.0, 0.4]],
-        [[0.9, 0.0, 0.3], [0.0, 0.7, 0.0], [0.3, 0.0, 1.1]],
-    ])
-    labels = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
-    x = np.stack([rng.multivariate_normal(means[k], covs[k]) for k in labels])
-    return x, labels, means, covs
-
-
-def run_core_batch(x, n_fits, n_components, init="random_from_data", max_iter=300, seed=0,
-                   dtype=np.float64, covariance_type="full", reg_covar=1e-6, tol=1e-3):
-    """Run the compiled core directly (all fits, no restart selection), as the estimator does.
-
-    Returns the :class:`BatchResult` (numpy) and the :class:`AffineScaling` used.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from bayesgmm.core.covariance import get_family
-    from bayesgmm.core.em import InitOverride, fit_batch
-    from bayesgmm.core.init import init_draws
-    from bayesgmm.engine.preprocessing import AffineScaling, compute_context, to_blocks
-
-    family = get_family(covariance_type)
-    scaling = AffineScaling.fit(x)
-    internal = scaling.transform(x)
-    with compute_context(dtype):
-        draws = jnp.asarray(init_draws(seed, n_fits, init, n_components), dtype)
-        result = fit_batch(
-            draws, jnp.ones((n_fits, n_components), bool), to_blocks(internal, dtype, family),
-            jnp.asarray(reg_covar / scaling.scale**2, dtype), jnp.asarray(tol, dtype),
-            jnp.asarray(internal.var(axis=0), dtype), InitOverride(), family=family, init=init,
-            max_iter=max_iter)
-        return jax.device_get(result), scaling
-
-
 @pytest.fixture(scope="session")
 def faithful():
     return load_faithful()
 
 
-DATASETS = {
-    "synthetic": lambda: make_mixture()[0],
-    "faithful": lambda: load_faithful().to_numpy(),
-    "iris": lambda: load_iris().data,
-    "wine": lambda: load_wine().data,
-}

@@ -189,12 +189,15 @@ class ColumnSummary:
     @classmethod
     def of(cls, X: np.ndarray) -> ColumnSummary:
         """Summaries of the observed values (NaN, a missing value, is skipped)."""
-        if np.isnan(X).any():
-            mean = np.nanmean(X, axis=0)
-            return cls(mean, np.nanmean((X - mean) ** 2, axis=0), np.nanmin(X, axis=0),
-                       np.nanmax(X, axis=0))
-        mean = X.mean(axis=0)
-        return cls(mean, np.mean((X - mean) ** 2, axis=0), X.min(axis=0), X.max(axis=0))
+        # Squares of values beyond MAX_ABS_VALUE overflow here; such columns are refused by
+        # name afterwards (check_columns_informative), so numpy's warning would only repeat it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isnan(X).any():
+                mean = np.nanmean(X, axis=0)
+                return cls(mean, np.nanmean((X - mean) ** 2, axis=0), np.nanmin(X, axis=0),
+                           np.nanmax(X, axis=0))
+            mean = X.mean(axis=0)
+            return cls(mean, np.mean((X - mean) ** 2, axis=0), X.min(axis=0), X.max(axis=0))
 
     @classmethod
     def merge(cls, counts: np.ndarray, parts: np.ndarray) -> ColumnSummary:

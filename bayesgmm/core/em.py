@@ -255,6 +255,20 @@ def best_restart(lower_bound: np.ndarray, pool: np.ndarray) -> int:
     return int(np.argmax(np.where(pool, lower_bound, -np.inf)))
 
 
+def choose_restart(lower_bound: np.ndarray, degenerate: np.ndarray) -> tuple[int, bool]:
+    """The restart that represents a batch of restarts of one model (host arrays: lower
+    bounds (B,), degenerate components (B, K)), and whether it is usable: the highest bound
+    among the usable restarts (:func:`usable_restarts`); when none is usable, the highest
+    finite bound (else the first). The estimator refuses an unusable choice; a sweep keeps
+    it and marks the model degenerate."""
+    lower_bound = np.asarray(lower_bound, dtype=np.float64)
+    usable = usable_restarts(lower_bound, degenerate)
+    pool = usable if usable.any() else np.isfinite(lower_bound)
+    if not pool.any():
+        pool = np.ones_like(usable)
+    return best_restart(lower_bound, pool), bool(usable.any())
+
+
 def _apply_override(params: MixtureParams, override: InitOverride) -> MixtureParams:
     return MixtureParams(*(given if given is not None else computed
                            for computed, given in zip(params, override.parameters,

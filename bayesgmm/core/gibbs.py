@@ -26,8 +26,8 @@ Steps 3-5 leave the posterior of the partition invariant with what 6-7 draw inte
 6-7 are exact conditional draws of it, so the sweep leaves the joint posterior of
 ``(z, K, c, eta, theta, S0)`` invariant, up to the relabelling of step 2, which permutes
 components. Label-invariant functions of the state (the partition, ``K+``, ``K``, ``c``, the
-sorted weights, the likelihood) are what the sampler is checked on (``tests/test_gibbs.py``:
-a Geweke test and agreement with NumPyro's NUTS).
+sorted weights, the likelihood) are what the sampler is checked on
+(``tests/engine/test_gibbs_model.py``: a Geweke test and agreement with NumPyro's NUTS).
 
 Why the split-merge moves
     Gibbs updates of the assignments alone change the number of occupied clusters only by

@@ -47,7 +47,7 @@ from bayesgmm.core.covariance import (
     Mixed,
     MixtureParams,
 )
-from bayesgmm.core.em import BatchResult, InitOverride, best_restart, usable_restarts
+from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
 from bayesgmm.core.init import init_draws
 from bayesgmm.engine.parallel import data_mesh, multi_process
 from bayesgmm.engine.preprocessing import block_layout
@@ -197,12 +197,9 @@ def _best_restart(result: BatchResult, restarts: np.ndarray) -> int:
     """The batch index, among ``restarts`` (one (type, K)'s fits), of the restart that
     represents it: the best lower bound among non-degenerate restarts (all restarts if every
     one is degenerate)."""
-    bounds = np.asarray(result.state.lower_bound[restarts], dtype=np.float64)
-    usable = usable_restarts(bounds, result.degenerate[restarts])
-    pool = usable if usable.any() else np.isfinite(bounds)
-    if not pool.any():
-        pool = np.ones_like(usable)
-    return int(restarts[best_restart(bounds, pool)])
+    chosen, _ = choose_restart(result.state.lower_bound[restarts],
+                               result.degenerate[restarts])
+    return int(restarts[chosen])
 
 
 def _take(result: BatchResult, index) -> BatchResult:

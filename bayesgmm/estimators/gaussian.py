@@ -35,7 +35,7 @@ from bayesgmm.base.validation import (
     require,
 )
 from bayesgmm.core.covariance import MixtureParams, get_family
-from bayesgmm.core.em import BatchResult, InitOverride, best_restart, usable_restarts
+from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
 from bayesgmm.core.init import INIT_METHODS, init_draws
 from bayesgmm.core.missing import conditional_gaussians, conditional_means
 from bayesgmm.core.stats import (
@@ -438,10 +438,10 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         """The best usable restart: highest lower bound among those with no degenerate
         component. Raises :class:`DegenerateFitError` if there is none."""
         lower_bound = np.asarray(result.state.lower_bound, dtype=np.float64)
-        usable = usable_restarts(lower_bound, result.degenerate)
+        chosen, usable = choose_restart(lower_bound, result.degenerate)
         if not self.max_iter:  # the initialisation itself (often one point per component)
             return 0
-        if not usable.any():
+        if not usable:
             sizes = np.asarray(result.state.stats.counts)
             raise DegenerateFitError(
                 f"{ILL_DEFINED_COVARIANCE} All {len(lower_bound)} EM restart(s) ended with a "
@@ -453,7 +453,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                 + (" In float32 a direction whose variance is below about 1e-6 of the data's "
                    "cannot be told from a collapse: try dtype='float64'."
                    if compute_dtype(self.dtype) == np.float32 else ""))
-        return best_restart(lower_bound, usable)
+        return chosen
 
     def _store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
                    components: np.ndarray | None = None, *, log_det: float) -> None:

@@ -3,7 +3,7 @@ effective sample size (Vehtari, Gelman, Simpson, Carpenter & Bürkner 2021).
 
 The Gibbs sampler uses them between blocks of sweeps to decide whether its chains are long
 enough; they agree with ``arviz.rhat`` and ``arviz.ess(method="bulk")``
-(``tests/test_gibbs_fit.py``), which :mod:`bayesgmm.engine.bayes.diagnostics` uses.
+(``tests/estimators/test_gibbs_fit.py``), which :mod:`bayesgmm.engine.bayes.diagnostics` uses.
 
 For draws ``x`` (chains, draws): each chain is cut in two halves (a trend within a chain shows
 as disagreement between its halves); the values are replaced by normal scores of their ranks

@@ -219,7 +219,7 @@ def test_saving_something_else_is_a_type_error(tmp_path):
 
 #: Files written by the format-1 code of commit 1db6d08 (before persistence went through a
 #: registry of whitelisted state), with the first rows' predictions that code made.
-FORMAT1 = Path(__file__).parent / "data" / "format1"
+FORMAT1 = Path(__file__).resolve().parents[1] / "data" / "format1"
 
 
 @pytest.mark.parametrize("name", ["gaussian_mixture", "auto", "variational", "bayesian_gibbs",

@@ -122,7 +122,7 @@ def test_bic_recovers_the_true_model(covariance_type):
 
 @pytest.mark.parametrize("dataset", ["iris", "wine"])
 def test_bundled_datasets_select_a_healthy_model(dataset):
-    from tests.conftest import DATASETS
+    from tests.helpers import DATASETS
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -11,7 +11,7 @@ from bayesgmm.core.covariance import get_family
 from bayesgmm.core.em import degenerate_components
 from bayesgmm.core.stats import SuffStats
 from bayesgmm.engine.preprocessing import compute_context
-from tests.conftest import run_core_batch
+from tests.helpers import run_core_batch
 
 
 def _stats(points_per_component, weights=None):

@@ -7,7 +7,7 @@ import pytest
 
 from bayesgmm import GaussianMixture
 from bayesgmm.engine.streaming import ChunkedSource, chunked, predict_to, summarise
-from tests.conftest import make_mixture
+from tests.helpers import make_mixture
 
 N_ROWS = 12_000
 CHUNK = 2_500  # 5 chunks, the last one short

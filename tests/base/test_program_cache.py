@@ -1,7 +1,7 @@
 """Compiled programs kept on disk under a key known before tracing (bayesgmm.base.program_cache),
 in one process: calls in every form agree with plain ``jax.jit``, a new wrapper loads from
 disk, and an entry that will not load is compiled again. Fresh processes:
-tests/test_compile_cache.py."""
+tests/base/test_compile_cache.py."""
 
 import hashlib
 import pickle

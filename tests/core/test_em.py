@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from bayesgmm import GaussianMixture
 from bayesgmm.base.config import seed_from
 from bayesgmm.core.em import fit_batch
-from tests.conftest import make_mixture, run_core_batch
+from tests.helpers import make_mixture, run_core_batch
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

@@ -1,5 +1,7 @@
 """scikit-learn conventions: check_estimator, DataFrames, pipelines, random_state."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,10 +11,15 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayesgmm import GaussianMixture
+from tests.helpers import NOT_INHERITED
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", NOT_INHERITED, UserWarning)
+    ESTIMATOR_CHECKS = parametrize_with_checks([
+        GaussianMixture(), GaussianMixture(covariance_type="diag", dtype="float32")])
 
 
-@parametrize_with_checks([GaussianMixture(), GaussianMixture(covariance_type="diag",
-                                                             dtype="float32")])
+@ESTIMATOR_CHECKS
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -16,7 +16,7 @@ from bayesgmm.core.init import (
     rows_without_replacement,
 )
 from bayesgmm.engine.preprocessing import compute_context
-from tests.conftest import make_mixture
+from tests.helpers import make_mixture
 
 
 def test_kmeans_plusplus_seeds_one_point_per_separated_cluster():

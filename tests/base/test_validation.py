@@ -94,6 +94,7 @@ def test_bad_parameters(params, name, faithful):
         GaussianMixture(**{"n_components": 2, **params}).fit(faithful)
 
 
+@pytest.mark.filterwarnings("ignore:X has feature names, but:UserWarning")
 def test_inputs_never_modified(faithful):
     df = faithful.copy()
     x = df.to_numpy().copy()

@@ -16,6 +16,9 @@ from bayesgmm import GaussianMixture
 
 scikit_learn_tests = pytest.importorskip("sklearn.mixture.tests.test_gaussian_mixture")
 
+# As scikit-learn marks these tests: their short fits warn by design.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 @pytest.fixture(autouse=True)
 def bayesgmm_in_place_of_scikit_learn(monkeypatch):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "bayesgmm"
+PACKAGE = Path(__file__).resolve().parents[2] / "bayesgmm"
 LAYERS = ("base", "core", "engine", "estimators", "analysis", "app")
 FACADE = len(LAYERS)
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SklearnGMM
 
 from bayesgmm import GaussianMixture
-from tests.conftest import DATASETS
+from tests.helpers import DATASETS
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

@@ -1,13 +1,13 @@
 """The anomaly-scoring and minibatch-VI examples run and give what they should. (The examples
-that mirror the notebooks run in tests/test_notebooks.py, right after their notebook;
-multihost_em.py runs in tests/test_parallel.py.)"""
+that mirror the notebooks run in tests/app/test_notebooks.py, right after their notebook;
+multihost_em.py runs in tests/engine/test_parallel.py.)"""
 
 import runpy
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_anomaly_example(capsys):

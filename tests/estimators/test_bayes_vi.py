@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm import BayesianGaussianMixture
 from bayesgmm.engine.bayes.variational import occupancy_draws
-from tests.conftest import make_mixture
+from tests.helpers import make_mixture
 
 SETTINGS = dict(n_components=8, random_state=0, progress_bar=False)
 

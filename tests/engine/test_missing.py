@@ -177,6 +177,7 @@ def _parameter_error(model):
     return mean_error + cov_error
 
 
+@pytest.mark.filterwarnings("ignore:X has .* row.s. with every value missing:UserWarning")
 @pytest.mark.parametrize("mechanism", ["mcar", "mar"])
 def test_exact_em_beats_listwise_deletion_and_mean_imputation(mechanism):
     errors = []
@@ -198,6 +199,7 @@ def test_exact_em_beats_listwise_deletion_and_mean_imputation(mechanism):
     assert np.all((errors[:, :1] < errors[:, 1:]).sum(axis=0) >= 2), errors
 
 
+@pytest.mark.filterwarnings("ignore:X has .* row.s. with every value missing:UserWarning")
 def test_imputation_is_the_gaussian_regression_and_draws_have_its_spread():
     rng = np.random.default_rng(5)
     cov = TRUE_COVS[0] * 2.0

@@ -73,12 +73,12 @@ def _flat_prior_limit(family, t, n_dims, n_active):
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_vanishing_prior_approaches_maximum_likelihood(covariance_type):
     from bayesgmm.core.stats import stats_from_responsibilities
-    from tests.test_core_formulas import _blocked, _random_params
+    from tests.helpers import blocked, random_params
 
     family = get_family(covariance_type)
-    x, resp, *_ = _random_params(family)
+    x, resp, *_ = random_params(family)
     with compute_context(np.float64):
-        stats = stats_from_responsibilities(_blocked(x, family),
+        stats = stats_from_responsibilities(blocked(x, family),
                                             jnp.asarray(resp).reshape(2, 100, 4), 3)
         ml = m_step(stats, family, 1e-6)
         errors = []

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SklearnGMM
-from sklearn.mixture._gaussian_mixture import (
-    _compute_precision_cholesky,
-    _estimate_gaussian_parameters,
-)
 
 from bayesgmm.core.covariance import FAMILIES, FullMoments, MixtureParams, get_family
 from bayesgmm.core.stats import (
-    BlockedData,
     centred_e_step,
     e_step,
     m_step,
@@ -22,19 +17,9 @@ from bayesgmm.core.stats import (
     weighted_log_prob,
 )
 from bayesgmm.engine.preprocessing import compute_context
+from tests.helpers import blocked, random_params
 
 COVARIANCE_TYPES = tuple(FAMILIES)
-
-
-def _random_params(family, k=4, d=3, seed=0):
-    """Random parameters built through scikit-learn's own estimator (independent of ours)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(200, d)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -2.0]
-    resp = rng.dirichlet(np.ones(k), size=200)
-    weights, means, covs = _estimate_gaussian_parameters(x, resp, 1e-3, family.name)
-    weights = weights / weights.sum()
-    prec_chol = _compute_precision_cholesky(covs, family.name)
-    return x, resp, weights, means, covs, prec_chol
 
 
 def _as_params(weights, means, covs, prec_chol):
@@ -42,16 +27,10 @@ def _as_params(weights, means, covs, prec_chol):
     return MixtureParams(*map(jnp.asarray, (weights, means, covs, prec_chol)))
 
 
-def _blocked(x, family, n_blocks=2):
-    rows = x.shape[0] // n_blocks
-    features = make_features(jnp.asarray(x[: rows * n_blocks]), family)
-    return BlockedData(features.reshape(n_blocks, rows, -1), jnp.ones((n_blocks, rows)))
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_log_density_matches_scipy(covariance_type):
     family = get_family(covariance_type)
-    x, _, weights, means, covs, prec_chol = _random_params(family)
+    x, _, weights, means, covs, prec_chol = random_params(family)
     with compute_context(np.float64):
         params = _as_params(weights, means, covs, prec_chol)
         ours = np.asarray(weighted_log_prob(make_features(jnp.asarray(x), family), params,
@@ -67,9 +46,9 @@ def test_log_density_matches_scipy(covariance_type):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_m_step_matches_sklearn(covariance_type):
     family = get_family(covariance_type)
-    x, resp, weights, means, covs, prec_chol = _random_params(family)
+    x, resp, weights, means, covs, prec_chol = random_params(family)
     with compute_context(np.float64):
-        data = _blocked(x, family)
+        data = blocked(x, family)
         stats = stats_from_responsibilities(data, jnp.asarray(resp).reshape(2, 100, 4), 3)
         ours = m_step(stats, family, jnp.asarray(1e-3))
     np.testing.assert_allclose(ours.weights, weights, rtol=1e-12)
@@ -99,10 +78,10 @@ def test_vech_features_round_trip():
 def test_centred_statistics_equal_raw_in_float64(covariance_type):
     """Centring the second moments is the same M-step, computed differently."""
     family = get_family(covariance_type)
-    x, _, weights, means, covs, prec_chol = _random_params(family)
+    x, _, weights, means, covs, prec_chol = random_params(family)
     with compute_context(np.float64):
         params = _as_params(weights, means, covs, prec_chol)
-        data = _blocked(x, family)
+        data = blocked(x, family)
         raw = m_step(e_step(data, params, family), family, 1e-6)
         centre = raw.means
         refined = m_step(centred_e_step(data, params, centre, family), family, 1e-6, centre)
@@ -122,7 +101,7 @@ def test_centred_statistics_rescue_float32_thin_distant_cluster():
 
     def fitted_variance(dtype, centred):
         with compute_context(dtype):
-            data = _blocked(x.astype(dtype), family, n_blocks=4)
+            data = blocked(x.astype(dtype), family, n_blocks=4)
             stats = stats_from_responsibilities(
                 data, jnp.asarray(resp, dtype).reshape(4, 10_000, 2), 2)
             params = m_step(stats, family, jnp.asarray(0.0, dtype))

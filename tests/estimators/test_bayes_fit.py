@@ -163,6 +163,7 @@ def test_predict_proba_agrees_with_em(fitted):
     assert np.median(ours.sum(axis=1)) > 0.99  # the spare components stay (nearly) empty
 
 
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto:UserWarning")  # ArviZ
 def test_inference_data_holds_marginal_pointwise_log_likelihood(nuts_fit):
     """log p(x_i | theta_s) = logsumexp_k(log w_k + log N(x_i | mu_k, S_k)), by scipy."""
     x, _ = _three_clusters()
@@ -185,6 +186,7 @@ def test_inference_data_holds_marginal_pointwise_log_likelihood(nuts_fit):
     assert np.isfinite(loo.elpd_loo)
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
 def test_score_samples_is_posterior_predictive_density(fitted):
     """The average density over the posterior draws (MCMC); for VI, whose predictive is a
     closed-form mixture of Student t densities, a Monte Carlo average over 20,000 draws

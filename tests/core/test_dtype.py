@@ -43,6 +43,7 @@ def test_float64_path_independent_of_user_x64(setup, x64):
     assert result.stdout.strip() == f"ok {x64}"
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the reference
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_float32_close_to_float64_on_standardised_data(covariance_type):
     x = load_iris().data

@@ -126,6 +126,7 @@ def test_recovers_the_true_number_of_clusters(n_components, n_features, seed):
     assert posterior[n_components] > 0.8, posterior.to_dict()
 
 
+@pytest.mark.filterwarnings("ignore:R-hat above 1.01:RuntimeWarning")  # short chains
 def test_short_chains_are_extended_and_then_warned_about(faithful):
     """Chains too short for the targets are extended (here by one block of 100 draws at a
     time) up to ``max_extensions * num_samples`` draws; if they still fail, the fit says so.

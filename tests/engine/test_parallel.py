@@ -118,7 +118,7 @@ def test_two_processes_each_with_its_own_rows_fit_as_one():
 
     from bayesgmm import GaussianMixture
 
-    example = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples"
+    example = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples"
                                  / "multihost_em.py"))
     result = example["launch"](2)
     assert (result["processes"], result["devices"], result["rows_here"]) == (2, 4, 15_000)
