@@ -117,6 +117,8 @@ def compare_cluster_counts(X, bayes: BayesianGaussianMixture | None = None, *,
     from bayesgmm.estimators.selection import select_model
 
     seed = seed_from(random_state)
+    # Finishing the selected model (select_model's finish_tol) changes neither K answer.
+    selection_options.setdefault("finish_tol", None)
     selection = select_model(X, random_state=seed, **selection_options)
     usable = selection.table[~selection.table["degenerate"]]
 
