@@ -76,7 +76,7 @@ class FittedClusters:
                 clusters = sorted(set(labels.tolist()) | set(sizes.index.tolist()))
             mean_draws = np.asarray(inner.posterior_draws_.means)
             if scaling is not None:
-                mean_draws = mean_draws * scaling.scale + scaling.center
+                mean_draws = scaling.inverse_transform(mean_draws)
         else:
             covariances = inner._full_covariances()
             clusters = clusters or list(range(inner.n_components))

@@ -69,7 +69,7 @@ def _component_moments(clustering: Clustering, data_units: bool = True
         means, covs = model.means_, model._full_covariances()
     scaling = clustering.input_scaling_
     if scaling is not None and data_units:
-        means = means * scaling.scale + scaling.center
+        means = scaling.inverse_transform(means)
         covs = covs * np.outer(scaling.scale, scaling.scale)
     return means, covs, labels
 

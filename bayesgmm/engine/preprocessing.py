@@ -260,7 +260,12 @@ class AffineScaling:
         return cls.from_moments(x.mean(axis=0), x.var(axis=0))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        """Rows (..., D) in the data's units -> internal units."""
         return (x - self.center) / self.scale
+
+    def inverse_transform(self, y: np.ndarray) -> np.ndarray:
+        """Rows or means (..., D) in internal units -> the data's units."""
+        return y * self.scale + self.center
 
     def log_det(self, n_dims: int) -> float:
         """``log |d internal / d x|``: subtract from internal log densities."""

@@ -470,7 +470,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         params = MixtureParams(*(pick(a) for a in state.params))
         weights = params.weights[keep]
         self.weights_ = weights / weights.sum()
-        self.means_ = params.means[keep] * scaling.scale + scaling.center
+        self.means_ = scaling.inverse_transform(params.means[keep])
         per_component = family.name != "tied"
         self.covariances_ = (params.covariances[keep] if per_component
                              else params.covariances) * scaling.scale**2
@@ -590,7 +590,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         """
         given = self._conditionals(X)
         scaling = self._scaling
-        return np.where(np.isnan(given.x), given.means * scaling.scale + scaling.center, given.x)
+        return np.where(np.isnan(given.x), scaling.inverse_transform(given.means), given.x)
 
     def sample_missing(self, X, n_imputations=5, random_state=None):
         """Multiple imputations: draws of the missing values from their conditional
@@ -627,7 +627,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
             noise = rng.standard_normal((n_samples, n_dims))
             value = (np.einsum("nij,nj->ni", given.regression[b, k], internal)
                      + given.offset[b, k] + np.einsum("nij,nj->ni", given.chol[b, k], noise))
-            draws[t] = np.where(missing, value * scaling.scale + scaling.center, x)
+            draws[t] = np.where(missing, scaling.inverse_transform(value), x)
         return draws
 
     def sample(self, n_samples=1):

@@ -393,7 +393,7 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
                 jnp.asarray(params.concentration),
                 self.weight_concentration_prior_type == "dirichlet_process"))
             self.mean_precision_ = params.mean_precision
-            self.means_ = params.means * scaling.scale + scaling.center
+            self.means_ = scaling.inverse_transform(params.means)
             self.degrees_of_freedom_ = (float(params.dof[0]) if family.name == "tied"
                                         else params.dof)
             self.covariances_ = params.covariances * scaling.scale**2

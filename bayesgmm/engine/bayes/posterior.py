@@ -25,7 +25,7 @@ def to_data_units(draws: MixtureDraws, scaling: AffineScaling) -> MixtureDraws:
     """Map draws on standardised data ``(x - center) / scale`` back to the data's units."""
     scale = np.broadcast_to(np.asarray(scaling.scale, np.float64), scaling.center.shape)
     return MixtureDraws(np.asarray(draws.log_weights, np.float64),
-                        np.asarray(draws.means) * scale + scaling.center,
+                        scaling.inverse_transform(np.asarray(draws.means)),
                         scale[:, None] * np.asarray(draws.scale_tril))
 
 
