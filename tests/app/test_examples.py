@@ -3,11 +3,12 @@ that mirror the notebooks run in tests/app/test_notebooks.py, right after their 
 multihost_em.py runs in tests/engine/test_parallel.py.)"""
 
 import runpy
-from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from tests.helpers import ROOT
+
+EXAMPLES = ROOT / "examples"
 
 
 def test_anomaly_example(capsys):

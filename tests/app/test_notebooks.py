@@ -11,8 +11,8 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
 import bayesgmm
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: notebook -> the example script that mirrors it
 MIRRORS = {"01_quickstart": "quickstart.py", "02_choosing_k": "choosing_k.py",

@@ -4,7 +4,6 @@ import hashlib
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from bayesgmm import (
     select_model,
 )
 from bayesgmm.base.io import FORMAT_VERSION, METADATA, _metadata_digest
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_saving_something_else_is_a_type_error(tmp_path):
 
 #: Files written by the format-1 code of commit 1db6d08 (before persistence went through a
 #: registry of whitelisted state), with the first rows' predictions that code made.
-FORMAT1 = Path(__file__).resolve().parents[1] / "data" / "format1"
+FORMAT1 = ROOT / "tests" / "data" / "format1"
 
 
 @pytest.mark.parametrize("name", ["gaussian_mixture", "auto", "variational", "bayesian_gibbs",

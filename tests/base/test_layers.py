@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "bayesgmm"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "bayesgmm"
 LAYERS = ("base", "core", "engine", "estimators", "analysis", "app")
 FACADE = len(LAYERS)
 

@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
+
 CHILD = r"""
 import json
 import numpy as np
@@ -114,12 +116,10 @@ def test_two_processes_each_with_its_own_rows_fit_as_one():
     each given half of the rows, end with the fit of all the rows in one process (the same
     row order: process 0's rows, then process 1's)."""
     import runpy
-    from pathlib import Path
 
     from bayesgmm import GaussianMixture
 
-    example = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples"
-                                 / "multihost_em.py"))
+    example = runpy.run_path(str(ROOT / "examples" / "multihost_em.py"))
     result = example["launch"](2)
     assert (result["processes"], result["devices"], result["rows_here"]) == (2, 4, 15_000)
     rows = example["all_rows"]()
