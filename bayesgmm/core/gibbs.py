@@ -51,12 +51,9 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.conjugate import (
-    CONJUGATE_FAMILIES,
-    ComponentDraw,
-    ConjugatePrior,
-    ScaleHyperprior,
-)
+from bayesgmm.core.conjugate import CONJUGATE_FAMILIES
+from bayesgmm.core.conjugate_draws import ComponentDraw, ScaleHyperprior
+from bayesgmm.core.covariance import ConjugatePrior
 from bayesgmm.core.init import kmeans_plusplus, lloyd
 from bayesgmm.core.partition import (
     WeightParameters,

@@ -44,7 +44,9 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.conjugate import ComponentDraw, ConjugatePrior, ScaleFactor
+from bayesgmm.core.conjugate_draws import ComponentDraw
+from bayesgmm.core.conjugate_posterior import ScaleFactor
+from bayesgmm.core.covariance import ConjugatePrior
 from bayesgmm.core.init import squared_distances
 from bayesgmm.core.partition import WeightParameters, log_partition_prior
 from bayesgmm.core.stats import SuffStats, block_stats, natural_log_prob
