@@ -25,8 +25,8 @@ import numpy as np
 from numpyro.infer import Predictive
 from scipy import stats
 
-from bayesgmm.core.conjugate import ConjugatePrior, ScaleHyperprior
-from bayesgmm.core.covariance import FAMILIES
+from bayesgmm.core.conjugate_draws import ScaleHyperprior
+from bayesgmm.core.covariance import FAMILIES, ConjugatePrior
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData, init_state, sweep
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.partition import WeightPrior, log_k_prior

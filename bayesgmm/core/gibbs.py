@@ -51,12 +51,9 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.conjugate import (
-    CONJUGATE_FAMILIES,
-    ComponentDraw,
-    ConjugatePrior,
-    ScaleHyperprior,
-)
+from bayesgmm.core.conjugate import CONJUGATE_FAMILIES
+from bayesgmm.core.conjugate_draws import ComponentDraw, ScaleHyperprior
+from bayesgmm.core.covariance import ConjugatePrior
 from bayesgmm.core.init import kmeans_plusplus, lloyd
 from bayesgmm.core.partition import (
     WeightParameters,
@@ -64,7 +61,9 @@ from bayesgmm.core.partition import (
     sample_n_components,
     update_concentration,
 )
-from bayesgmm.core.split_merge import MoveContext, split_merge, stats_of
+from bayesgmm.core.split_merge import split_merge
+from bayesgmm.core.split_merge_launch import stats_of
+from bayesgmm.core.split_merge_plan import MoveContext
 from bayesgmm.core.stats import SuffStats, natural_log_prob
 from bayesgmm.core.variates import (
     inverse_cdf_choice,

@@ -32,7 +32,7 @@ from bayesgmm.base.estimator_api import (
 from bayesgmm.base.io import Persistable
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.base.validation import check_array_input, is_real, require
-from bayesgmm.core import variational
+from bayesgmm.core import variational, variational_updates
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, get_family
 from bayesgmm.core.init import block_responsibilities, init_draws
 from bayesgmm.core.stats import (
@@ -40,7 +40,7 @@ from bayesgmm.core.stats import (
     natural_log_prob,
     stats_from_responsibilities,
 )
-from bayesgmm.core.variational import VariationalParams, VariationalPrior
+from bayesgmm.core.variational_updates import VariationalParams, VariationalPrior
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.engine.streaming import ChunkedSource, chunked, prepare_stream, stream_covariance
 from bayesgmm.engine.training import TrainingData
@@ -68,8 +68,8 @@ def _scaled_start(resp, data: BlockedData, prior, reg_covar, scale, *, family, m
     def one(r):
         stats = stats_from_responsibilities(data, r, n_dims)
         stats = jax.tree_util.tree_map(lambda a: a * scale, stats)
-        return variational.initial_state(variational.m_step(stats, prior, family, reg_covar),
-                                         max_iter)
+        params = variational_updates.m_step(stats, prior, family, reg_covar)
+        return variational.initial_state(params, max_iter)
 
     return jax.vmap(one)(resp)
 
@@ -78,7 +78,7 @@ def _scaled_start(resp, data: BlockedData, prior, reg_covar, scale, *, family, m
 def _chunk_expectations(data: BlockedData, params: VariationalParams, stick_breaking,
                         family: CovarianceFamily):
     """One chunk's E-step sums under every restart's ``q`` (vmapped over restarts)."""
-    return jax.vmap(lambda p: variational.e_step(data, p, stick_breaking, family))(params)
+    return jax.vmap(lambda p: variational_updates.e_step(data, p, stick_breaking, family))(params)
 
 
 @persistent_jit(static_argnames=("family", "max_iter"))
@@ -96,7 +96,7 @@ def _stream_update(state, expectations, prior, reg_covar, tol, *, family, max_it
 def _expected_log_prob(data: BlockedData, params: VariationalParams, stick_breaking,
                        family: CovarianceFamily):
     """``E_q[log pi_k + log N(x | mu_k, Lambda_k)]`` per block: (n_blocks, block_rows, K)."""
-    natural = variational.expected_natural(params, stick_breaking, family)
+    natural = variational_updates.expected_natural(params, stick_breaking, family)
     return jax.lax.map(lambda f: natural_log_prob(f, natural), data.features)
 
 
@@ -389,7 +389,7 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
         else:
             self.weight_concentration_ = params.concentration[0]
         with compute_context(np.float64):
-            self.weights_ = np.asarray(variational.mean_weights(
+            self.weights_ = np.asarray(variational_updates.mean_weights(
                 jnp.asarray(params.concentration),
                 self.weight_concentration_prior_type == "dirichlet_process"))
             self.mean_precision_ = params.mean_precision

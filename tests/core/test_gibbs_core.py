@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 from scipy.special import gammaln
 
-from bayesgmm.core.conjugate import CONJUGATE_FAMILIES, ConjugatePrior
-from bayesgmm.core.covariance import FAMILIES
+from bayesgmm.core.conjugate import CONJUGATE_FAMILIES
+from bayesgmm.core.covariance import FAMILIES, ConjugatePrior
 from bayesgmm.core.partition import (
     WeightPrior,
     log_beta_negative_binomial,
@@ -21,7 +21,9 @@ from bayesgmm.core.partition import (
     sample_n_components,
     update_concentration,
 )
-from bayesgmm.core.split_merge import LAUNCHED, MOMENT, MoveContext, split_merge, stats_of
+from bayesgmm.core.split_merge import LAUNCHED, MOMENT, split_merge
+from bayesgmm.core.split_merge_launch import stats_of
+from bayesgmm.core.split_merge_plan import MoveContext
 from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import log_gamma, make_seed, normal, split, uniform
 

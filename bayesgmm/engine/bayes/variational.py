@@ -23,7 +23,7 @@ Which algorithm
     Up to :data:`STOCHASTIC_ROWS` rows (or without ``subsample_size``), coordinate ascent:
     each iteration one pass over the rows, stopping when the bound changes by less than
     ``tol`` per row. Above it, or with ``subsample_size``, natural-gradient stochastic VI
-    (:func:`~bayesgmm.core.variational.run_stochastic`) on minibatches of about
+    (:func:`~bayesgmm.core.stochastic_vi.run_stochastic`) on minibatches of about
     ``subsample_size`` rows (default :data:`BATCH_ROWS`), then one coordinate-ascent
     iteration on all rows.
 
@@ -43,17 +43,13 @@ import numpy as np
 from scipy.special import gammaln, logsumexp
 
 from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.core import variational
+from bayesgmm.core import stochastic_vi, variational, variational_updates
 from bayesgmm.core.covariance import ConjugatePrior, get_family
 from bayesgmm.core.init import block_responsibilities, init_draws
 from bayesgmm.core.partition import WeightPrior
 from bayesgmm.core.stats import natural_log_prob
-from bayesgmm.core.variational import (
-    StochasticSchedule,
-    VariationalParams,
-    VariationalPrior,
-    mean_weights,
-)
+from bayesgmm.core.stochastic_vi import StochasticSchedule
+from bayesgmm.core.variational_updates import VariationalParams, VariationalPrior, mean_weights
 from bayesgmm.engine.bayes.gibbs import default_hyperparameters
 from bayesgmm.engine.bayes.models import MixtureDraws
 from bayesgmm.engine.preprocessing import compute_context, to_blocks
@@ -74,7 +70,7 @@ class VariationalResult:
 
     Attributes
     ----------
-    params : :class:`~bayesgmm.core.variational.VariationalParams` (numpy)
+    params : :class:`~bayesgmm.core.variational_updates.VariationalParams` (numpy)
     memberships : (N, T) ``q(z)`` of the training rows
     info : ``algorithm`` ('cavi' or 'svi'), ``n_iter`` (iterations or steps),
         ``converged``, ``lower_bound`` (per row, at the end), ``history`` (per-row bound per
@@ -125,21 +121,21 @@ def _fit_cavi(params, data, prior, reg_covar, tol, *, family, max_iter):
     """Coordinate ascent from ``params`` on all rows; the final state and ``q(z)`` of the rows
     (n_blocks, block_rows, T)."""
     state = variational.run(params, data, prior, family, reg_covar, tol, max_iter)
-    return state, variational.responsibilities(data, state.params, prior.stick_breaking,
-                                               family)
+    return state, variational_updates.responsibilities(data, state.params,
+                                                       prior.stick_breaking, family)
 
 
 @persistent_jit(static_argnames=("family", "schedule"))
 def _fit_svi(params, data, prior, reg_covar, tol, seed, *, family, schedule):
     """Stochastic VI from the statistics of ``params``' E-step on all rows, then one
     coordinate-ascent iteration on all rows."""
-    stats = variational.e_step(data, params, prior.stick_breaking, family).stats
-    state = variational.run_stochastic(stats, data, prior, reg_covar, tol, seed,
-                                       family=family, schedule=schedule)
+    stats = variational_updates.e_step(data, params, prior.stick_breaking, family).stats
+    state = stochastic_vi.run_stochastic(stats, data, prior, reg_covar, tol, seed,
+                                         family=family, schedule=schedule)
     final = variational.step(variational.initial_state(state.params, 1), data, prior, family,
                              reg_covar, tol)
-    return state, final, variational.responsibilities(data, final.params,
-                                                      prior.stick_breaking, family)
+    return state, final, variational_updates.responsibilities(data, final.params,
+                                                              prior.stick_breaking, family)
 
 
 def start_counts(n_components: int) -> np.ndarray:
@@ -288,7 +284,7 @@ def memberships(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
     return _unblocked(resp, len(x))
 
 
-_responsibilities = persistent_jit(variational.responsibilities, static_argnames="family")
+_responsibilities = persistent_jit(variational_updates.responsibilities, static_argnames="family")
 
 
 #: Rows per chunk of the per-feature Student t densities (diag).
