@@ -59,10 +59,6 @@ class FullPosterior:
     Normal-inverse-Wishart components with full covariance matrices."""
 
     @staticmethod
-    def n_dims_of(scale: Array) -> int:
-        return scale.shape[-1]
-
-    @staticmethod
     def posterior(prior: ConjugatePrior, stats: SuffStats) -> ConjugatePrior:
         """Per-component posterior hyperparameters (T leading axis) from ``stats``."""
         n = stats.counts

@@ -63,7 +63,7 @@ from bayesgmm.core.partition import (
 )
 from bayesgmm.core.split_merge import split_merge
 from bayesgmm.core.split_merge_launch import stats_of
-from bayesgmm.core.split_merge_plan import MoveContext
+from bayesgmm.core.split_merge_plan import MoveContext, MoveSettings
 from bayesgmm.core.stats import SuffStats, natural_log_prob
 from bayesgmm.core.variates import (
     inverse_cdf_choice,
@@ -139,7 +139,7 @@ class GibbsState(NamedTuple):
     counts : (T,) rows per component (weighted), for ``labels``
     n_components : () int32, ``K`` (slots ``>= K`` have weight 0)
     log_weights : (T,) ``log eta`` (``-inf`` beyond ``K``)
-    components : :class:`~bayesgmm.core.conjugate.ComponentDraw`
+    components : :class:`~bayesgmm.core.conjugate_draws.ComponentDraw`
     concentration : () ``c``
     scale : ``S0``, (D, D) full, (D,) diag
     """
@@ -281,8 +281,10 @@ def update_given_partition(seed: Array, labels: Array, stats: SuffStats, states:
     labels, stats, tallies = split_merge(
         move_seed, labels, stats, _move_contexts(data, hyper, states.scale,
                                                 states.concentration, config),
-        config.split_merge_moves, config.split_merge_tries, config.launch_iterations,
-        config.n_components, family, hyper.weights, config.split_merge_kernels)
+        config.split_merge_moves, MoveSettings(config.split_merge_tries,
+                                               config.launch_iterations,
+                                               config.n_components, family),
+        hyper.weights, config.split_merge_kernels)
     n_total = jnp.sum(data.weight)
     steps = config.concentration_steps
     noise = normal(scalar_seed, (n_chains, 2 * steps + 1), dtype)

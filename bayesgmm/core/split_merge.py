@@ -207,9 +207,8 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
 
 
 def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveContext,
-                moves: int, tries: int, iterations: int, n_slots: int, family,
-                weights: WeightParameters, kernels: tuple = (0, 1)
-                ) -> tuple[Array, SuffStats, Array]:
+                moves: int, settings: MoveSettings, weights: WeightParameters,
+                kernels: tuple = (0, 1)) -> tuple[Array, SuffStats, Array]:
     """``moves`` proposals for every chain (leading chain axis C on ``labels`` (C, N),
     ``stats`` and ``contexts``). The random numbers are drawn for all chains at once and only
     the deterministic work is vmapped (random-number calls under ``vmap`` became loops).
@@ -220,14 +219,13 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
     move's index within a sweep left the last entries unused when ``moves < len(kernels)``:
     with 2 moves per sweep on large data the moment-matching kernel never ran.) The kernel is
     a traced argument of :func:`finish_move`, so the move appears once in the program.
-    ``tries``, ``iterations``, ``n_slots`` and ``family`` are the :class:`MoveSettings`.
     Returns the labels, statistics and per-chain tallies (C, 4): splits proposed and
     accepted, merges proposed and accepted.
     """
     n_chains, n_rows = labels.shape
     n_dims = stats.sum_x.shape[-1]
     dtype = stats.sum_x.dtype
-    settings = MoveSettings(tries, iterations, n_slots, family)
+    tries, family = settings.tries, settings.family
     context_axes = MoveContext(None, None, None, 0, 0, 0)
     distinct = tuple(sorted(set(kernels)))
     kernel_of_entry = jnp.asarray(kernels, jnp.int32)

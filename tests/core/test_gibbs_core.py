@@ -23,7 +23,7 @@ from bayesgmm.core.partition import (
 )
 from bayesgmm.core.split_merge import LAUNCHED, MOMENT, split_merge
 from bayesgmm.core.split_merge_launch import stats_of
-from bayesgmm.core.split_merge_plan import MoveContext
+from bayesgmm.core.split_merge_plan import MoveContext, MoveSettings
 from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import log_gamma, make_seed, normal, split, uniform
 
@@ -312,7 +312,8 @@ def test_split_merge_moves_sample_the_exact_partition_posterior(covariance_type,
     def run(seed):
         def step(carry, s):
             labels, s_stats = carry
-            labels, s_stats, _ = split_merge(s, labels, s_stats, context, 2, 3, 3, 4, family,
+            labels, s_stats, _ = split_merge(s, labels, s_stats, context, 2,
+                                             MoveSettings(3, 3, 4, family),
                                              weights.parameters(), kernels)
             return (labels, s_stats), labels
         return jax.lax.scan(step, (labels, start), split(seed, n_moves))[1]
