@@ -188,7 +188,7 @@ def _sizes_and_means(clustering: Clustering, assigned: pd.DataFrame,
         plot_interval_bars(sizes, "share", "share_lower", "share_upper",
                            f"share of rows ({100 * bayes.credible_level:.0f}% interval)", ax=ax)
         draws = view.mean_draws[:, labels]  # (S, K, D), data units
-        low, high = bayes._interval(draws)
+        low, high = bayes.credible_interval(draws)
         lower = pd.DataFrame(low, index=labels, columns=columns)
         upper = pd.DataFrame(high, index=labels, columns=columns)
     mean_table = pd.DataFrame(means, index=pd.Index(labels, name="cluster"), columns=columns)

@@ -252,7 +252,7 @@ class Clustering(Persistable, BaseEstimator):
         clusters = self.cluster_labels()
         out = pd.DataFrame(index=frame.index)
         if self.bayes_model_ is not None:
-            table = model._uncertainty_table(model._validated(x), proba)
+            table = model.uncertainty_table(model.validated_input(x), proba)
             out["label"] = table["label"].to_numpy()
             for k in clusters:
                 out[f"prob_{k}"] = proba[:, k]
@@ -285,7 +285,7 @@ class Clustering(Persistable, BaseEstimator):
         if self.bayes_model_ is None:
             return list(range(self.model_.n_components))
         bayes = self.bayes_model_
-        labels = set(np.unique(bayes._training_membership().argmax(axis=1)).tolist())
+        labels = set(np.unique(bayes.training_membership().argmax(axis=1)).tolist())
         sizes = bayes.segment_sizes()
         labels |= set(sizes.index[sizes["share"] >= REPORTED_SHARE].tolist())
         return sorted(int(k) for k in labels)
