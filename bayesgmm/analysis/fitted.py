@@ -52,9 +52,9 @@ class FittedClusters:
         if isinstance(model, FittedClusters):
             return model
         if hasattr(model, "assign"):  # workflow.Clustering: raw table, maybe standardised
-            frame = model._input(X)
+            frame = model.input_frame(X)
             inner = model.model_
-            model_frame = model._model_input(frame)
+            model_frame = model.model_input(frame)
             clusters = model.cluster_labels()
             scaling = model.input_scaling_
         else:

@@ -129,7 +129,7 @@ def cluster_figure(clustering: Clustering, frame: pd.DataFrame, assigned: pd.Dat
     from bayesgmm.app.plotting import Projection, plot_clusters, plot_uncertainty
 
     data_units = frame.shape[1] <= 2
-    shown = frame if data_units else clustering._model_input(frame)
+    shown = frame if data_units else clustering.model_input(frame)
     means, covs, labels = _component_moments(clustering, data_units)
     weights = clustering.model_.weights_[labels]
     projection = Projection(shown, (weights, means, covs))
@@ -188,7 +188,7 @@ def _sizes_and_means(clustering: Clustering, assigned: pd.DataFrame,
         plot_interval_bars(sizes, "share", "share_lower", "share_upper",
                            f"share of rows ({100 * bayes.credible_level:.0f}% interval)", ax=ax)
         draws = view.mean_draws[:, labels]  # (S, K, D), data units
-        low, high = bayes._interval(draws)
+        low, high = bayes.credible_interval(draws)
         lower = pd.DataFrame(low, index=labels, columns=columns)
         upper = pd.DataFrame(high, index=labels, columns=columns)
     mean_table = pd.DataFrame(means, index=pd.Index(labels, name="cluster"), columns=columns)
@@ -343,7 +343,7 @@ def _bayes_sections(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
 
 def build_report(clustering: Clustering, data: pd.DataFrame) -> str:
     """The report for ``clustering`` on ``data`` (training or new rows), as an HTML string."""
-    frame = clustering._input(data)
+    frame = clustering.input_frame(data)
     assigned = clustering.assign(data)
     model = clustering.model_
     title = "bayesgmm clustering report"

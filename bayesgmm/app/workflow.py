@@ -169,7 +169,7 @@ class Clustering(Persistable, BaseEstimator):
         summary = ColumnSummary.of(frame.to_numpy())
         self.input_scaling_ = (AffineScaling.standardise(summary.mean, summary.var)
                                if self.standardize else None)
-        x = self._model_input(frame)
+        x = self.model_input(frame)
         types = COVARIANCE_TYPES if self.covariance_type == "auto" else (self.covariance_type,)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -210,13 +210,18 @@ class Clustering(Persistable, BaseEstimator):
         check_is_fitted(self, "em_model_")
         return self.bayes_model_ if self.bayes_model_ is not None else self.em_model_
 
-    def _model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` (n, D), as :meth:`input_frame` returns them, in the units the
+        models were fitted in: standardised with ``standardize=True``, else unchanged."""
         if self.input_scaling_ is None:
             return frame
         return pd.DataFrame(self.input_scaling_.transform(frame.to_numpy()),
                             columns=frame.columns, index=frame.index)
 
-    def _input(self, data) -> pd.DataFrame:
+    def input_frame(self, data) -> pd.DataFrame:
+        """The fitted columns (:attr:`columns_`) of ``data`` (a table, or an array-like
+        given columns x0, x1...) as a float64 DataFrame (n, D); errors name a missing or
+        non-numeric column."""
         check_is_fitted(self, "em_model_")
         frame, _ = select_columns(as_frame(data), self.columns_)
         return frame
@@ -224,8 +229,8 @@ class Clustering(Persistable, BaseEstimator):
     def log_density(self, data) -> np.ndarray:
         """(n,) log density of each row in the data's own units (the model's
         ``score_samples``, corrected for the standardisation)."""
-        frame = self._input(data)
-        values = self.model_.score_samples(self._model_input(frame))
+        frame = self.input_frame(data)
+        values = self.model_.score_samples(self.model_input(frame))
         if self.input_scaling_ is not None:
             values = values - self.input_scaling_.log_det(frame.shape[1])
         return values
@@ -245,14 +250,14 @@ class Clustering(Persistable, BaseEstimator):
         across posterior draws), ``uncertainty`` (``1 - probability``, mclust's), ``entropy``
         (nats), ``ambiguous`` (``probability`` below :attr:`ambiguity_threshold_`),
         ``log_density`` and ``anomaly`` (``log_density`` below :attr:`anomaly_threshold_`)."""
-        frame = self._input(data)
-        x = self._model_input(frame)
+        frame = self.input_frame(data)
+        x = self.model_input(frame)
         model = self.model_
         proba = model.predict_proba(x)
         clusters = self.cluster_labels()
         out = pd.DataFrame(index=frame.index)
         if self.bayes_model_ is not None:
-            table = model._uncertainty_table(model._validated(x), proba)
+            table = model.uncertainty_table(model.validated_input(x), proba)
             out["label"] = table["label"].to_numpy()
             for k in clusters:
                 out[f"prob_{k}"] = proba[:, k]
@@ -285,7 +290,7 @@ class Clustering(Persistable, BaseEstimator):
         if self.bayes_model_ is None:
             return list(range(self.model_.n_components))
         bayes = self.bayes_model_
-        labels = set(np.unique(bayes._training_membership().argmax(axis=1)).tolist())
+        labels = set(np.unique(bayes.training_membership().argmax(axis=1)).tolist())
         sizes = bayes.segment_sizes()
         labels |= set(sizes.index[sizes["share"] >= REPORTED_SHARE].tolist())
         return sorted(int(k) for k in labels)

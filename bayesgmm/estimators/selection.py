@@ -29,7 +29,6 @@ NA for it.
 
 from __future__ import annotations
 
-import copy
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -47,16 +46,10 @@ from bayesgmm.engine.preprocessing import AffineScaling, compute_context, comput
 from bayesgmm.engine.sweep import Grid, TypeFits, fit_grid, n_batches
 from bayesgmm.engine.training import TrainingData
 from bayesgmm.estimators.gaussian import GaussianMixture
+from bayesgmm.estimators.selection_finish import FINISH_TOL, finish_selected
 
 CRITERIA = ("bic", "aic", "icl")
 COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
-#: By default the selected model is continued by EM until the mean log-likelihood changes by
-#: less than this (or for at most ``FINISH_MAX_ITER`` more iterations), so that its reported
-#: criterion is the optimum rather than wherever ``tol`` (scikit-learn's 1e-3, for every fit
-#: of the grid) stopped it (figures in the README's scikit-learn differences).
-FINISH_TOL = 1e-8
-FINISH_MAX_ITER = 1000
-
 TABLE_COLUMNS = ["covariance_type", "n_components", "log_likelihood", "n_parameters", "bic",
                  "aic", "icl", "converged", "degenerate", "n_degenerate_inits", "selected"]
 
@@ -118,7 +111,8 @@ class _Sweep:
     settings: dict
     mean_log_det: float
     missing_counts: np.ndarray
-    #: Models continued past the sweep (the selected one: :func:`_finish`), by (type, K).
+    #: Models continued past the sweep (the selected one: :func:`.finish_selected`), by
+    #: (type, K).
     finished: dict = field(default_factory=dict)
 
     def model(self, covariance_type: str, n_components: int) -> GaussianMixture:
@@ -214,9 +208,9 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
         ``n_init``).
     finish_tol : float or None, default 1e-8
         The selected model is continued by EM until its mean log-likelihood changes by less
-        than this (at most :data:`FINISH_MAX_ITER` more iterations), so that its criterion in
-        the table is the optimum rather than where ``tol`` stopped the sweep. None keeps the
-        sweep's fit (one compiled program fewer).
+        than this (at most :data:`~bayesgmm.estimators.selection_finish.FINISH_MAX_ITER`
+        more iterations), so that its criterion in the table is the optimum rather than where
+        ``tol`` stopped the sweep. None keeps the sweep's fit (one compiled program fewer).
 
     Returns
     -------
@@ -266,37 +260,16 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
         random_state=random_state, dtype=dtype, prior=prior, missing=missing),
         data.mean_log_det, data.missing_counts)
     key = (best.covariance_type, int(best.n_components))
-    finished = None if finish_tol is None else _finish(sweep.model(*key), data, seed,
-                                                       finish_tol)
+    finished = None if finish_tol is None else finish_selected(sweep.model(*key), data, seed,
+                                                               finish_tol)
     if finished is not None:
         model, loglik, map_log_resp = finished
         sweep.finished[key] = model
         n_params = int(table.loc[chosen, "n_parameters"])
-        bic = -2.0 * loglik + n_params * np.log(n_samples)
         table.loc[chosen, ["log_likelihood", "bic", "aic", "icl", "converged"]] = [
-            loglik, bic, -2.0 * loglik + 2.0 * n_params, bic - 2.0 * map_log_resp,
-            model.converged_]
+            loglik, *_criteria(loglik, n_params, n_samples, map_log_resp), model.converged_]
     table = table.sort_values(criterion, kind="stable").reset_index(drop=True)
     return SelectionResult(table, sweep.model(*key), criterion, sweep)
-
-
-def _finish(model: GaussianMixture, data: TrainingData, seed: int,
-            tol: float) -> tuple[GaussianMixture, float, float] | None:
-    """``model`` continued by EM on ``data`` to ``tol``: the finished model, its
-    total log-likelihood and ICL's assignment term ``sum_i log r_i,map(i)``; None when the
-    continued fit ends with a degenerate component (the sweep's fit then stands)."""
-    finished = copy.copy(model)
-    with compute_context(compute_dtype(model.dtype)):
-        result, _ = finished._run_from_start(data, 1, seed, FINISH_MAX_ITER, warm=True,
-                                             tol=tol, summarise=True)
-    if np.asarray(result.degenerate).any():
-        return None
-    finished._store_fit(result, 0, data.scaling, log_det=data.mean_log_det)
-    finished.n_iter_ += model.n_iter_
-    finished.lower_bounds_ = model.lower_bounds_ + finished.lower_bounds_
-    finished.n_degenerate_inits_ = model.n_degenerate_inits_
-    loglik = float(result.loglik[0]) - data.n_rows * data.mean_log_det
-    return finished, loglik, float(result.map_log_resp[0])
 
 
 def _progress(n_batches: int, enabled: bool):
@@ -304,6 +277,14 @@ def _progress(n_batches: int, enabled: bool):
 
     return tqdm(total=n_batches, desc="model selection", unit="batch", disable=not enabled,
                 leave=False)
+
+
+def _criteria(loglik: float, n_params: int, n_samples: int,
+              map_log_resp: float) -> tuple[float, float, float]:
+    """(bic, aic, icl) of a fit (module docstring): its total log-likelihood, free
+    parameters, rows and ICL's assignment term ``sum_i log r_i,map(i)``."""
+    bic = -2.0 * loglik + n_params * np.log(n_samples)
+    return bic, -2.0 * loglik + 2.0 * n_params, bic - 2.0 * map_log_resp
 
 
 def _rows_for_type(fits: TypeFits, name: str, ks: list[int], n_init: int, n_samples: int,
@@ -315,10 +296,10 @@ def _rows_for_type(fits: TypeFits, name: str, ks: list[int], n_init: int, n_samp
         n_degenerate = int(fits.n_degenerate_inits[position])
         loglik = float(result.loglik[position]) - n_samples * mean_log_det
         n_params = family.n_parameters(k, n_dims)
-        bic = -2.0 * loglik + n_params * np.log(n_samples)
         degenerate = n_degenerate == n_init or bool(result.degenerate[position].any())
-        rows.append([name, k, loglik, n_params, bic, -2.0 * loglik + 2.0 * n_params,
-                     bic - 2.0 * float(result.map_log_resp[position]),
+        rows.append([name, k, loglik, n_params,
+                     *_criteria(loglik, n_params, n_samples,
+                                float(result.map_log_resp[position])),
                      bool(result.state.converged[position]), degenerate, n_degenerate])
     return rows
 

@@ -12,7 +12,7 @@ import pytest
 from bayesgmm import BayesianGaussianMixture, load
 from bayesgmm.base.datasets import make_mixture
 from bayesgmm.engine.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat
-from bayesgmm.estimators.bayesian import credible_set
+from bayesgmm.estimators.bayesian_summaries import credible_set
 
 
 def _chains(case: int, rng: np.random.Generator) -> np.ndarray:

@@ -83,7 +83,7 @@ def to_inference_data(model):
                  **label_invariant_draws(model)}
     with compute_context(np.float64):
         pointwise = np.asarray(pointwise_log_likelihood(
-            jnp.asarray(model._x_train, jnp.float64), model._device_draws(),
+            jnp.asarray(model._x_train, jnp.float64), model.device_draws(),
             patterns=missing_patterns(model._x_train)))
     # The pass draws: every draw, or evenly spaced ones within each chain (Gibbs).
     pointwise = pointwise.reshape(model._chain_shape[0], -1, pointwise.shape[-1])
