@@ -377,7 +377,7 @@ class BayesianGaussianMixture(Persistable, DensityMixin, BaseEstimator):
             else:
                 self.em_start_ = self._em_start(standardised, seed)
                 start = initial_sites(self.em_start_.weights_, self.em_start_.means_,
-                                      self.em_start_._full_covariances(), spec, x.shape[0])
+                                      self.em_start_.full_covariances(), spec, x.shape[0])
                 result = self._infer(standardised, spec, start, jax.random.fold_in(key, 1))
                 draws, concentration = self._relabelled_draws(result, spec, standardised)
                 self._store(x, scaling, spec, result, to_data_units(draws, scaling),

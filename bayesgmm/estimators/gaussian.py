@@ -154,7 +154,9 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         return tags
 
     # ------------------------------------------------------------------ parameters
-    def _check_parameters(self) -> None:
+    def check_parameters(self) -> None:
+        """Check the constructor's parameters (:meth:`fit` does first; :func:`select_model`
+        checks its template model): ``ValueError`` naming the parameter."""
         check_mixture_parameters(self)
         check_missing_option(self.missing)
 
@@ -174,7 +176,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         -------
         self
         """
-        self._check_parameters()
+        self.check_parameters()
         source = chunked(X)
         if source is not None:
             if multi_process():
@@ -190,14 +192,14 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                              f"{previous_features}")
         n_init = 1 if warm else self.n_init
         with compute_context(compute_dtype(self.dtype)):
-            result, _ = self._run_from_start(data, n_init, seed_from(self.random_state),
-                                             self.max_iter, warm=warm)
+            result, _ = self.run_from_start(data, n_init, seed_from(self.random_state),
+                                            self.max_iter, warm=warm)
         self._finish(result, data.scaling, data.mean_log_det, data.missing_counts, n_init)
         return self
 
-    def _run_from_start(self, data: TrainingData, n_init: int, seed: int, max_iter: int,
-                        warm: bool = False, tol: float | None = None,
-                        summarise: bool = False):
+    def run_from_start(self, data: TrainingData, n_init: int, seed: int, max_iter: int,
+                       warm: bool = False, tol: float | None = None,
+                       summarise: bool = False):
         """The compiled fit of ``data`` from this model's start (user ``*_init``, the previous
         fit when ``warm``, else ``init_params``) and prior, ``n_init`` restarts; ``max_iter=0``
         gives the starting parameters; ``tol`` defaults to the model's; ``summarise`` also
@@ -232,7 +234,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                 missing_counts: np.ndarray, n_init: int) -> None:
         """Keep the best restart of ``result``, report it, and warn if it did not converge."""
         best = kept_restart(result, self.max_iter, compute_dtype(self.dtype))
-        self._store_fit(result, best, scaling, log_det=log_det)
+        self.store_fit(result, best, scaling, log_det=log_det)
         self.n_missing_values_ = missing_counts
         print_restarts(result, log_det, best, self.verbose, self.verbose_interval)
         if not self.converged_ and self.max_iter > 0:
@@ -253,18 +255,19 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         config = StreamedEM(self.n_components, get_family(self.covariance_type),
                             compute_dtype(self.dtype), self.reg_covar, self.tol, self.max_iter,
                             self.verbose_interval if self.verbose else None)
-        fit = fit_streamed(source, self, config, seed, lambda sample: self._run_from_start(
+        fit = fit_streamed(source, self, config, seed, lambda sample: self.run_from_start(
             sample, self.n_init, seed, max_iter=0))
         self._finish(fit.result, fit.scaling, fit.log_det, np.zeros(self.n_features_in_, int),
                      self.n_init)
         self.n_rows_streamed_ = fit.n_rows
         return self
 
-    def _store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
-                   components: np.ndarray | None = None, *, log_det: float) -> None:
-        """Set the fitted attributes from fit ``index`` of a :class:`BatchResult` (numpy),
-        keeping ``components`` (default: all) of its possibly padded components. ``log_det``
-        is :attr:`TrainingData.mean_log_det`, to report lower bounds in the data's units."""
+    def store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
+                  components: np.ndarray | None = None, *, log_det: float) -> None:
+        """Set the fitted attributes from fit ``index`` of a :class:`BatchResult` (numpy, the
+        output of :meth:`run_from_start` or of a sweep), keeping ``components`` (default: all)
+        of its possibly padded components. ``scaling`` gives the internal units, ``log_det``
+        (:attr:`TrainingData.mean_log_det`) puts the lower bounds in the data's units."""
         state = result.state
         keep = slice(None) if components is None else components
 
@@ -379,11 +382,11 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         y : (n_samples,) component of each draw, in component order (as scikit-learn)
         """
         check_is_fitted(self)
-        return sample_mixture(self.weights_, self.means_, self._full_covariances(), n_samples,
+        return sample_mixture(self.weights_, self.means_, self.full_covariances(), n_samples,
                               numpy_rng(self.random_state))
 
-    def _full_covariances(self) -> np.ndarray:
-        """Fitted covariances as (K, D, D) matrices whatever the covariance type."""
+    def full_covariances(self) -> np.ndarray:
+        """The fitted covariances as (K, D, D) matrices, whatever the covariance type."""
         check_is_fitted(self)
         with compute_context(np.float64):
             return np.asarray(get_family(self.covariance_type).as_full(

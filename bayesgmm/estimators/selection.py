@@ -130,8 +130,8 @@ class _Sweep:
         fits = self.fits[covariance_type]
         position = self.ks.index(n_components)
         model = GaussianMixture(n_components, covariance_type=covariance_type, **self.settings)
-        model._store_fit(fits.result, position, self.scaling, np.arange(n_components),
-                         log_det=self.mean_log_det)
+        model.store_fit(fits.result, position, self.scaling, np.arange(n_components),
+                        log_det=self.mean_log_det)
         model.n_missing_values_ = self.missing_counts
         model.n_degenerate_inits_ = int(fits.n_degenerate_inits[position])
         model.n_features_in_ = self.n_dims
@@ -229,7 +229,7 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     template = GaussianMixture(max(ks), tol=tol, reg_covar=reg_covar, max_iter=max_iter,
                                n_init=n_init, init_params=init_params, dtype=dtype, prior=prior,
                                random_state=random_state, missing=missing)
-    template._check_parameters()
+    template.check_parameters()
     data = TrainingData.prepare(X, template, max(ks), reg_covar, missing)
     n_samples, n_dims = data.n_rows, data.x.shape[1]
     compute = compute_dtype(dtype)
@@ -287,11 +287,11 @@ def _finish(model: GaussianMixture, data: TrainingData, seed: int,
     continued fit ends with a degenerate component (the sweep's fit then stands)."""
     finished = copy.copy(model)
     with compute_context(compute_dtype(model.dtype)):
-        result, _ = finished._run_from_start(data, 1, seed, FINISH_MAX_ITER, warm=True,
-                                             tol=tol, summarise=True)
+        result, _ = finished.run_from_start(data, 1, seed, FINISH_MAX_ITER, warm=True,
+                                            tol=tol, summarise=True)
     if np.asarray(result.degenerate).any():
         return None
-    finished._store_fit(result, 0, data.scaling, log_det=data.mean_log_det)
+    finished.store_fit(result, 0, data.scaling, log_det=data.mean_log_det)
     finished.n_iter_ += model.n_iter_
     finished.lower_bounds_ = model.lower_bounds_ + finished.lower_bounds_
     finished.n_degenerate_inits_ = model.n_degenerate_inits_
