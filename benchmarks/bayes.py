@@ -239,7 +239,7 @@ def _vi_once(case: str, n_train: int) -> dict:
             model = BayesianGaussianMixture(20, method="vi", random_state=0,
                                             progress_bar=False, **options).fit(train)
         record["fit_s"] = time.perf_counter() - start
-    covariances = (model._full_covariances() if hasattr(model, "_full_covariances")
+    covariances = (model.full_covariances() if hasattr(model, "full_covariances")
                    and case != "vi" and case != "vi_minibatch" else model.covariances_)
     if np.ndim(covariances) == 2:
         covariances = np.broadcast_to(covariances, (len(model.weights_), 8, 8))

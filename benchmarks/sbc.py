@@ -50,7 +50,7 @@ def one_replicate(seed: int, n_draws: int) -> tuple[int, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         em = GaussianMixture(1, random_state=seed).fit(np.asarray(y))  # never degenerate
-    start = initial_sites(em.weights_, em.means_, em._full_covariances(), SPEC, N_POINTS)
+    start = initial_sites(em.weights_, em.means_, em.full_covariances(), SPEC, N_POINTS)
     result = run_nuts(y, SPEC, start, jax.random.fold_in(key, 1), num_warmup=300,
                       num_samples=3 * n_draws, num_chains=1, target_accept_prob=0.8,
                       max_tree_depth=10, progress_bar=False)

@@ -78,7 +78,7 @@ class FittedClusters:
             if scaling is not None:
                 mean_draws = scaling.inverse_transform(mean_draws)
         else:
-            covariances = inner._full_covariances()
+            covariances = inner.full_covariances()
             clusters = clusters or list(range(inner.n_components))
             mean_draws, sizes = None, None
         return cls(frame, model_input, labels, membership, list(clusters),

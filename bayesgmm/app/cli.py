@@ -45,7 +45,7 @@ def _format_fit(model: GaussianMixture, data: pd.DataFrame) -> str:
     table.insert(1, "size", sizes)
     table.index.name = "component"
     lines += [table.to_string(float_format=lambda v: f"{v:.4f}"), ""]
-    for k, cov in enumerate(model._full_covariances()):
+    for k, cov in enumerate(model.full_covariances()):
         frame = pd.DataFrame(cov, index=names, columns=names)
         lines += [f"covariance of component {k}:",
                   frame.to_string(float_format=lambda v: f"{v:.4f}"), ""]

@@ -66,7 +66,7 @@ def _component_moments(clustering: Clustering, data_units: bool = True
     if clustering.bayes_model_ is not None:
         means, covs = model.means_[labels], model.covariances_[labels]
     else:
-        means, covs = model.means_, model._full_covariances()
+        means, covs = model.means_, model.full_covariances()
     scaling = clustering.input_scaling_
     if scaling is not None and data_units:
         means = scaling.inverse_transform(means)

@@ -1,11 +1,7 @@
-"""Exact EM over data larger than memory: the in-memory E-step, summed over chunks.
+"""Data larger than memory: chunked sources, their first pass, and chunked prediction.
 
-The E-step's output is an additive :class:`~bayesgmm.core.stats.SuffStats`, so streaming EM is
-the in-memory algorithm with the sum taken over chunks read from disk at every iteration:
-each chunk goes through the same compiled :func:`~bayesgmm.core.stats.e_step` (every restart
-at once, vmapped), the sums feed the same :func:`~bayesgmm.core.em.em_update` (M-step and
-stopping rule), and the last M-step is refined from centred statistics as in memory. The
-result equals the in-memory fit from the same start up to floating-point summation order.
+A source is read in chunks, as many times as a fit needs; streamed EM
+(:mod:`bayesgmm.engine.streaming_em`) reads it once per iteration.
 
 Sources (:func:`chunked`)
     * a ``numpy.memmap`` (C order): chunks are read with ordinary file reads rather than
@@ -18,7 +14,7 @@ Sources (:func:`chunked`)
 
 A first pass computes the column moments (the internal units), checks every value, and keeps
 a uniform reservoir sample of :data:`RESERVOIR_ROWS` rows (Vitter's algorithm R) from which the
-initialisation (k-means etc.) is drawn. Each EM iteration then reads the data once.
+initialisation (k-means etc.) is drawn (:func:`prepare_stream`).
 """
 
 from __future__ import annotations
@@ -28,20 +24,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.base.validation import (
     ColumnSummary,
     check_columns_informative,
     check_enough_samples,
     warn_if_regularisation_dominates,
 )
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
-from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_update
-from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
+from bayesgmm.core.covariance import CovarianceFamily
 from bayesgmm.engine.parallel import data_mesh
 from bayesgmm.engine.preprocessing import AffineScaling, to_blocks
 from bayesgmm.engine.training import TrainingData
@@ -248,95 +239,6 @@ def _reservoir_update(sample: np.ndarray, chunk: np.ndarray, seen: int, size: in
         keep = slots < size
         sample[slots[keep]] = rest[keep]
     return sample
-
-
-@persistent_jit(static_argnames="family")
-def _chunk_stats(data, params, family):
-    """E-step statistics of one chunk under every fit's parameters (vmapped over fits)."""
-    return jax.vmap(lambda p: e_step(data, p, family))(params)
-
-
-@persistent_jit(static_argnames="family")
-def _chunk_centred_stats(data, params, centre, family):
-    return jax.vmap(lambda p, c: centred_e_step(data, p, c, family))(params, centre)
-
-
-@persistent_jit(static_argnames="family")
-def _update(state, stats, active, reg_covar, tol, prior, max_iter, family):
-    """:func:`em_update` for every fit still running; stopped fits keep their state."""
-    def one(state, stats, active, prior):
-        running = (state.n_iter < max_iter) & ~state.converged
-        new = em_update(state, stats, lambda s, c: m_step(s, family, reg_covar, c, active,
-                                                          prior), tol, monotone=prior is None)
-        return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), new, state)
-
-    return jax.vmap(one)(state, stats, active, prior)
-
-
-@persistent_jit(static_argnames="family")
-def _refine(state, stats, centre, active, reg_covar, feature_variance, prior, family):
-    """The in-memory refinement of the last M-step and the degeneracy rule, per fit."""
-    def one(state, stats, centre, active, prior):
-        params = m_step(stats, family, reg_covar, centre, active, prior)
-        degenerate = degenerate_components(stats, centre, family, feature_variance, active,
-                                           prior)
-        return state._replace(params=params, stats=stats), degenerate
-
-    return jax.vmap(one)(state, stats, centre, active, prior)
-
-
-def _sum_over_chunks(source, blocks_of, stats_of) -> SuffStats:
-    total = None
-    for chunk in source:
-        stats = stats_of(blocks_of(chunk))
-        total = stats if total is None else jax.tree_util.tree_map(jnp.add, total, stats)
-    return total
-
-
-def run_streaming_em(source: ChunkedSource, params: MixtureParams, *, scaling: AffineScaling,
-                     family: CovarianceFamily, dtype, reg_covar: float, tol: float,
-                     max_iter: int, feature_variance: np.ndarray, chunk_rows: int,
-                     prior: ConjugatePrior | None, report=None) -> BatchResult:
-    """EM from a batch of starting ``params`` (internal units, leading fit axis) over the
-    chunks of ``source``: one read of the data per iteration. ``report(iteration, lower
-    bounds)`` is called after each. Must run inside ``compute_context(dtype)``.
-
-    Returns a :class:`BatchResult` (numpy) like :func:`~bayesgmm.core.em.fit_batch`'s.
-    """
-    n_fits = params.weights.shape[0]
-    active = jnp.ones(params.weights.shape, bool)
-    reg = jnp.asarray(reg_covar / scaling.scale**2, dtype)
-    mesh = data_mesh(chunk_rows)
-
-    def blocks_of(chunk):
-        return to_blocks(scaling.transform(chunk), dtype, family, pad_to=chunk_rows, mesh=mesh)
-
-    def stats_under(fit_params):
-        return _sum_over_chunks(source, blocks_of,
-                                lambda data: _chunk_stats(data, fit_params, family))
-
-    history = jnp.full((n_fits, max(max_iter, 1)), jnp.nan, dtype)
-    state = EMState(params, stats_under(params), params, jnp.full(n_fits, -jnp.inf, dtype),
-                    jnp.zeros(n_fits, jnp.int32), jnp.zeros(n_fits, bool), history)
-    for iteration in range(max_iter):
-        if iteration:  # the first E-step's statistics were computed above
-            state = state._replace(stats=stats_under(state.params))
-        state = _update(state, state.stats, active, reg, jnp.asarray(tol, dtype), prior,
-                        max_iter, family)
-        if report is not None:
-            report(iteration + 1, np.asarray(state.lower_bound))
-        if not np.any((np.asarray(state.n_iter) < max_iter) & ~np.asarray(state.converged)):
-            break
-    variance = jnp.asarray(feature_variance / scaling.scale**2, dtype)
-    if max_iter > 0:
-        centre = state.params.means
-        stats = _sum_over_chunks(source, blocks_of, lambda data: _chunk_centred_stats(
-            data, state.stats_params, centre, family))
-    else:
-        centre, stats = jnp.zeros_like(state.params.means), state.stats
-    state, degenerate = _refine(state, stats, centre, active, reg, variance, prior, family)
-    zeros = jnp.zeros(n_fits, dtype)
-    return jax.device_get(BatchResult(state, degenerate, zeros, zeros))
 
 
 def named_chunks(source: ChunkedSource, model) -> Iterator:

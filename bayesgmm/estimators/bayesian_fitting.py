@@ -152,7 +152,7 @@ class PosteriorFitting:
         relabelled draws."""
         self.em_start_ = self._em_start(y, seed)
         start = initial_sites(self.em_start_.weights_, self.em_start_.means_,
-                              self.em_start_._full_covariances(), spec, x.shape[0])
+                              self.em_start_.full_covariances(), spec, x.shape[0])
         result = self._infer(y, spec, start, jax.random.fold_in(key, 1))
         draws, concentration = self._relabelled_draws(result, spec, y)
         self._store(x, scaling, spec, result, to_data_units(draws, scaling),

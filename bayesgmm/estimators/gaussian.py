@@ -1,16 +1,18 @@
 """``GaussianMixture``: the scikit-learn-compatible shell around the compiled EM core.
 
-Validation happens in ``fit``; numpy and pandas come in, numpy goes out. All the numerical
-work runs in :mod:`bayesgmm.core` as compiled JAX programs (one program for all restarts).
+The estimator validates its parameters and inputs (numpy and pandas come in, numpy goes out),
+calls the engine and stores the results. The numerical work runs in :mod:`bayesgmm.core` as
+compiled JAX programs (one program for all restarts), driven by the engine: the training data
+and its fit (:mod:`bayesgmm.engine.training`), the start and choice of restarts
+(:mod:`bayesgmm.engine.restarts`), streamed EM (:mod:`bayesgmm.engine.streaming_em`), scoring
+(:mod:`bayesgmm.engine.scoring`) and missing values (:mod:`bayesgmm.engine.imputation`).
 """
 
 from __future__ import annotations
 
 import numbers
 import warnings
-from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -22,161 +24,24 @@ from bayesgmm.base.estimator_api import (
     convergence_warning,
 )
 from bayesgmm.base.io import Persistable
-from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.base.validation import (
-    ILL_DEFINED_COVARIANCE,
-    DegenerateFitError,
-    check_array_input,
-    check_initial_precisions,
-    check_initial_weights,
-    check_missing_option,
-    is_int,
-    is_real,
-    require,
-)
+from bayesgmm.base.validation import check_array_input, check_missing_option
 from bayesgmm.core.covariance import MixtureParams, get_family
-from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
-from bayesgmm.core.init import INIT_METHODS, init_draws
-from bayesgmm.core.missing import conditional_gaussians, conditional_means
-from bayesgmm.core.stats import (
-    block_log_prob,
-    data_columns,
-    normalise_log_prob,
-    weighted_log_prob,
-)
+from bayesgmm.core.em import BatchResult, InitOverride
+from bayesgmm.core.init import init_draws
+from bayesgmm.engine import imputation
 from bayesgmm.engine.parallel import multi_process, seed_of_process_zero
-from bayesgmm.engine.preprocessing import (
-    AffineScaling,
-    compute_context,
-    compute_dtype,
-    to_blocks,
-    to_pattern_blocks,
-)
+from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype
 from bayesgmm.engine.prior import batch_prior, resolve_prior
-from bayesgmm.engine.streaming import (
-    ChunkedSource,
-    chunked,
-    named_chunks,
-    prepare_stream,
-    run_streaming_em,
-)
+from bayesgmm.engine.restarts import kept_restart, print_restarts, user_start
+from bayesgmm.engine.scoring import rows_weighted_log_prob
+from bayesgmm.engine.streaming import ChunkedSource, chunked, named_chunks
+from bayesgmm.engine.streaming_em import StreamedEM, fit_streamed
 from bayesgmm.engine.training import TrainingData
-
-
-def check_mixture_parameters(estimator) -> None:
-    """The checks of the parameters scikit-learn's mixtures share (``n_components``,
-    ``covariance_type``, ``tol``, ``reg_covar``, ``max_iter``, ``n_init``, ``init_params``,
-    ``verbose_interval``) and bayesgmm's ``dtype``."""
-    require(estimator, is_int(estimator.n_components) and estimator.n_components >= 1,
-            "n_components", "it must be an integer >= 1")
-    get_family(estimator.covariance_type)
-    require(estimator, is_real(estimator.tol) and estimator.tol >= 0, "tol",
-            "it must be a number >= 0")
-    require(estimator, is_real(estimator.reg_covar) and estimator.reg_covar >= 0, "reg_covar",
-            "it must be a number >= 0")
-    require(estimator, is_int(estimator.max_iter) and estimator.max_iter >= 0, "max_iter",
-            "it must be an integer >= 0")
-    require(estimator, is_int(estimator.n_init) and estimator.n_init >= 1, "n_init",
-            "it must be an integer >= 1")
-    require(estimator, estimator.init_params in INIT_METHODS, "init_params",
-            f"choose one of {INIT_METHODS}")
-    require(estimator, is_int(estimator.verbose_interval) and estimator.verbose_interval >= 1,
-            "verbose_interval", "it must be an integer >= 1")
-    compute_dtype(estimator.dtype)
-
-
-def sample_mixture(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-                   n_samples, rng) -> tuple[np.ndarray, np.ndarray]:
-    """``n_samples`` draws from a Gaussian mixture (weights (K,), means (K, D), covariances
-    (K, D, D)) with numpy's ``rng``: the rows (n_samples, D) and their components
-    (n_samples,), in component order (as scikit-learn)."""
-    if (not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool)
-            or n_samples < 1):
-        raise ValueError(f"Invalid value for 'n_samples': {n_samples!r} . The sampling "
-                         "requires at least one sample. (n_samples must be an integer >= 1.)")
-    n_components, n_dims = means.shape
-    counts = rng.multinomial(n_samples, weights)
-    chol = np.linalg.cholesky(covariances)
-    draws = [mean + rng.standard_normal((count, n_dims)) @ factor.T
-             for mean, factor, count in zip(means, chol, counts, strict=True)]
-    return np.vstack(draws), np.repeat(np.arange(n_components), counts)
-
-
-@persistent_jit(static_argnames="family")
-def _block_log_prob(data, params, family):
-    """Weighted component log densities per block: (n_blocks, block_rows, K); of the observed
-    coordinates for pattern blocks."""
-    if data.observed is None:
-        return jax.lax.map(lambda f: weighted_log_prob(f, params, family), data.features)
-    return jax.lax.map(lambda block: block_log_prob(*block[:1], params, family, block[1]),
-                       (data.features, data.observed))
-
-
-@persistent_jit(static_argnames="family")
-def _block_conditionals(data, params, family):
-    """Per pattern block: memberships (n_blocks, block_rows, K), conditional means of the rows
-    (n_blocks, block_rows, D), and the components' conditional Gaussians
-    (:class:`~bayesgmm.core.missing.ConditionalGaussians` fields with a leading block axis)."""
-    n_dims = params.means.shape[1]
-
-    def one_block(block):
-        features, observed = block
-        conditional = conditional_gaussians(params, family, observed)
-        resp, _ = normalise_log_prob(block_log_prob(features, params, family, observed))
-        means = conditional_means(data_columns(features, n_dims), resp, conditional)
-        return resp, means, conditional.regression, conditional.offset, conditional.residual
-
-    return jax.lax.map(one_block, (data.features, data.observed))
-
-
-class _Conditionals(NamedTuple):
-    """What :meth:`GaussianMixture.impute` and ``sample_missing`` need about rows with missing
-    values, in internal units: ``x`` (N, D) the validated rows; ``resp`` (N, K);
-    ``means`` (N, D) conditional means under the mixture; per block ``regression``
-    (B, K, D, D), ``offset`` (B, K, D) and ``chol`` (B, K, D, D), a factor of each component's
-    conditional covariance plus the identity on the observed coordinates; ``block`` (N,) each
-    row's block."""
-
-    x: np.ndarray
-    resp: np.ndarray
-    means: np.ndarray
-    regression: np.ndarray
-    offset: np.ndarray
-    chol: np.ndarray
-    block: np.ndarray
-
-
-def row_log_sum_exp(log_prob: np.ndarray) -> np.ndarray:
-    """``log sum_k exp(log_prob[:, k])`` per row, (n,), stable (the row maximum is taken out
-    first; a row of -inf gives -inf). numpy's, so scoring does not import SciPy."""
-    top = log_prob.max(axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.log(np.exp(log_prob - top).sum(axis=1)) + top[:, 0]
-
-
-class ComponentScores:
-    """``score_samples``, ``score``, ``predict`` and ``predict_proba`` from a model's
-    ``_estimate_weighted_log_prob(X)`` (n_samples, K), as scikit-learn's mixtures define
-    them."""
-
-    def score_samples(self, X):
-        """``log sum_k exp(weighted log probability)`` per sample, (n_samples,): the log
-        density for EM (for scikit-learn's variational mixture, its variational analogue)."""
-        return row_log_sum_exp(self._estimate_weighted_log_prob(X))
-
-    def score(self, X, y=None):
-        """Mean of :meth:`score_samples` over ``X``."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X):
-        """Most probable component of each sample, (n_samples,)."""
-        return self._estimate_weighted_log_prob(X).argmax(axis=1)
-
-    def predict_proba(self, X):
-        """Component probabilities (responsibilities) of each sample, (n_samples, K)."""
-        log_prob = self._estimate_weighted_log_prob(X)
-        return np.exp(log_prob - row_log_sum_exp(log_prob)[:, None])
+from bayesgmm.estimators.mixture_api import (
+    ComponentScores,
+    check_mixture_parameters,
+    sample_mixture,
+)
 
 
 class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator):
@@ -289,31 +154,11 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         return tags
 
     # ------------------------------------------------------------------ parameters
-    def _check_parameters(self) -> None:
+    def check_parameters(self) -> None:
+        """Check the constructor's parameters (:meth:`fit` does first; :func:`select_model`
+        checks its template model): ``ValueError`` naming the parameter."""
         check_mixture_parameters(self)
         check_missing_option(self.missing)
-
-    def _user_init(self, n_dims: int, scaling: AffineScaling) -> InitOverride:
-        """weights_init / means_init / precisions_init, checked and put in internal units."""
-        family = get_family(self.covariance_type)
-        k = self.n_components
-        weights = means = cov = prec_chol = None
-        if self.weights_init is not None:
-            weights = check_initial_weights(self.weights_init, k)
-        if self.means_init is not None:
-            means = np.array(self.means_init, dtype=np.float64)
-            if means.shape != (k, n_dims):
-                raise ValueError(
-                    f"The parameter 'means' should have the shape of {(k, n_dims)}, but got "
-                    f"{means.shape}: means_init needs one row of {n_dims} features per "
-                    f"component (n_components={k}).")
-            means = scaling.transform(means)
-        if self.precisions_init is not None:
-            precisions = check_initial_precisions(self.precisions_init, family, k, n_dims)
-            cov = np.asarray(family.covariances_from_precisions(jnp.asarray(precisions)))
-            cov = cov / scaling.scale**2
-            cov, prec_chol = family.precisions_cholesky(jnp.asarray(cov), 0.0)
-        return InitOverride(weights, means, cov, prec_chol)
 
     def fit(self, X, y=None):
         """Estimate the parameters with EM (``n_init`` restarts, compiled and vmapped).
@@ -323,7 +168,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         X : array-like (n_samples, n_features), or data too large for memory: a
             ``numpy.memmap``, a Parquet file or directory, a callable returning an iterator of
             row chunks, or :func:`bayesgmm.engine.streaming.chunked` of one. Those are fitted by
-            streaming exact EM (:mod:`bayesgmm.engine.streaming`): the same E-step summed over
+            streaming exact EM (:mod:`bayesgmm.engine.streaming_em`): the same E-step summed over
             chunks, one read of the data per iteration, initialised from a reservoir sample.
         y : ignored
 
@@ -331,7 +176,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         -------
         self
         """
-        self._check_parameters()
+        self.check_parameters()
         source = chunked(X)
         if source is not None:
             if multi_process():
@@ -347,14 +192,14 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                              f"{previous_features}")
         n_init = 1 if warm else self.n_init
         with compute_context(compute_dtype(self.dtype)):
-            result, _ = self._run_from_start(data, n_init, seed_from(self.random_state),
-                                             self.max_iter, warm=warm)
+            result, _ = self.run_from_start(data, n_init, seed_from(self.random_state),
+                                            self.max_iter, warm=warm)
         self._finish(result, data.scaling, data.mean_log_det, data.missing_counts, n_init)
         return self
 
-    def _run_from_start(self, data: TrainingData, n_init: int, seed: int, max_iter: int,
-                        warm: bool = False, tol: float | None = None,
-                        summarise: bool = False):
+    def run_from_start(self, data: TrainingData, n_init: int, seed: int, max_iter: int,
+                       warm: bool = False, tol: float | None = None,
+                       summarise: bool = False):
         """The compiled fit of ``data`` from this model's start (user ``*_init``, the previous
         fit when ``warm``, else ``init_params``) and prior, ``n_init`` restarts; ``max_iter=0``
         gives the starting parameters; ``tol`` defaults to the model's; ``summarise`` also
@@ -368,7 +213,9 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
             # A warm start continues from the previous parameters and bound (internal units).
             override = (InitOverride(*self._internal_params(scaling),
                                      lower_bound=self.lower_bound_ + data.mean_log_det)
-                        if warm else self._user_init(data.x.shape[1], scaling))
+                        if warm else user_start(self.weights_init, self.means_init,
+                                                self.precisions_init, family, scaling,
+                                                self.n_components, data.x.shape[1]))
         override = InitOverride(*(None if a is None
                                   else np.broadcast_to(a, (n_init, *np.shape(a)))
                                   for a in override))
@@ -386,10 +233,10 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
     def _finish(self, result: BatchResult, scaling: AffineScaling, log_det: float,
                 missing_counts: np.ndarray, n_init: int) -> None:
         """Keep the best restart of ``result``, report it, and warn if it did not converge."""
-        best = self._choose_restart(result)
-        self._store_fit(result, best, scaling, log_det=log_det)
+        best = kept_restart(result, self.max_iter, compute_dtype(self.dtype))
+        self.store_fit(result, best, scaling, log_det=log_det)
         self.n_missing_values_ = missing_counts
-        self._report(result, log_det, best)
+        print_restarts(result, log_det, best, self.verbose, self.verbose_interval)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
@@ -398,68 +245,29 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                 convergence_warning(), stacklevel=3)
 
     def _fit_stream(self, source: ChunkedSource):
-        """:meth:`fit` on a chunked source (see :mod:`bayesgmm.engine.streaming`)."""
+        """:meth:`fit` on a chunked source (see :mod:`bayesgmm.engine.streaming_em`)."""
         if self.missing != "error":
             raise ValueError("missing='marginalize' is not supported for chunked sources yet; "
                              "fit in memory, or drop incomplete rows from the source")
         if self.warm_start:
             raise ValueError("warm_start is not supported for chunked sources")
         seed = seed_from(self.random_state)
-        stream = prepare_stream(source, self, self.n_components, self.reg_covar, seed)
-        first, scaling, sample = stream.first, stream.scaling, stream.sample
-        n_dims = first.mean.shape[0]
-        dtype = compute_dtype(self.dtype)
-        with compute_context(dtype):
-            start, prior = self._run_from_start(sample, self.n_init, seed, max_iter=0)
-            params = MixtureParams(*(jnp.asarray(a, dtype) for a in start.state.params))
-            result = run_streaming_em(
-                source, params, scaling=scaling, family=get_family(self.covariance_type),
-                dtype=dtype, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
-                feature_variance=first.var, chunk_rows=first.largest_chunk, prior=prior,
-                report=self._stream_report(scaling.log_det(n_dims)))
-        self._finish(result, scaling, scaling.log_det(n_dims), np.zeros(n_dims, int),
+        config = StreamedEM(self.n_components, get_family(self.covariance_type),
+                            compute_dtype(self.dtype), self.reg_covar, self.tol, self.max_iter,
+                            self.verbose_interval if self.verbose else None)
+        fit = fit_streamed(source, self, config, seed, lambda sample: self.run_from_start(
+            sample, self.n_init, seed, max_iter=0))
+        self._finish(fit.result, fit.scaling, fit.log_det, np.zeros(self.n_features_in_, int),
                      self.n_init)
-        self.n_rows_streamed_ = first.n_rows
+        self.n_rows_streamed_ = fit.n_rows
         return self
 
-    def _stream_report(self, log_det: float):
-        """Per-iteration lines for a streamed fit (printed live: the loop runs on the host)."""
-        if not self.verbose:
-            return None
-
-        def report(iteration, lower_bounds):
-            if iteration % self.verbose_interval == 0 or iteration == 1:
-                print(f"Iteration {iteration}\t lower bounds "
-                      + ", ".join(f"{b - log_det:.6f}" for b in lower_bounds), flush=True)
-
-        return report
-
-    def _choose_restart(self, result: BatchResult) -> int:
-        """The best usable restart: highest lower bound among those with no degenerate
-        component. Raises :class:`DegenerateFitError` if there is none."""
-        lower_bound = np.asarray(result.state.lower_bound, dtype=np.float64)
-        chosen, usable = choose_restart(lower_bound, result.degenerate)
-        if not self.max_iter:  # the initialisation itself (often one point per component)
-            return 0
-        if not usable:
-            sizes = np.asarray(result.state.stats.counts)
-            raise DegenerateFitError(
-                f"{ILL_DEFINED_COVARIANCE} All {len(lower_bound)} EM restart(s) ended with a "
-                "degenerate component (a component that collapsed onto repeated values or "
-                "kept fewer points than its covariance needs; smallest component sizes per "
-                f"restart: {np.round(sizes.min(axis=1), 2).tolist()}). Use fewer components, "
-                "increase reg_covar, use prior='default', increase n_init, or remove duplicated "
-                "rows / add measurement resolution to rounded data."
-                + (" In float32 a direction whose variance is below about 1e-6 of the data's "
-                   "cannot be told from a collapse: try dtype='float64'."
-                   if compute_dtype(self.dtype) == np.float32 else ""))
-        return chosen
-
-    def _store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
-                   components: np.ndarray | None = None, *, log_det: float) -> None:
-        """Set the fitted attributes from fit ``index`` of a :class:`BatchResult` (numpy),
-        keeping ``components`` (default: all) of its possibly padded components. ``log_det``
-        is :attr:`TrainingData.mean_log_det`, to report lower bounds in the data's units."""
+    def store_fit(self, result: BatchResult, index: int, scaling: AffineScaling,
+                  components: np.ndarray | None = None, *, log_det: float) -> None:
+        """Set the fitted attributes from fit ``index`` of a :class:`BatchResult` (numpy, the
+        output of :meth:`run_from_start` or of a sweep), keeping ``components`` (default: all)
+        of its possibly padded components. ``scaling`` gives the internal units, ``log_det``
+        (:attr:`TrainingData.mean_log_det`) puts the lower bounds in the data's units."""
         state = result.state
         keep = slice(None) if components is None else components
 
@@ -486,23 +294,6 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         self.n_degenerate_inits_ = int(np.asarray(result.degenerate).any(axis=1).sum())
         self._scaling = scaling
 
-    def _report(self, result: BatchResult, log_det: float, best: int) -> None:
-        if not self.verbose:
-            return
-        state, degenerate = result.state, np.asarray(result.degenerate)
-        for i, (lb, n_iter, conv) in enumerate(zip(state.lower_bound, state.n_iter,
-                                                   state.converged, strict=True)):
-            flags = (" converged" if conv else " did not converge") + (
-                ", degenerate" if degenerate[i].any() else "") + (", best" if i == best else "")
-            print(f"Initialization {i}: {int(n_iter)} iterations, lower bound "
-                  f"{float(lb) - log_det:.6f};{flags}")
-            if self.verbose >= 2:
-                history = np.asarray(state.history[i])[: int(n_iter)] - log_det
-                for t in range(self.verbose_interval - 1, len(history), self.verbose_interval):
-                    change = history[t] - (history[t - 1] if t else -np.inf)
-                    print(f"  Iteration {t + 1}\t lower bound {history[t]:.6f}\t "
-                          f"change {change:.6f}")
-
     def fit_predict(self, X, y=None):
         """Fit, then return the labels (n_samples,) of ``X`` under the fitted model."""
         return self.fit(X, y).predict(X)
@@ -523,56 +314,22 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         if source is not None:
             return np.concatenate([self._estimate_weighted_log_prob(chunk)
                                    for chunk in named_chunks(source, self)])
-        X = check_array_input(X, self, reset=False,
-                              allow_nan=check_missing_option(self.missing))
-        family = get_family(self.covariance_type)
-        dtype = compute_dtype(self.dtype)
-        scaling = self._scaling
-        n_samples, n_dims = X.shape
-        observed = ~np.isnan(X)
-        with compute_context(dtype):
-            params = self._compute_params(dtype)
-            if observed.all():
-                data = to_blocks(scaling.transform(X), dtype, family)
-                log_prob = np.asarray(_block_log_prob(data, params, family), np.float64)
-                log_prob = log_prob.reshape(-1, self.n_components)[:n_samples]
-            else:
-                data, layout = self._pattern_blocks(X, dtype)
-                log_prob = layout.unblock(np.asarray(_block_log_prob(data, params, family),
-                                                     np.float64))
-        # The density of a row's observed values is in the units of those columns only.
-        log_scale = np.log(np.broadcast_to(scaling.scale, (n_dims,)))
-        return log_prob - (observed @ log_scale)[:, None]
+        return self._under_fit(rows_weighted_log_prob, X, check_missing_option(self.missing))
 
     def _compute_params(self, dtype) -> MixtureParams:
         """The fitted parameters in internal units as JAX arrays of ``dtype``."""
         return MixtureParams(*(jnp.asarray(a, dtype)
                                for a in self._internal_params(self._scaling)))
 
-    def _pattern_blocks(self, X: np.ndarray, dtype) -> tuple:
-        """Pattern blocks (:func:`~bayesgmm.engine.preprocessing.to_pattern_blocks`) of ``X`` (N, D)
-        with missing values, in internal units."""
-        scaling = self._scaling
-        fill = np.ones(X.shape[1])  # the filled squares only matter for an EM start
-        return to_pattern_blocks(scaling.transform(X), dtype, fill)
-
-    def _conditionals(self, X) -> _Conditionals:
-        """Memberships, conditional means and per-block conditional Gaussians of ``X`` with
-        missing values (internal units), for :meth:`impute` and :meth:`sample_missing`."""
-        check_is_fitted(self)
-        X = check_array_input(X, self, reset=False, allow_nan=True)
+    def _under_fit(self, function, X, allow_nan: bool):
+        """``function(x, params, family, scaling, dtype)`` (an engine function) of the
+        validated rows ``X`` (n_samples, n_features) under the fitted parameters, in the
+        model's internal units and compute dtype."""
+        X = check_array_input(X, self, reset=False, allow_nan=allow_nan)
         dtype = compute_dtype(self.dtype)
         with compute_context(dtype):
-            data, layout = self._pattern_blocks(X, dtype)
-            blocks = jax.device_get(_block_conditionals(data, self._compute_params(dtype),
-                                                        get_family(self.covariance_type)))
-        resp, means = (layout.unblock(np.asarray(a, np.float64)) for a in blocks[:2])
-        regression, offset, residual = (np.asarray(a, np.float64) for a in blocks[2:])
-        observed = np.asarray(data.observed, np.float64)
-        # Conditional covariances are zero on the observed block; C + diag(o) factors.
-        chol = np.linalg.cholesky(residual + np.eye(X.shape[1]) * observed[:, None, None, :])
-        return _Conditionals(X, resp, means, regression, offset, chol,
-                             layout.position // layout.block_rows)
+            return function(X, self._compute_params(dtype), get_family(self.covariance_type),
+                            self._scaling, dtype)
 
     def impute(self, X):
         """Conditional-mean imputation: each NaN replaced by ``E[x_m | x_o]`` under the fitted
@@ -588,9 +345,9 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         (n_samples, n_features) a new array; observed values are returned unchanged, and a
         row with no observed value gets the mixture mean.
         """
-        given = self._conditionals(X)
-        scaling = self._scaling
-        return np.where(np.isnan(given.x), scaling.inverse_transform(given.means), given.x)
+        check_is_fitted(self)
+        given = self._under_fit(imputation.conditionals, X, allow_nan=True)
+        return imputation.impute(given, self._scaling)
 
     def sample_missing(self, X, n_imputations=5, random_state=None):
         """Multiple imputations: draws of the missing values from their conditional
@@ -611,24 +368,10 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         """
         if not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
             raise ValueError(f"n_imputations={n_imputations!r} must be an integer >= 1")
-        given = self._conditionals(X)
-        rng = numpy_rng(random_state)
-        scaling = self._scaling
-        x = given.x
-        n_samples, n_dims = x.shape
-        missing = np.isnan(x)
-        internal = np.where(missing, 0.0, scaling.transform(x))
-        cumulative = np.cumsum(given.resp, axis=1)
-        draws = np.repeat(x[None], n_imputations, axis=0)
-        for t in range(n_imputations):
-            k = np.minimum((rng.random(n_samples)[:, None] > cumulative).sum(axis=1),
-                           self.n_components - 1)
-            b = given.block
-            noise = rng.standard_normal((n_samples, n_dims))
-            value = (np.einsum("nij,nj->ni", given.regression[b, k], internal)
-                     + given.offset[b, k] + np.einsum("nij,nj->ni", given.chol[b, k], noise))
-            draws[t] = np.where(missing, scaling.inverse_transform(value), x)
-        return draws
+        check_is_fitted(self)
+        given = self._under_fit(imputation.conditionals, X, allow_nan=True)
+        return imputation.sample_missing(given, self._scaling, n_imputations,
+                                         numpy_rng(random_state))
 
     def sample(self, n_samples=1):
         """Draw from the fitted mixture.
@@ -639,11 +382,11 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         y : (n_samples,) component of each draw, in component order (as scikit-learn)
         """
         check_is_fitted(self)
-        return sample_mixture(self.weights_, self.means_, self._full_covariances(), n_samples,
+        return sample_mixture(self.weights_, self.means_, self.full_covariances(), n_samples,
                               numpy_rng(self.random_state))
 
-    def _full_covariances(self) -> np.ndarray:
-        """Fitted covariances as (K, D, D) matrices whatever the covariance type."""
+    def full_covariances(self) -> np.ndarray:
+        """The fitted covariances as (K, D, D) matrices, whatever the covariance type."""
         check_is_fitted(self)
         with compute_context(np.float64):
             return np.asarray(get_family(self.covariance_type).as_full(

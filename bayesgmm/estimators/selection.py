@@ -124,8 +124,8 @@ class _Sweep:
         fits = self.fits[covariance_type]
         position = self.ks.index(n_components)
         model = GaussianMixture(n_components, covariance_type=covariance_type, **self.settings)
-        model._store_fit(fits.result, position, self.scaling, np.arange(n_components),
-                         log_det=self.mean_log_det)
+        model.store_fit(fits.result, position, self.scaling, np.arange(n_components),
+                        log_det=self.mean_log_det)
         model.n_missing_values_ = self.missing_counts
         model.n_degenerate_inits_ = int(fits.n_degenerate_inits[position])
         model.n_features_in_ = self.n_dims
@@ -223,7 +223,7 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     template = GaussianMixture(max(ks), tol=tol, reg_covar=reg_covar, max_iter=max_iter,
                                n_init=n_init, init_params=init_params, dtype=dtype, prior=prior,
                                random_state=random_state, missing=missing)
-    template._check_parameters()
+    template.check_parameters()
     data = TrainingData.prepare(X, template, max(ks), reg_covar, missing)
     n_samples, n_dims = data.n_rows, data.x.shape[1]
     compute = compute_dtype(dtype)

@@ -45,11 +45,11 @@ def finish_selected(model: GaussianMixture, data: TrainingData, seed: int,
     changed."""
     finished = copy.copy(model)
     with compute_context(compute_dtype(model.dtype)):
-        result, _ = finished._run_from_start(data, 1, seed, FINISH_MAX_ITER, warm=True,
-                                             tol=tol, summarise=True)
+        result, _ = finished.run_from_start(data, 1, seed, FINISH_MAX_ITER, warm=True,
+                                            tol=tol, summarise=True)
     if np.asarray(result.degenerate).any():
         return None
-    finished._store_fit(result, 0, data.scaling, log_det=data.mean_log_det)
+    finished.store_fit(result, 0, data.scaling, log_det=data.mean_log_det)
     finished.n_iter_ += model.n_iter_
     finished.lower_bounds_ = model.lower_bounds_ + finished.lower_bounds_
     finished.n_degenerate_inits_ = model.n_degenerate_inits_

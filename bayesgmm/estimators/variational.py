@@ -44,7 +44,7 @@ from bayesgmm.core.variational_updates import VariationalParams, VariationalPrio
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.engine.streaming import ChunkedSource, chunked, prepare_stream, stream_covariance
 from bayesgmm.engine.training import TrainingData
-from bayesgmm.estimators.gaussian import (
+from bayesgmm.estimators.mixture_api import (
     ComponentScores,
     check_mixture_parameters,
     sample_mixture,

@@ -64,7 +64,7 @@ def test_standardisation_travels_with_the_model(fitted, table):
     em = clustering.em_model_
     centre, scale = clustering.input_scaling_.center, clustering.input_scaling_.scale
     density = sum(w * multivariate_normal(m * scale + centre, c * np.outer(scale, scale)).pdf(x)
-                  for w, m, c in zip(em.weights_, em.means_, em._full_covariances(), strict=True))
+                  for w, m, c in zip(em.weights_, em.means_, em.full_covariances(), strict=True))
     assigned = clustering.assign(frame)
     np.testing.assert_allclose(assigned["log_density"], np.log(density), rtol=1e-10)
 

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted as sklearn_check_is_fitted
 from sklearn.utils.validation import validate_data as sklearn_validate_data
 
 from bayesgmm.base.estimator_api import BaseEstimator, check_is_fitted, validate_data
-from bayesgmm.estimators.gaussian import row_log_sum_exp
+from bayesgmm.estimators.mixture_api import row_log_sum_exp
 
 
 def _init(self, n_components=1, *, tol=1e-3, weights=None, label="a", missing=float("nan")):

@@ -59,7 +59,7 @@ def remove(x, seed, mechanism, rate=0.2):
 def scipy_weighted_log_prob(model, x, params=None):
     """``log w_k + log N(x_o | mu_o, S_oo)`` row by row with scipy: (N, K), for a fitted
     ``model`` or for ``params`` = (weights, means, covariances (K, D, D))."""
-    weights, means, cov = params or (model.weights_, model.means_, model._full_covariances())
+    weights, means, cov = params or (model.weights_, model.means_, model.full_covariances())
     out = np.zeros((len(x), len(weights)))
     for i, row in enumerate(x):
         o = ~np.isnan(row)
@@ -169,7 +169,7 @@ def test_marginalize_without_holes_is_the_complete_data_fit():
 
 def _parameter_error(model):
     """Distance of the fitted means and covariances from the truth, components matched."""
-    cov = model._full_covariances()
+    cov = model.full_covariances()
     cost = ((model.means_[:, None] - TRUE_MEANS[None]) ** 2).sum(-1)
     rows, cols = linear_sum_assignment(cost)
     mean_error = np.sqrt(cost[rows, cols].mean())

@@ -16,7 +16,7 @@ def test_sample_moments(covariance_type, faithful):
     # Component proportions: binomial, 5 standard errors.
     share = np.bincount(labels, minlength=2) / n
     np.testing.assert_allclose(share, model.weights_, atol=5 * np.sqrt(0.25 / n))
-    covs = model._full_covariances()
+    covs = model.full_covariances()
     for k in range(2):
         drawn = x[labels == k]
         se = np.sqrt(np.diag(covs[k]) / len(drawn))

@@ -66,7 +66,7 @@ def test_degenerate_fits_never_win_where_sklearn_loop_picks_one(faithful):
                 best_bic, pick = model.bic(x), model
     picked = GaussianMixture(pick.n_components, covariance_type=pick.covariance_type)
     picked.covariances_, picked.means_ = pick.covariances_, pick.means_
-    assert np.linalg.eigvalsh(picked._full_covariances()).min() < 2e-6  # a collapse
+    assert np.linalg.eigvalsh(picked.full_covariances()).min() < 2e-6  # a collapse
 
     result = select_model(x, n_init=5, init_params="random_from_data", random_state=0)
     table = result.table
@@ -78,7 +78,7 @@ def test_degenerate_fits_never_win_where_sklearn_loop_picks_one(faithful):
         assert not result.model(row.covariance_type, row.n_components).degenerate_.any()
     chosen = result.best_
     assert not chosen.degenerate_.any()
-    assert np.linalg.eigvalsh(chosen._full_covariances()).min() > 100 * chosen.reg_covar
+    assert np.linalg.eigvalsh(chosen.full_covariances()).min() > 100 * chosen.reg_covar
 
 
 def test_excluded_models_are_counted_in_a_warning():
