@@ -12,7 +12,7 @@ Per component ``k`` (``full``)::
 shrinkage)`` and ``s0_d ~ Gamma(scale_dof / 2, rate 1 / (2 scale_scale_d))`` (the
 one-dimensional Wishart).
 
-The components' hyperparameters are a :class:`~bayesgmm.core.covariance.ConjugatePrior` (the
+The components' hyperparameters are a :class:`~bayesgmm.core.parameters.ConjugatePrior` (the
 Normal-inverse-Wishart, also mclust's prior for MAP EM); per-component posterior
 hyperparameters have the same type with a leading component axis. Given statistics
 (:class:`~bayesgmm.core.stats.SuffStats`: counts ``n``, sums ``s``, second-moment sums ``Q``)::
@@ -38,15 +38,9 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import gammaln, multigammaln
 
-from bayesgmm.core.covariance import (
-    ConjugatePrior,
-    DiagMoments,
-    FullMoments,
-    NaturalParams,
-    elementwise_natural,
-    matrix_natural,
-)
 from bayesgmm.core.linalg import cholesky, log_det_from_cholesky, lower_triangular_inverse
+from bayesgmm.core.moments import DiagMoments, FullMoments, elementwise_natural, matrix_natural
+from bayesgmm.core.parameters import ConjugatePrior, NaturalParams
 from bayesgmm.core.stats import SuffStats
 from bayesgmm.core.variates import bartlett_factor, bartlett_shapes
 

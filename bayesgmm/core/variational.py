@@ -15,7 +15,7 @@ One iteration is the EM iteration with different natural parameters:
   and ``-D / (2 beta_k)``; it returns the additive :class:`~bayesgmm.core.stats.SuffStats`
   and the responsibilities' entropy, summed over blocks (in memory, or over devices);
 * the M-step maps those sums to the variational parameters
-  (:meth:`~bayesgmm.core.covariance.CovarianceFamily.wishart_update`);
+  (:meth:`~bayesgmm.core.covariance_family.CovarianceFamily.wishart_update`);
 * the evidence lower bound is scikit-learn's closed form after the M-step.
 
 Natural-gradient stochastic VI (:func:`run_stochastic`) reuses the same E-step on minibatches
@@ -42,7 +42,8 @@ from jax import Array
 from jax.scipy.special import betaln, digamma, gammaln
 
 from bayesgmm.base.io import register_record
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, NaturalParams
+from bayesgmm.core.covariance_family import CovarianceFamily
+from bayesgmm.core.parameters import ConjugatePrior, NaturalParams
 from bayesgmm.core.stats import (
     BlockedData,
     SuffStats,

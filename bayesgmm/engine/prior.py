@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.base.io import register_record
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
+from bayesgmm.core.covariance_family import CovarianceFamily
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.engine.parallel import multi_process
 from bayesgmm.engine.preprocessing import AffineScaling
 

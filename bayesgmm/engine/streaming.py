@@ -39,8 +39,9 @@ from bayesgmm.base.validation import (
     check_enough_samples,
     warn_if_regularisation_dominates,
 )
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_update
+from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
 from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
 from bayesgmm.engine.parallel import data_mesh
 from bayesgmm.engine.preprocessing import AffineScaling, to_blocks

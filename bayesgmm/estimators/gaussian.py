@@ -34,10 +34,11 @@ from bayesgmm.base.validation import (
     is_real,
     require,
 )
-from bayesgmm.core.covariance import MixtureParams, get_family
+from bayesgmm.core.covariance import get_family
 from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
 from bayesgmm.core.init import INIT_METHODS, init_draws
 from bayesgmm.core.missing import conditional_gaussians, conditional_means
+from bayesgmm.core.parameters import MixtureParams
 from bayesgmm.core.stats import (
     block_log_prob,
     data_columns,

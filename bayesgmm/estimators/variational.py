@@ -33,8 +33,10 @@ from bayesgmm.base.io import Persistable
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.base.validation import check_array_input, is_real, require
 from bayesgmm.core import variational
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, get_family
+from bayesgmm.core.covariance import get_family
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.init import block_responsibilities, init_draws
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.stats import (
     BlockedData,
     natural_log_prob,

@@ -44,8 +44,9 @@ from scipy.special import gammaln, logsumexp
 
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core import variational
-from bayesgmm.core.covariance import ConjugatePrior, get_family
+from bayesgmm.core.covariance import get_family
 from bayesgmm.core.init import block_responsibilities, init_draws
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior
 from bayesgmm.core.stats import natural_log_prob
 from bayesgmm.core.variational import (
