@@ -92,9 +92,7 @@ def conjugate_prior(y: np.ndarray, covariance_type: str, weights: str,
     """The prior of the module docstring for standardised rows ``y`` (N, D)."""
     hyper = default_hyperparameters(y, "full", WeightPrior.named("dirichlet_process", None),
                                     n_components).prior
-    scale = np.asarray(hyper.scale)
-    if covariance_type == "diag":
-        scale = np.diagonal(scale).copy()
+    scale = get_family(covariance_type).component_covariance(np.asarray(hyper.scale))
     alpha = DEFAULT_CONCENTRATION[weights] if concentration is None else concentration
     components = ConjugatePrior(np.asarray(hyper.mean, np.float64),
                                 np.asarray(hyper.shrinkage, np.float64),
