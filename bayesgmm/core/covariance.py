@@ -39,7 +39,8 @@ FAMILIES: dict[str, CovarianceFamily] = {
     family.name: family for family in (Full(), Tied(), Diag(), Spherical())
 }
 
-#: The types :class:`Mixed` runs, in the order of its ``kind`` codes.
+#: The types :class:`Mixed` runs, in the order of its ``kind`` codes: every type, simplest
+#: first (also :func:`~bayesgmm.estimators.selection.select_model`'s default sweep).
 MIXED_KINDS: tuple[str, ...] = ("spherical", "diag", "tied", "full")
 
 

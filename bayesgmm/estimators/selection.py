@@ -41,7 +41,7 @@ from bayesgmm.base.config import seed_from
 from bayesgmm.base.estimator_api import BaseEstimator, DensityMixin, check_is_fitted
 from bayesgmm.base.io import Persistable
 from bayesgmm.base.validation import DegenerateFitError, is_real
-from bayesgmm.core.covariance import get_family
+from bayesgmm.core.covariance import MIXED_KINDS, get_family
 from bayesgmm.engine.parallel import seed_of_process_zero
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype
 from bayesgmm.engine.sweep import Grid, TypeFits, fit_grid, n_batches
@@ -49,7 +49,8 @@ from bayesgmm.engine.training import TrainingData
 from bayesgmm.estimators.gaussian import GaussianMixture
 
 CRITERIA = ("bic", "aic", "icl")
-COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
+#: Every covariance type, simplest first: the default sweep (one source with the sweep's codes).
+COVARIANCE_TYPES = MIXED_KINDS
 #: By default the selected model is continued by EM until the mean log-likelihood changes by
 #: less than this (or for at most ``FINISH_MAX_ITER`` more iterations), so that its reported
 #: criterion is the optimum rather than wherever ``tol`` (scikit-learn's 1e-3, for every fit
