@@ -26,9 +26,10 @@ from numpyro.infer import Predictive
 from scipy import stats
 
 from bayesgmm.core.conjugate_draws import ScaleHyperprior
-from bayesgmm.core.covariance import FAMILIES, ConjugatePrior
+from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData, init_state, sweep
 from bayesgmm.core.init import init_draws
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior, log_k_prior
 from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import make_seed, split

@@ -321,7 +321,7 @@ def check_initial_weights(weights_init, n_components: int) -> np.ndarray:
 def check_initial_precisions(precisions_init, family, n_components: int,
                              n_dims: int) -> np.ndarray:
     """``precisions_init`` as float64 in the shape of the covariance ``family``
-    (:meth:`~bayesgmm.core.covariance.CovarianceFamily.parameter_shape`), or a ValueError:
+    (:meth:`~bayesgmm.core.covariance_family.CovarianceFamily.parameter_shape`), or a ValueError:
     wrong shape, or not what the family requires (symmetric positive-definite matrices for
     full and tied, positive values for diag and spherical)."""
     precisions = np.array(precisions_init, dtype=np.float64)

@@ -12,7 +12,7 @@ Per component ``k`` (``full``)::
 shrinkage)`` and ``s0_d ~ Gamma(scale_dof / 2, rate 1 / (2 scale_scale_d))`` (the
 one-dimensional Wishart).
 
-The components' hyperparameters are a :class:`~bayesgmm.core.covariance.ConjugatePrior` (the
+The components' hyperparameters are a :class:`~bayesgmm.core.parameters.ConjugatePrior` (the
 Normal-inverse-Wishart, also mclust's prior for MAP EM); per-component posterior
 hyperparameters have the same type with a leading component axis.
 
@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from bayesgmm.core.conjugate_draws import DiagDraws, FullDraws
 from bayesgmm.core.conjugate_posterior import DiagPosterior, FullPosterior
-from bayesgmm.core.covariance import DiagMoments, FullMoments
 from bayesgmm.core.moment_matching import DiagMomentMatching, FullMomentMatching
+from bayesgmm.core.moments import DiagMoments, FullMoments
 
 
 class ConjugateFull(FullPosterior, FullDraws, FullMomentMatching):

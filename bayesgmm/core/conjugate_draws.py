@@ -19,13 +19,9 @@ from jax import Array
 from jax.scipy.special import gammaln, multigammaln
 
 from bayesgmm.core.conjugate_posterior import ScaleFactor
-from bayesgmm.core.covariance import (
-    ConjugatePrior,
-    NaturalParams,
-    elementwise_natural,
-    matrix_natural,
-)
 from bayesgmm.core.linalg import cholesky, log_det_from_cholesky, lower_triangular_inverse
+from bayesgmm.core.moments import elementwise_natural, matrix_natural
+from bayesgmm.core.parameters import ConjugatePrior, NaturalParams
 from bayesgmm.core.variates import bartlett_factor, bartlett_shapes
 
 _LOG_2 = math.log(2.0)

@@ -26,14 +26,9 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import gammaln, multigammaln
 
-from bayesgmm.core.covariance import (
-    ConjugatePrior,
-    FullMoments,
-    NaturalParams,
-    elementwise_natural,
-    matrix_natural,
-)
 from bayesgmm.core.linalg import cholesky, log_det_from_cholesky, lower_triangular_inverse
+from bayesgmm.core.moments import FullMoments, elementwise_natural, matrix_natural
+from bayesgmm.core.parameters import ConjugatePrior, NaturalParams
 from bayesgmm.core.stats import SuffStats
 
 _LOG_PI = math.log(math.pi)

@@ -31,9 +31,10 @@ import numpy as np
 from jax import Array
 
 from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.init import initial_responsibilities
 from bayesgmm.core.linalg import cholesky
+from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
 from bayesgmm.core.stats import (
     BlockedData,
     SuffStats,

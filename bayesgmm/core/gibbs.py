@@ -53,8 +53,8 @@ from jax import Array
 
 from bayesgmm.core.conjugate import CONJUGATE_FAMILIES
 from bayesgmm.core.conjugate_draws import ComponentDraw, ScaleHyperprior
-from bayesgmm.core.covariance import ConjugatePrior
 from bayesgmm.core.init import kmeans_plusplus, lloyd
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import (
     WeightParameters,
     gamma_of_k,

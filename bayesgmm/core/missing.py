@@ -28,7 +28,7 @@ Static shapes without a loop over patterns
     blocks (:func:`~bayesgmm.engine.preprocessing.to_pattern_blocks` chooses the block size).
 
 The features of missing-data blocks are always the full second moments ``vech(x x')``
-(:class:`~bayesgmm.core.covariance.FullMoments`), whatever the covariance type: the conditional
+(:class:`~bayesgmm.core.moments.FullMoments`), whatever the covariance type: the conditional
 second moments of a diagonal model are not diagonal once a coordinate is imputed from others
 (they are for the diag model's own components, but the raw sums are needed in full for ``A Q
 A'``). The expected sums are converted to the family's features at the end.
@@ -43,13 +43,10 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.linalg import solve_triangular
 
-from bayesgmm.core.covariance import (
-    CovarianceFamily,
-    FullMoments,
-    MixtureParams,
-    NaturalParams,
-)
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.linalg import cholesky
+from bayesgmm.core.moments import FullMoments
+from bayesgmm.core.parameters import MixtureParams, NaturalParams
 
 
 class ConditionalGaussians(NamedTuple):

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.covariance import ConjugatePrior
 from bayesgmm.core.init import squared_distances
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.stats import SuffStats, block_stats
 
 

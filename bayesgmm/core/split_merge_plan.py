@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from bayesgmm.core.conjugate_posterior import ScaleFactor
-from bayesgmm.core.covariance import ConjugatePrior
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightParameters, log_partition_prior
 from bayesgmm.core.split_merge_anchors import select_anchors
 from bayesgmm.core.split_merge_launch import Launch, launch, stats_of

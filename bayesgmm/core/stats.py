@@ -23,14 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from bayesgmm.core.covariance import (
-    ConjugatePrior,
-    CovarianceFamily,
-    FullMoments,
-    MixtureParams,
-    NaturalParams,
-)
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.missing import conditional_gaussians, expected_sums
+from bayesgmm.core.moments import FullMoments
+from bayesgmm.core.parameters import ConjugatePrior, MixtureParams, NaturalParams
 
 
 @partial(jax.tree_util.register_dataclass,
@@ -48,7 +44,7 @@ class BlockedData:
     observed : (n_blocks, D) or None
         For data with missing values (:mod:`bayesgmm.core.missing`): each block's mask of
         observed coordinates (1.0 observed, 0.0 missing; every row of a block shares it), and
-        ``features`` are then always :class:`~bayesgmm.core.covariance.FullMoments` features of
+        ``features`` are then always :class:`~bayesgmm.core.moments.FullMoments` features of
         the zero-filled rows. None for complete data.
     shards : int (static: part of the compiled program's key)
         Number of equal runs of consecutive blocks summed separately and then added

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.covariance import CovarianceFamily
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.stats import BlockedData, SuffStats
 from bayesgmm.core.variational_updates import (
     Expectations,

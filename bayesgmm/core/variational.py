@@ -4,7 +4,7 @@ The variational family is scikit-learn's ``BayesianGaussianMixture`` (Bishop 200
 Blei & Jordan 2006): ``q(pi)`` Dirichlet (finite weights) or a product of Beta sticks
 (truncated Dirichlet process), ``q(mu_k, Lambda_k)`` Normal-Wishart, ``q(z_i)`` categorical.
 The component prior is the Normal-(inverse-)Wishart
-:class:`~bayesgmm.core.covariance.ConjugatePrior` that MAP EM and the Gibbs sampler use too
+:class:`~bayesgmm.core.parameters.ConjugatePrior` that MAP EM and the Gibbs sampler use too
 (``mu_k | Lambda_k ~ N(mean, (shrinkage Lambda_k)^-1)``, ``Lambda_k^-1 ~ inverse-Wishart(dof,
 scale)``); only the sampler adds a hyperprior on ``scale``, which has no closed-form
 coordinate update (:mod:`bayesgmm.core.conjugate`).
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from bayesgmm.core.covariance import CovarianceFamily
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.stats import BlockedData, stats_from_responsibilities
 from bayesgmm.core.variational_updates import (
     Expectations,

@@ -8,7 +8,7 @@ family's parameters, the E-step, the M-step and the evidence lower bound.
   additive :class:`~bayesgmm.core.stats.SuffStats` and the responsibilities' entropy, summed
   over blocks (in memory, or over devices).
 * The M-step (:func:`m_step`) maps those sums to the variational parameters
-  (:meth:`~bayesgmm.core.covariance.CovarianceFamily.wishart_update`; :func:`weight_update`
+  (:meth:`~bayesgmm.core.covariance_family.CovarianceFamily.wishart_update`; :func:`weight_update`
   for ``q(pi)``).
 * The evidence lower bound (:func:`lower_bound`) is scikit-learn's closed form after the
   M-step.
@@ -29,7 +29,8 @@ from jax import Array
 from jax.scipy.special import betaln, digamma, gammaln
 
 from bayesgmm.base.io import register_record
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, NaturalParams
+from bayesgmm.core.covariance_family import CovarianceFamily
+from bayesgmm.core.parameters import ConjugatePrior, NaturalParams
 from bayesgmm.core.stats import (
     BlockedData,
     SuffStats,

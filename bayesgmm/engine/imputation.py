@@ -17,8 +17,9 @@ import jax
 import numpy as np
 
 from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.core.covariance import CovarianceFamily, MixtureParams
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.missing import conditional_gaussians, conditional_means
+from bayesgmm.core.parameters import MixtureParams
 from bayesgmm.core.stats import BlockedData, block_log_prob, data_columns, normalise_log_prob
 from bayesgmm.engine.preprocessing import AffineScaling, PatternLayout, to_pattern_blocks
 

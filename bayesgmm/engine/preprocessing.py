@@ -29,7 +29,9 @@ from jax.sharding import Mesh
 
 from bayesgmm.base.io import register_record
 from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.core.covariance import FAMILIES, CovarianceFamily, FullMoments
+from bayesgmm.core.covariance import FAMILIES
+from bayesgmm.core.covariance_family import CovarianceFamily
+from bayesgmm.core.moments import FullMoments
 from bayesgmm.core.stats import BlockedData, make_features
 from bayesgmm.engine.parallel import local_shard_count, put_blocks, shard_count
 

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.base.io import register_record
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
+from bayesgmm.core.covariance_family import CovarianceFamily
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.engine.parallel import multi_process
 from bayesgmm.engine.preprocessing import AffineScaling
 
@@ -65,7 +66,7 @@ class MAPPrior:
         if mean.shape != (n_dims,):
             raise ValueError(f"prior mean has shape {mean.shape}; expected ({n_dims},)")
         dof = n_dims + 2.0 if self.dof is None else float(self.dof)
-        minimum = n_dims - 1 if family.name in ("full", "tied") else 0
+        minimum = family.map_dof_minimum(n_dims)
         if not dof > minimum:
             raise ValueError(f"prior dof={dof!r} must be > {minimum} for covariance_type="
                              f"{family.name!r}")
@@ -73,15 +74,13 @@ class MAPPrior:
             scale = family.default_prior_scale(data_covariance(x), n_components)
         else:
             scale = np.asarray(self.scale, float)
-        expected = (n_dims, n_dims) if family.name in ("full", "tied") else ()
+        expected = family.map_scale_shape(n_dims)
         if scale.shape != expected:
             raise ValueError(f"prior scale has shape {scale.shape}; expected {expected} for "
                              f"covariance_type={family.name!r}")
-        if family.name in ("full", "tied"):
-            if not np.allclose(scale, scale.T) or np.linalg.eigvalsh(scale)[0] <= 0:
-                raise ValueError("prior scale must be symmetric positive-definite")
-        elif not scale > 0:
-            raise ValueError(f"prior scale={float(scale)!r} must be > 0")
+        if not family.valid_precisions(scale):
+            raise ValueError("prior scale must be symmetric positive-definite" if scale.ndim
+                             else f"prior scale={float(scale)!r} must be > 0")
         return ConjugatePrior(
             mean=jnp.asarray(scaling.transform(mean), dtype),
             shrinkage=jnp.asarray(self.shrinkage, dtype),

@@ -21,7 +21,7 @@ from bayesgmm.base.validation import (
     check_initial_precisions,
     check_initial_weights,
 )
-from bayesgmm.core.covariance import CovarianceFamily
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
 from bayesgmm.engine.preprocessing import AffineScaling
 

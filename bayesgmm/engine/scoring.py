@@ -13,7 +13,8 @@ import jax
 import numpy as np
 
 from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.core.covariance import CovarianceFamily, MixtureParams
+from bayesgmm.core.covariance_family import CovarianceFamily
+from bayesgmm.core.parameters import MixtureParams
 from bayesgmm.core.stats import block_log_prob, weighted_log_prob
 from bayesgmm.engine.imputation import pattern_blocks
 from bayesgmm.engine.preprocessing import AffineScaling, to_blocks

@@ -32,7 +32,7 @@ from bayesgmm.base.validation import (
     check_enough_samples,
     warn_if_regularisation_dominates,
 )
-from bayesgmm.core.covariance import CovarianceFamily
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.engine.parallel import data_mesh
 from bayesgmm.engine.preprocessing import AffineScaling, to_blocks
 from bayesgmm.engine.training import TrainingData

@@ -23,8 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_update
+from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
 from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context
 from bayesgmm.engine.restarts import iteration_printer

@@ -40,15 +40,10 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from bayesgmm.core.covariance import (
-    FAMILIES,
-    MIXED_KINDS,
-    ConjugatePrior,
-    Mixed,
-    MixtureParams,
-)
+from bayesgmm.core.covariance import FAMILIES, MIXED_KINDS, Mixed
 from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
 from bayesgmm.core.init import init_draws
+from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
 from bayesgmm.engine.parallel import data_mesh, multi_process
 from bayesgmm.engine.preprocessing import block_layout
 from bayesgmm.engine.prior import resolve_prior

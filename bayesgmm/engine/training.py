@@ -22,8 +22,9 @@ from bayesgmm.base.validation import (
     drop_empty_rows,
     warn_if_regularisation_dominates,
 )
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.stats import BlockedData
 from bayesgmm.engine.parallel import data_mesh, gather_from_processes, multi_process
 from bayesgmm.engine.preprocessing import AffineScaling, to_blocks, to_pattern_blocks

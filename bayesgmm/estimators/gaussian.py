@@ -25,9 +25,10 @@ from bayesgmm.base.estimator_api import (
 )
 from bayesgmm.base.io import Persistable
 from bayesgmm.base.validation import check_array_input, check_missing_option
-from bayesgmm.core.covariance import MixtureParams, get_family
+from bayesgmm.core.covariance import get_family
 from bayesgmm.core.em import BatchResult, InitOverride
 from bayesgmm.core.init import init_draws
+from bayesgmm.core.parameters import MixtureParams
 from bayesgmm.engine import imputation
 from bayesgmm.engine.parallel import multi_process, seed_of_process_zero
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype

@@ -40,7 +40,7 @@ from bayesgmm.base.config import seed_from
 from bayesgmm.base.estimator_api import BaseEstimator, DensityMixin, check_is_fitted
 from bayesgmm.base.io import Persistable
 from bayesgmm.base.validation import DegenerateFitError, is_real
-from bayesgmm.core.covariance import get_family
+from bayesgmm.core.covariance import MIXED_KINDS, get_family
 from bayesgmm.engine.parallel import seed_of_process_zero
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype
 from bayesgmm.engine.sweep import Grid, TypeFits, fit_grid, n_batches
@@ -49,7 +49,8 @@ from bayesgmm.estimators.gaussian import GaussianMixture
 from bayesgmm.estimators.selection_finish import FINISH_TOL, finish_selected
 
 CRITERIA = ("bic", "aic", "icl")
-COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
+#: Every covariance type, simplest first: the default sweep (one source with the sweep's codes).
+COVARIANCE_TYPES = MIXED_KINDS
 TABLE_COLUMNS = ["covariance_type", "n_components", "log_likelihood", "n_parameters", "bic",
                  "aic", "icl", "converged", "degenerate", "n_degenerate_inits", "selected"]
 

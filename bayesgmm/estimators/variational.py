@@ -31,65 +31,28 @@ from bayesgmm.base.estimator_api import (
 )
 from bayesgmm.base.io import Persistable
 from bayesgmm.base.program_cache import persistent_jit
-from bayesgmm.base.validation import check_array_input, is_real, require
+from bayesgmm.base.validation import check_array_input
 from bayesgmm.core import variational, variational_updates
-from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, get_family
+from bayesgmm.core.covariance import get_family
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.init import block_responsibilities, init_draws
-from bayesgmm.core.stats import (
-    BlockedData,
-    natural_log_prob,
-    stats_from_responsibilities,
-)
-from bayesgmm.core.variational_updates import VariationalParams, VariationalPrior
+from bayesgmm.core.stats import BlockedData, natural_log_prob
+from bayesgmm.core.variational_updates import VariationalParams
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
 from bayesgmm.engine.streaming import ChunkedSource, chunked, prepare_stream, stream_covariance
+from bayesgmm.engine.streaming_variational import run_streaming_cavi, scaled_start
 from bayesgmm.engine.training import TrainingData
+from bayesgmm.engine.variational_prior import PriorSettings, bound_shift
 from bayesgmm.estimators.mixture_api import (
     ComponentScores,
     check_mixture_parameters,
     sample_mixture,
 )
 
-WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
-
-
 _start_responsibilities = persistent_jit(block_responsibilities,
                                         static_argnames=("n_dims", "n_components", "method"))
 _fit_restarts = persistent_jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
 _continue_fit = persistent_jit(variational.continue_fit, static_argnames=("family", "max_iter"))
-
-
-@persistent_jit(static_argnames=("family", "max_iter"))
-def _scaled_start(resp, data: BlockedData, prior, reg_covar, scale, *, family, max_iter):
-    """Restarts' initial states from a sample's responsibilities (R, n_blocks, block_rows, K),
-    the sample's statistics multiplied by ``scale`` (rows in the data / rows in the sample)."""
-    n_dims = prior.components.mean.shape[0]
-
-    def one(r):
-        stats = stats_from_responsibilities(data, r, n_dims)
-        stats = jax.tree_util.tree_map(lambda a: a * scale, stats)
-        params = variational_updates.m_step(stats, prior, family, reg_covar)
-        return variational.initial_state(params, max_iter)
-
-    return jax.vmap(one)(resp)
-
-
-@persistent_jit(static_argnames="family")
-def _chunk_expectations(data: BlockedData, params: VariationalParams, stick_breaking,
-                        family: CovarianceFamily):
-    """One chunk's E-step sums under every restart's ``q`` (vmapped over restarts)."""
-    return jax.vmap(lambda p: variational_updates.e_step(data, p, stick_breaking, family))(params)
-
-
-@persistent_jit(static_argnames=("family", "max_iter"))
-def _stream_update(state, expectations, prior, reg_covar, tol, *, family, max_iter):
-    """:func:`~bayesgmm.core.variational.update` for every restart still running."""
-    def one(state, expectations):
-        running = (state.n_iter < max_iter) & ~state.converged
-        new = variational.update(state, expectations, prior, family, reg_covar, tol)
-        return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), new, state)
-
-    return jax.vmap(one)(state, expectations)
 
 
 @persistent_jit(static_argnames="family")
@@ -98,13 +61,6 @@ def _expected_log_prob(data: BlockedData, params: VariationalParams, stick_break
     """``E_q[log pi_k + log N(x | mu_k, Lambda_k)]`` per block: (n_blocks, block_rows, K)."""
     natural = variational_updates.expected_natural(params, stick_breaking, family)
     return jax.lax.map(lambda f: natural_log_prob(f, natural), data.features)
-
-
-def _bound_shift(dof, n_dims: int, log_scale: float):
-    """What to add to a lower bound computed in internal units (``x / s``, ``log_scale = log
-    s``) to get the one in the data's units: each Wishart normaliser's ``log |W_k|`` differs
-    by ``D log s``, weighted by ``dof_k``. ``dof`` (..., K) -> (...) float64."""
-    return -n_dims * log_scale * np.sum(np.asarray(dof, np.float64), axis=-1)
 
 
 class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator):
@@ -190,73 +146,21 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
     # ------------------------------------------------------------------ parameters
     def _check_parameters(self) -> None:
         check_mixture_parameters(self)
-        require(self, self.weight_concentration_prior_type in WEIGHT_PRIOR_TYPES,
-                "weight_concentration_prior_type", f"choose one of {WEIGHT_PRIOR_TYPES}")
-        for name in ("weight_concentration_prior", "mean_precision_prior"):
-            value = getattr(self, name)
-            require(self, value is None or (is_real(value) and value > 0), name,
-                    "it must be a number > 0 or None")
-        require(self, self.degrees_of_freedom_prior is None
-                or is_real(self.degrees_of_freedom_prior), "degrees_of_freedom_prior",
-                "it must be a number or None")
+        PriorSettings.of(self).check()
 
-    def _resolve_priors(self, n_samples: int, mean: np.ndarray, covariance: np.ndarray) -> None:
+    def _resolve_priors(self, mean: np.ndarray, covariance: np.ndarray) -> PriorSettings:
         """Set the ``*_prior_`` attributes (scikit-learn's defaults from the data's ``mean``
-        (D,) and sample ``covariance`` (D, D), ``ddof=1``), checked."""
-        n_dims = mean.shape[0]
-        k = self.n_components
-        self.weight_concentration_prior_ = (1.0 / k if self.weight_concentration_prior is None
-                                            else float(self.weight_concentration_prior))
-        self.mean_precision_prior_ = (1.0 if self.mean_precision_prior is None
-                                      else float(self.mean_precision_prior))
-        if self.mean_prior is None:
-            self.mean_prior_ = mean
-        else:
-            self.mean_prior_ = np.array(self.mean_prior, dtype=np.float64).reshape(-1)
-            if self.mean_prior_.shape != (n_dims,) or not np.all(np.isfinite(self.mean_prior_)):
-                raise ValueError(f"mean_prior must be {n_dims} finite numbers; got shape "
-                                 f"{np.shape(self.mean_prior)}")
-        if self.degrees_of_freedom_prior is None:
-            self.degrees_of_freedom_prior_ = float(n_dims)
-        elif self.degrees_of_freedom_prior > n_dims - 1.0:
-            self.degrees_of_freedom_prior_ = float(self.degrees_of_freedom_prior)
-        else:
-            raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than "
-                             f"{n_dims - 1}, but got {self.degrees_of_freedom_prior:.3f}.")
-        name = get_family(self.covariance_type).name
-        if self.covariance_prior is None:
-            variances = np.diagonal(covariance).copy()
-            self.covariance_prior_ = {
-                "full": covariance, "tied": covariance, "diag": variances,
-                "spherical": float(variances.mean()),
-            }[name]
-            return
-        prior = np.array(self.covariance_prior, dtype=np.float64)
-        expected = {"full": (n_dims, n_dims), "tied": (n_dims, n_dims), "diag": (n_dims,),
-                    "spherical": ()}[name]
-        if prior.shape != expected:
-            raise ValueError(f"covariance_prior has shape {prior.shape}; expected {expected} "
-                             f"for covariance_type={name!r}")
-        if prior.ndim == 2:
-            symmetric = np.allclose(prior, prior.T)
-            if not symmetric or np.linalg.eigvalsh(prior)[0] <= 0:
-                raise ValueError(f"'{name} covariance_prior' should be symmetric, "
-                                 "positive-definite")
-        elif not np.all(prior > 0):
-            raise ValueError(f"'{name} covariance_prior' should be positive")
-        self.covariance_prior_ = prior if prior.ndim else float(prior)
-
-    def _internal_prior(self, scaling: AffineScaling, dtype) -> VariationalPrior:
-        """The prior in internal units (``(x - center) / scale``)."""
-        scale2 = scaling.scale**2
-        components = ConjugatePrior(
-            mean=np.asarray(scaling.transform(self.mean_prior_), dtype),
-            shrinkage=np.asarray(self.mean_precision_prior_, dtype),
-            dof=np.asarray(self.degrees_of_freedom_prior_, dtype),
-            scale=np.asarray(np.asarray(self.covariance_prior_) / scale2, dtype))
-        return VariationalPrior(components, np.asarray(self.weight_concentration_prior_, dtype),
-                                np.asarray(self.weight_concentration_prior_type
-                                           == "dirichlet_process"))
+        (D,) and sample ``covariance`` (D, D), ``ddof=1``), checked in scikit-learn's order,
+        and return them as settings."""
+        settings = PriorSettings.of(self)
+        self.weight_concentration_prior_ = settings.resolved_weight_concentration(
+            self.n_components)
+        self.mean_precision_prior_ = settings.resolved_mean_precision()
+        self.mean_prior_ = settings.resolved_mean(mean)
+        self.degrees_of_freedom_prior_ = settings.resolved_dof(mean.shape[0])
+        self.covariance_prior_ = settings.resolved_covariance(get_family(self.covariance_type),
+                                                              covariance)
+        return PriorSettings.fitted(self)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
@@ -294,21 +198,21 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
         if warm and data.x.shape[1] != previous_features:
             raise ValueError(f"warm_start: X has {data.x.shape[1]} features but the previous "
                              f"fit had {previous_features}")
-        self._resolve_priors(n_samples=len(data.x), mean=data.x.mean(axis=0),
-                             covariance=np.atleast_2d(np.cov(data.x.T)))
+        settings = self._resolve_priors(mean=data.x.mean(axis=0),
+                                        covariance=np.atleast_2d(np.cov(data.x.T)))
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
         scaling = data.scaling
         n_dims = data.x.shape[1]
         log_scale = float(np.log(scaling.scale))
         with compute_context(dtype):
-            prior = self._internal_prior(scaling, dtype)
+            prior = settings.internal(scaling, dtype)
             blocks = data.blocks(family, dtype)
             reg_covar = np.asarray(self.reg_covar / scaling.scale**2, dtype)
             tol = np.asarray(self.tol, dtype)
             if warm:
                 params = VariationalParams(*(jnp.asarray(a, dtype) for a in previous))
-                start = previous_bound - _bound_shift(previous.dof, n_dims, log_scale)
+                start = previous_bound - bound_shift(previous.dof, n_dims, log_scale)
                 state = _continue_fit(params, jnp.asarray(start, dtype), blocks, prior,
                                       reg_covar, tol, family=family, max_iter=self.max_iter)
             else:
@@ -316,49 +220,39 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
                 state = _fit_restarts(resp, blocks, prior, reg_covar, tol, family=family,
                                       max_iter=self.max_iter)
             state = jax.device_get(state)
-        shift = _bound_shift(state.params.dof, n_dims, log_scale)
+        shift = bound_shift(state.params.dof, n_dims, log_scale)
         self._store(state, shift, scaling)
         return self
 
     def _fit_stream(self, source: ChunkedSource):
-        """:meth:`fit` on a chunked source (:mod:`bayesgmm.engine.streaming`): the same iterations,
-        each one read of the data with the E-step's sums added over chunks. The restarts start
-        from a reservoir sample's responsibilities, their statistics scaled to the whole data.
-        """
+        """:meth:`fit` on a chunked source (:mod:`bayesgmm.engine.streaming_variational`): the
+        same iterations, each one read of the data with the E-step's sums added over chunks.
+        The restarts start from a reservoir sample's responsibilities, their statistics scaled
+        to the whole data."""
         if self.warm_start:
             raise ValueError("warm_start is not supported for chunked sources")
         seed = seed_from(self.random_state)
         stream = prepare_stream(source, self, self.n_components, self.reg_covar, seed)
         first, scaling = stream.first, stream.scaling
-        self._resolve_priors(first.n_rows, first.mean,
-                             stream_covariance(source, first.mean, first.n_rows))
+        settings = self._resolve_priors(first.mean,
+                                        stream_covariance(source, first.mean, first.n_rows))
         family = get_family(self.covariance_type)
         dtype = compute_dtype(self.dtype)
         n_dims = first.mean.shape[0]
         with compute_context(dtype):
-            prior = self._internal_prior(scaling, dtype)
+            prior = settings.internal(scaling, dtype)
             reg_covar = np.asarray(self.reg_covar / scaling.scale**2, dtype)
             tol = np.asarray(self.tol, dtype)
             sample = stream.sample.blocks(family, dtype)
             resp = self._start_responsibilities(sample, n_dims)
-            state = _scaled_start(resp, sample, prior, reg_covar,
-                                  np.asarray(first.n_rows / len(first.sample), dtype),
-                                  family=family, max_iter=self.max_iter)
-            stick_breaking = prior.stick_breaking
-            for _ in range(self.max_iter):
-                total = None
-                for chunk in source:
-                    part = _chunk_expectations(stream.blocks_of(chunk, family, dtype),
-                                               state.params, stick_breaking, family)
-                    total = part if total is None else jax.tree_util.tree_map(jnp.add, total,
-                                                                              part)
-                state = _stream_update(state, total, prior, reg_covar, tol, family=family,
-                                       max_iter=self.max_iter)
-                if not np.any((np.asarray(state.n_iter) < self.max_iter)
-                              & ~np.asarray(state.converged)):
-                    break
+            state = scaled_start(resp, sample, prior, reg_covar,
+                                 np.asarray(first.n_rows / len(first.sample), dtype),
+                                 family=family, max_iter=self.max_iter)
+            state = run_streaming_cavi(
+                state, source, lambda chunk: stream.blocks_of(chunk, family, dtype), prior,
+                reg_covar, tol, family=family, max_iter=self.max_iter)
             state = jax.device_get(state)
-        self._store(state, _bound_shift(state.params.dof, n_dims, float(np.log(scaling.scale))),
+        self._store(state, bound_shift(state.params.dof, n_dims, float(np.log(scaling.scale))),
                     scaling)
         self.n_rows_streamed_ = first.n_rows
         return self
@@ -394,7 +288,7 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
                 self.weight_concentration_prior_type == "dirichlet_process"))
             self.mean_precision_ = params.mean_precision
             self.means_ = scaling.inverse_transform(params.means)
-            self.degrees_of_freedom_ = (float(params.dof[0]) if family.name == "tied"
+            self.degrees_of_freedom_ = (float(params.dof[0]) if family.shared_covariance
                                         else params.dof)
             self.covariances_ = params.covariances * scaling.scale**2
             self.precisions_cholesky_ = params.precisions_cholesky / scaling.scale

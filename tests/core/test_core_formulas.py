@@ -7,7 +7,9 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SklearnGMM
 
-from bayesgmm.core.covariance import FAMILIES, FullMoments, MixtureParams, get_family
+from bayesgmm.core.covariance import FAMILIES, get_family
+from bayesgmm.core.moments import FullMoments
+from bayesgmm.core.parameters import MixtureParams
 from bayesgmm.core.stats import (
     centred_e_step,
     e_step,
@@ -162,7 +164,7 @@ def test_plain_cholesky_matches_lapack_and_fails_like_it(n_dims):
 def test_em_factorisations_make_no_lapack_call():
     """The compiled M-step factorisation lowers to plain operations: no LAPACK ``potrf``
     custom call, whose batched form deadlocks jaxlib 0.10.2 on a 2-thread pool."""
-    from bayesgmm.core.covariance import _safe_cholesky
+    from bayesgmm.core.covariance_types import _safe_cholesky
 
     with compute_context(np.float64):
         covariances = jnp.tile(jnp.eye(3), (4, 1, 1))

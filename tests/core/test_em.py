@@ -169,8 +169,9 @@ def test_raw_moments_lose_digits_only_on_thin_components_far_from_the_origin():
     count."""
     import jax.numpy as jnp
 
-    from bayesgmm.core.covariance import MixtureParams, get_family
+    from bayesgmm.core.covariance import get_family
     from bayesgmm.core.em import raw_moments_lose_digits
+    from bayesgmm.core.parameters import MixtureParams
     from bayesgmm.engine.preprocessing import compute_context
 
     full, active = get_family("full"), jnp.array([True, True, False])

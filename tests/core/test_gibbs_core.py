@@ -11,7 +11,8 @@ from scipy import stats
 from scipy.special import gammaln
 
 from bayesgmm.core.conjugate import CONJUGATE_FAMILIES
-from bayesgmm.core.covariance import FAMILIES, ConjugatePrior
+from bayesgmm.core.covariance import FAMILIES
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import (
     WeightPrior,
     log_beta_negative_binomial,

@@ -9,8 +9,9 @@ import pytest
 from numpyro.infer import MCMC, NUTS, Predictive
 
 from bayesgmm.core.conjugate_draws import ScaleHyperprior
-from bayesgmm.core.covariance import FAMILIES, ConjugatePrior
+from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData, sweep
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior, log_k_prior
 from bayesgmm.core.stats import make_features
 from bayesgmm.core.variates import make_seed, normal, split

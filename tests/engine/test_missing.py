@@ -20,7 +20,9 @@ from sklearn.metrics import adjusted_rand_score
 from bayesgmm import BayesianGaussianMixture, GaussianMixture, load, select_model
 from bayesgmm.app.cli import main
 from bayesgmm.app.workflow import Clustering
-from bayesgmm.core.covariance import FullMoments, MixtureParams, get_family
+from bayesgmm.core.covariance import get_family
+from bayesgmm.core.moments import FullMoments
+from bayesgmm.core.parameters import MixtureParams
 from bayesgmm.core.stats import e_step
 from bayesgmm.engine.preprocessing import compute_context, to_blocks, to_pattern_blocks
 

@@ -6,7 +6,8 @@ import pytest
 from scipy.stats import invgamma, invwishart, multivariate_normal
 
 from bayesgmm import GaussianMixture, MAPPrior, select_model
-from bayesgmm.core.covariance import ConjugatePrior, get_family
+from bayesgmm.core.covariance import get_family
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.stats import SuffStats, m_step
 from bayesgmm.engine.preprocessing import compute_context
 

@@ -46,9 +46,10 @@ import numpy as np
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core.chains import ChainSummary, DrawRecord, run_block, start_chains
 from bayesgmm.core.conjugate_draws import ScaleHyperprior
-from bayesgmm.core.covariance import FAMILIES, ConjugatePrior
+from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData
 from bayesgmm.core.init import init_draws
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior, log_k_prior
 from bayesgmm.core.variates import fold_in, make_seed, split
 from bayesgmm.engine.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat

@@ -209,7 +209,7 @@ def latent_constraints(spec: ModelSpec) -> dict:
         sites["weight_gamma"] = (constraints.positive, (t,))
     sites["means"] = (constraints.real, (t, d))
     sites["scales"] = (constraints.positive, (t, d))
-    if spec.covariance_type == "full" and d > 1:
+    if spec.correlated:
         sites["corr_cholesky"] = (constraints.corr_cholesky, (t, d, d))
     return sites
 

@@ -72,7 +72,7 @@ def initial_sites(weights: np.ndarray, means: np.ndarray, covariances: np.ndarra
     sites = weight_sites(initial_weights(np.asarray(weights)[order], t), spec,
                          initial_concentration(spec, n_samples, k0))
     sites.update(means=all_means, scales=scales)
-    if spec.covariance_type == "full" and d > 1:
+    if spec.correlated:
         corr = np.tile(np.eye(d), (t, 1, 1))
         corr[:k0] = covariances[order] / (sd[:, :, None] * sd[:, None, :])
         sites["corr_cholesky"] = np.linalg.cholesky(corr)

@@ -72,6 +72,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from bayesgmm.base.io import register_record
+from bayesgmm.core.covariance import get_family
 
 WEIGHT_PRIORS = ("dp", "sparse")
 COMPONENT_TYPES = ("full", "diag")
@@ -104,6 +105,12 @@ class ModelSpec(NamedTuple):
     def missing(self) -> bool:
         """Whether the data have missing values (see :class:`MaskedComponentNormals`)."""
         return bool(self.missing_patterns)
+
+    @property
+    def correlated(self) -> bool:
+        """Whether the components have correlations, an LKJ ``corr_cholesky`` site: the
+        covariance type's ``has_correlations`` for ``n_features`` (full with D > 1)."""
+        return get_family(self.covariance_type).has_correlations(self.n_features)
 
     @property
     def concentration_site(self) -> str | None:
@@ -176,7 +183,7 @@ def sample_sites(spec: ModelSpec, dtype) -> dict:
     sites["scales"] = numpyro.sample(
         "scales", dist.LogNormal(jnp.log(spec.scale_median) * one, spec.scale_spread * one)
         .expand([t, d]).to_event(2))
-    if spec.covariance_type == "full" and d > 1:
+    if spec.correlated:
         sites["corr_cholesky"] = numpyro.sample(
             "corr_cholesky", dist.LKJCholesky(d, spec.lkj_concentration * one)
             .expand([t]).to_event(1))

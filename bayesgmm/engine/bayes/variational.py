@@ -44,8 +44,9 @@ from scipy.special import gammaln, logsumexp
 
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core import stochastic_vi, variational, variational_updates
-from bayesgmm.core.covariance import ConjugatePrior, get_family
+from bayesgmm.core.covariance import get_family
 from bayesgmm.core.init import block_responsibilities, init_draws
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior
 from bayesgmm.core.stats import natural_log_prob
 from bayesgmm.core.stochastic_vi import StochasticSchedule
@@ -87,9 +88,7 @@ def conjugate_prior(y: np.ndarray, covariance_type: str, weights: str,
     """The prior of the module docstring for standardised rows ``y`` (N, D)."""
     hyper = default_hyperparameters(y, "full", WeightPrior.named("dirichlet_process", None),
                                     n_components).prior
-    scale = np.asarray(hyper.scale)
-    if covariance_type == "diag":
-        scale = np.diagonal(scale).copy()
+    scale = get_family(covariance_type).component_covariance(np.asarray(hyper.scale))
     alpha = DEFAULT_CONCENTRATION[weights] if concentration is None else concentration
     components = ConjugatePrior(np.asarray(hyper.mean, np.float64),
                                 np.asarray(hyper.shrinkage, np.float64),
