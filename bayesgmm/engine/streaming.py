@@ -3,7 +3,7 @@
 The E-step's output is an additive :class:`~bayesgmm.core.stats.SuffStats`, so streaming EM is
 the in-memory algorithm with the sum taken over chunks read from disk at every iteration:
 each chunk goes through the same compiled :func:`~bayesgmm.core.stats.e_step` (every restart
-at once, vmapped), the sums feed the same :func:`~bayesgmm.core.em.em_update` (M-step and
+at once, vmapped), the sums feed the same :func:`~bayesgmm.core.em_steps.em_update` (M-step and
 stopping rule), and the last M-step is refined from centred statistics as in memory. The
 result equals the in-memory fit from the same start up to floating-point summation order.
 
@@ -40,7 +40,8 @@ from bayesgmm.base.validation import (
     warn_if_regularisation_dominates,
 )
 from bayesgmm.core.covariance import ConjugatePrior, CovarianceFamily, MixtureParams
-from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_update
+from bayesgmm.core.em import BatchResult
+from bayesgmm.core.em_steps import EMState, degenerate_components, em_update
 from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
 from bayesgmm.engine.parallel import data_mesh
 from bayesgmm.engine.preprocessing import AffineScaling, to_blocks

@@ -35,7 +35,7 @@ from bayesgmm.base.validation import (
     require,
 )
 from bayesgmm.core.covariance import MixtureParams, get_family
-from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
+from bayesgmm.core.em import BatchResult, EMConfig, FitInputs, InitOverride, choose_restart
 from bayesgmm.core.init import INIT_METHODS, init_draws
 from bayesgmm.core.missing import conditional_gaussians, conditional_means
 from bayesgmm.core.stats import (
@@ -376,11 +376,10 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                                           scaling, dtype), n_init)
         draws = init_draws(seed_of_process_zero(seed), n_init, self.init_params,
                            self.n_components)
-        result = data.fit(draws, np.ones((n_init, self.n_components), bool), family=family,
-                          dtype=dtype, reg_covar=self.reg_covar,
-                          tol=self.tol if tol is None else tol, init=self.init_params,
-                          max_iter=max_iter, override=override, prior=prior,
-                          summarise=summarise)
+        config = EMConfig(family, self.init_params, max_iter, summarise=summarise)
+        fits = FitInputs(draws, np.ones((n_init, self.n_components), bool), override, prior)
+        result = data.fit(config, fits, dtype=dtype, reg_covar=self.reg_covar,
+                          tol=self.tol if tol is None else tol)
         return result, prior
 
     def _finish(self, result: BatchResult, scaling: AffineScaling, log_det: float,
