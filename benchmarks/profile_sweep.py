@@ -24,13 +24,12 @@ def main() -> None:
     x = make_problem(n_rows, 8, 4, seed=2)[0]
     fit = TrainingData.fit
 
-    def timed_fit(self, draws, active, **options):
+    def timed_fit(self, config, fits, **options):
         start = time.perf_counter()
-        result = fit(self, draws, active, **options)
-        final = options.get("final")
-        rows = (f"{self.n_rows:,} rows" if final is None or final else
-                f"the sample ({options['sample_blocks']} x {self.block_rows:,} rows)")
-        print(f"  batch of {len(active)} fits on {rows}: "
+        result = fit(self, config, fits, **options)
+        rows = (f"{self.n_rows:,} rows" if fits.final is None or fits.final else
+                f"the sample ({config.sample_blocks} x {self.block_rows:,} rows)")
+        print(f"  batch of {len(fits.active)} fits on {rows}: "
               f"{time.perf_counter() - start:5.2f} s, up to {int(result.state.n_iter.max())} "
               "EM iterations", flush=True)
         return result

@@ -46,7 +46,7 @@ def run_core_batch(x, n_fits, n_components, init="random_from_data", max_iter=30
     import jax.numpy as jnp
 
     from bayesgmm.core.covariance import get_family
-    from bayesgmm.core.em import InitOverride, fit_batch
+    from bayesgmm.core.em import EMConfig, FitInputs, SharedInputs, fit_batch
     from bayesgmm.core.init import init_draws
     from bayesgmm.engine.preprocessing import AffineScaling, compute_context, to_blocks
 
@@ -56,10 +56,11 @@ def run_core_batch(x, n_fits, n_components, init="random_from_data", max_iter=30
     with compute_context(dtype):
         draws = jnp.asarray(init_draws(seed, n_fits, init, n_components), dtype)
         result = fit_batch(
-            draws, jnp.ones((n_fits, n_components), bool), to_blocks(internal, dtype, family),
-            jnp.asarray(reg_covar / scaling.scale**2, dtype), jnp.asarray(tol, dtype),
-            jnp.asarray(internal.var(axis=0), dtype), InitOverride(), family=family, init=init,
-            max_iter=max_iter)
+            EMConfig(family, init, max_iter),
+            FitInputs(draws, jnp.ones((n_fits, n_components), bool)),
+            SharedInputs(to_blocks(internal, dtype, family),
+                         jnp.asarray(reg_covar / scaling.scale**2, dtype),
+                         jnp.asarray(tol, dtype), jnp.asarray(internal.var(axis=0), dtype)))
         return jax.device_get(result), scaling
 
 

@@ -3,7 +3,7 @@
 The E-step's output is an additive :class:`~bayesgmm.core.stats.SuffStats`, so streaming EM is
 the in-memory algorithm with the sum taken over chunks read from disk at every iteration:
 each chunk goes through the same compiled :func:`~bayesgmm.core.stats.e_step` (every restart
-at once, vmapped), the sums feed the same :func:`~bayesgmm.core.em.em_update` (M-step and
+at once, vmapped), the sums feed the same :func:`~bayesgmm.core.em_steps.em_update` (M-step and
 stopping rule), and the last M-step is refined from centred statistics as in memory. The
 result equals the in-memory fit from the same start up to floating-point summation order.
 
@@ -24,7 +24,8 @@ import numpy as np
 
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core.covariance_family import CovarianceFamily
-from bayesgmm.core.em import BatchResult, EMState, degenerate_components, em_update
+from bayesgmm.core.em import BatchResult
+from bayesgmm.core.em_steps import EMState, degenerate_components, em_update
 from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
 from bayesgmm.core.stats import SuffStats, centred_e_step, e_step, m_step
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context

@@ -25,12 +25,13 @@ subsample, as mclust initialises on a subset of large data. What changes is whic
 wins: the one best on the sample, not on all rows.
 
 *One program for both batches.* The rows are reordered so that the sample fills the leading
-blocks, and :func:`~bayesgmm.core.em.fit_batch` takes a traced ``final`` flag: False starts from
-the draws and sums over the sample's blocks only (a traced block count), True continues the
-given fits over all blocks. Both batches run in runs of one size, so the second batch reuses
-the first one's compiled program: compiling a second program had cost about as much as
-running it. Screening is off with missing values (their blocks
-group rows by pattern) and when the rows are sharded over several devices or processes.
+blocks, and :func:`~bayesgmm.core.em.fit_batch` takes a traced ``final`` flag
+(:class:`~bayesgmm.core.em.FitInputs`): False starts from the draws and sums over the sample's
+blocks only (a traced block count), True continues the given fits over all blocks. Both
+batches run in runs of one size under one :class:`~bayesgmm.core.em.EMConfig`, so the second
+batch reuses the first one's compiled program: compiling a second program had cost about as
+much as running it. Screening is off with missing values (their blocks group rows by pattern)
+and when the rows are sharded over several devices or processes.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import jax
 import numpy as np
 
 from bayesgmm.core.covariance import FAMILIES, MIXED_KINDS, Mixed
-from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
+from bayesgmm.core.em import BatchResult, EMConfig, FitInputs, InitOverride, choose_restart
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
 from bayesgmm.engine.parallel import data_mesh, multi_process
@@ -137,23 +138,23 @@ def fit_grid(data: TrainingData, grid: Grid, *, seed: int, dtype, reg_covar: flo
     """
     plan = screening_plan(screen_rows, data, dtype)
     draws = init_draws([seed, 0], len(grid.ks) * grid.n_init, init, max(grid.ks))
-    settings = dict(family=MIXED, dtype=dtype, reg_covar=reg_covar, tol=tol, max_iter=max_iter,
-                    init=init)
+    config = EMConfig(MIXED, init, max_iter, summarise=plan is None,
+                      sample_blocks=None if plan is None else plan.sample_blocks)
+    settings = dict(dtype=dtype, reg_covar=reg_covar, tol=tol)
     fits, n_pairs = grid.layout(grid.n_init), len(grid.pairs)
+    override = InitOverride()
     if plan is not None:
         data = _sample_first(data, plan, np.random.default_rng([seed, 1]))
-        runs = dict(run_size=fits_per_run(n_pairs), sample_blocks=plan.sample_blocks)
-        runs["n_starts"] = most_starts(fits["start"], runs["run_size"])
-        settings.update(runs)
+        settings["run_size"] = fits_per_run(n_pairs)
+        settings["n_starts"] = most_starts(fits["start"], settings["run_size"])
         shape = (len(fits["pair"]), max(grid.ks), data.x.shape[1])
-        unused = InitOverride(np.zeros(shape[:2]), np.zeros(shape),  # the sample starts from
-                              *(np.zeros((*shape, shape[-1])),) * 2)  # draws, not these
+        override = InitOverride(np.zeros(shape[:2]), np.zeros(shape),  # the sample starts
+                                *(np.zeros((*shape, shape[-1])),) * 2)  # from draws, not these
     progress.set_postfix_str(f"{len(fits['pair'])} fits on "
                              f"{data.n_rows if plan is None else plan.sample_rows:,} rows")
-    first = data.fit(draws, fits["active"], starts=fits["start"], kinds=fits["kind"],
-                     prior=_mixed_prior(prior, grid, fits["pair"], data, dtype),
-                     summarise=plan is None, **settings,
-                     **({} if plan is None else dict(final=False, override=unused)))
+    first = data.fit(config, FitInputs(
+        draws, fits["active"], override, _mixed_prior(prior, grid, fits["pair"], data, dtype),
+        fits["kind"], fits["start"], final=None if plan is None else False), **settings)
     progress.update()
     of_pair = [np.flatnonzero(fits["pair"] == p) for p in range(n_pairs)]
     n_degenerate = np.array([first.degenerate[i].any(axis=1).sum() for i in of_pair])
@@ -162,10 +163,10 @@ def fit_grid(data: TrainingData, grid: Grid, *, seed: int, dtype, reg_covar: flo
         progress.set_postfix_str(f"{n_pairs} fits on all {data.n_rows:,} rows")
         one = grid.layout(1)
         order = np.argsort(one["pair"])  # the layout's fits in pair order
-        final = data.fit(draws[:1], one["active"][order], starts=np.zeros(n_pairs, int),
-                         kinds=one["kind"][order], override=InitOverride(*final.state.params),
-                         prior=_mixed_prior(prior, grid, np.arange(n_pairs), data, dtype),
-                         final=True, **settings)
+        final = data.fit(config, FitInputs(
+            draws[:1], one["active"][order], InitOverride(*final.state.params),
+            _mixed_prior(prior, grid, np.arange(n_pairs), data, dtype), one["kind"][order],
+            np.zeros(n_pairs, int), final=True), **settings)
         progress.update()
     n_ks = len(grid.ks)
     return {name: TypeFits(_in_own_format(_take(final, range(t * n_ks, (t + 1) * n_ks)), name),

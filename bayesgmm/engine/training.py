@@ -23,8 +23,7 @@ from bayesgmm.base.validation import (
     warn_if_regularisation_dominates,
 )
 from bayesgmm.core.covariance_family import CovarianceFamily
-from bayesgmm.core.em import BatchResult, InitOverride, fit_batch
-from bayesgmm.core.parameters import ConjugatePrior
+from bayesgmm.core.em import BatchResult, EMConfig, FitInputs, InitOverride, SharedInputs, fit_batch
 from bayesgmm.core.stats import BlockedData
 from bayesgmm.engine.parallel import data_mesh, gather_from_processes, multi_process
 from bayesgmm.engine.preprocessing import AffineScaling, to_blocks, to_pattern_blocks
@@ -144,37 +143,33 @@ class TrainingData:
             return 0
         return int(gather_from_processes(np.array([self.x.shape[0]])).max())
 
-    def fit(self, draws, active: np.ndarray, *, family: CovarianceFamily, dtype,
-            reg_covar: float, tol: float, init: str, max_iter: int,
-            override: InitOverride | None = None, prior: ConjugatePrior | None = None,
-            kinds: np.ndarray | None = None, starts: np.ndarray | None = None,
-            summarise: bool = False, final: bool | None = None,
-            sample_blocks: int | None = None, run_size: int | None = None,
-            n_starts: int | None = None) -> BatchResult:
+    def fit(self, config: EMConfig, fits: FitInputs, *, dtype, reg_covar: float, tol: float,
+            run_size: int | None = None, n_starts: int | None = None) -> BatchResult:
         """Run :func:`~bayesgmm.core.em.fit_batch` (inside ``compute_context(dtype)``) and
-        return its result as numpy arrays. ``reg_covar`` is in the data's units; ``override``,
-        ``prior``, ``kinds`` and ``starts`` have the batch axis of ``active``, ``draws`` one
-        row per start (per fit without ``starts``); ``final`` and ``sample_blocks`` are
-        :func:`fit_batch`'s. The fits run in runs of ``run_size`` (default
-        :func:`fits_per_run`), each given ``n_starts`` rows of ``draws`` (default: the most
-        distinct starts of any run): batches with equal values share one program."""
+        return its result as numpy arrays. ``fits`` may hold host arrays, with ``override``,
+        ``prior``, ``kinds`` and ``starts`` on the batch axis of ``fits.active`` and ``draws``
+        one row per start (per fit without ``starts``); ``reg_covar`` is in the data's units.
+        The fits run in runs of ``run_size`` (default :func:`fits_per_run`), each given
+        ``n_starts`` rows of ``draws`` (default: the most distinct starts of any run): batches
+        with equal values share one program."""
         scale2 = self.scaling.scale**2
-        n_fits = len(active)
-        starts = np.arange(n_fits) if starts is None else np.asarray(starts)
-        draws = np.asarray(draws, dtype)
+        n_fits = len(fits.active)
+        starts = np.arange(n_fits) if fits.starts is None else np.asarray(fits.starts)
+        draws = np.asarray(fits.draws, dtype)
         # Host arrays (not arrays on one device) for everything but the data: with the data
         # sharded across processes, every other input must be the same replicated value.
-        per_fit = (np.asarray(active),
+        per_fit = (np.asarray(fits.active),
                    InitOverride(*(None if a is None else np.asarray(a, dtype)
-                                  for a in (override or InitOverride()))),
-                   jax.tree_util.tree_map(np.asarray, prior),
-                   None if kinds is None else np.asarray(kinds, np.int32))
-        shared = (self.blocks(family, dtype), np.asarray(reg_covar / scale2, dtype),
-                  np.asarray(tol, dtype), np.asarray(self.summary.var / scale2, dtype))
+                                  for a in fits.override)),
+                   jax.tree_util.tree_map(np.asarray, fits.prior),
+                   None if fits.kinds is None else np.asarray(fits.kinds, np.int32))
+        shared = SharedInputs(self.blocks(config.family, dtype),
+                              np.asarray(reg_covar / scale2, dtype), np.asarray(tol, dtype),
+                              np.asarray(self.summary.var / scale2, dtype))
         run_size = run_size or fits_per_run(n_fits)
         runs = _equal_runs(n_fits, run_size)
         n_starts = n_starts or most_starts(starts, run_size)
-        final = None if final is None else np.asarray(final)
+        final = None if fits.final is None else np.asarray(fits.final)
 
         def run(index):
             active, override, prior, kinds = jax.tree_util.tree_map(lambda a: a[index],
@@ -183,9 +178,8 @@ class TrainingData:
             own = np.searchsorted(used, starts[index]).astype(np.int32)
             used = np.pad(used, (0, n_starts - len(used)), mode="edge")  # one shape per run
             return jax.device_get(fit_batch(
-                draws[used], active, *shared, override, prior, kinds, own, final,
-                family=family, init=init, max_iter=max_iter, summarise=summarise,
-                sample_blocks=sample_blocks))
+                config, FitInputs(draws[used], active, override, prior, kinds, own, final),
+                shared))
 
         if len(runs) == 1:
             return run(runs[0])

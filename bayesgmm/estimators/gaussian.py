@@ -26,7 +26,7 @@ from bayesgmm.base.estimator_api import (
 from bayesgmm.base.io import Persistable
 from bayesgmm.base.validation import check_array_input, check_missing_option
 from bayesgmm.core.covariance import get_family
-from bayesgmm.core.em import BatchResult, InitOverride
+from bayesgmm.core.em import BatchResult, EMConfig, FitInputs, InitOverride
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.parameters import MixtureParams
 from bayesgmm.engine import imputation
@@ -107,7 +107,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         Lower bound after each iteration of the best restart.
     degenerate_ : (K,) bool
         Components that are degenerate by the rule of
-        :func:`bayesgmm.core.em.degenerate_components` (too few points, or collapsed onto
+        :func:`bayesgmm.core.em_steps.degenerate_components` (too few points, or collapsed onto
         repeated values). Restarts with a degenerate component lose to any without one.
     n_degenerate_inits_ : int
         How many restarts ended with a degenerate component.
@@ -224,11 +224,10 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
                                           scaling, dtype), n_init)
         draws = init_draws(seed_of_process_zero(seed), n_init, self.init_params,
                            self.n_components)
-        result = data.fit(draws, np.ones((n_init, self.n_components), bool), family=family,
-                          dtype=dtype, reg_covar=self.reg_covar,
-                          tol=self.tol if tol is None else tol, init=self.init_params,
-                          max_iter=max_iter, override=override, prior=prior,
-                          summarise=summarise)
+        config = EMConfig(family, self.init_params, max_iter, summarise=summarise)
+        fits = FitInputs(draws, np.ones((n_init, self.n_components), bool), override, prior)
+        result = data.fit(config, fits, dtype=dtype, reg_covar=self.reg_covar,
+                          tol=self.tol if tol is None else tol)
         return result, prior
 
     def _finish(self, result: BatchResult, scaling: AffineScaling, log_det: float,

@@ -21,7 +21,7 @@ free parameters and ``n`` rows:
   ``BIC_mclust = 2 log L - p log n = -bic`` and ``ICL_mclust = BIC_mclust + 2 sum_i log
   r_i,map(i) = -icl``, higher being better there.
 
-Degenerate fits (see :func:`bayesgmm.core.em.degenerate_components`) have an unbounded
+Degenerate fits (see :func:`bayesgmm.core.em_steps.degenerate_components`) have an unbounded
 likelihood and a spuriously good criterion. A (type, K) whose every restart is degenerate is
 flagged in the ``degenerate`` column and, by default, excluded from selection, as mclust reports
 NA for it.

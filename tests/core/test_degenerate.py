@@ -8,7 +8,7 @@ from sklearn.mixture import GaussianMixture as SklearnGMM
 
 from bayesgmm import DegenerateFitError, GaussianMixture
 from bayesgmm.core.covariance import get_family
-from bayesgmm.core.em import degenerate_components
+from bayesgmm.core.em_steps import degenerate_components
 from bayesgmm.core.stats import SuffStats
 from bayesgmm.engine.preprocessing import compute_context
 from tests.helpers import run_core_batch

@@ -1,5 +1,6 @@
 """The compiled EM loop: monotonicity, restarts, stopping, warm start, recompilation."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -97,9 +98,9 @@ def test_large_batches_run_as_equal_runs_of_one_program(monkeypatch):
     sizes = []
     compiled = training.fit_batch
 
-    def spy(draws, active, *args, **options):
-        sizes.append(len(active))
-        return compiled(draws, active, *args, **options)
+    def spy(config, fits, shared):
+        sizes.append(len(fits.active))
+        return compiled(config, fits, shared)
 
     monkeypatch.setattr(training, "fit_batch", spy)
     x = make_mixture(n=200, seed=4)[0]
@@ -119,7 +120,7 @@ def test_one_screening_program_fits_the_sample_then_all_rows():
     import jax.numpy as jnp
 
     from bayesgmm.core.covariance import get_family
-    from bayesgmm.core.em import InitOverride
+    from bayesgmm.core.em import EMConfig, FitInputs, InitOverride, SharedInputs
     from bayesgmm.core.init import init_draws
     from bayesgmm.engine.preprocessing import compute_context, to_blocks
 
@@ -134,17 +135,20 @@ def test_one_screening_program_fits_the_sample_then_all_rows():
         active = np.ones((n_fits, k), bool)
         unused = InitOverride(np.zeros((n_fits, k)), np.zeros((n_fits, k, d)),
                               np.zeros((n_fits, k, d)), np.zeros((n_fits, k, d)))
-        options = dict(family=family, init="random_from_data", max_iter=300)
-        sample = jax.device_get(fit_batch(draws, active, data, *common, unused,
-                                          final=jnp.asarray(False), sample_blocks=2,
-                                          **options))
-        alone = jax.device_get(fit_batch(draws, active, data.leading(2), *common,
-                                         InitOverride(), **options))
+        config = EMConfig(family, "random_from_data", max_iter=300)
+        screened = dataclasses.replace(config, sample_blocks=2)
+        sample = jax.device_get(fit_batch(
+            screened, FitInputs(draws, active, unused, final=jnp.asarray(False)),
+            SharedInputs(data, *common)))
+        alone = jax.device_get(fit_batch(config, FitInputs(draws, active),
+                                         SharedInputs(data.leading(2), *common)))
         given = InitOverride(*sample.state.params)
-        rest = jax.device_get(fit_batch(draws, active, data, *common, given,
-                                        final=jnp.asarray(True), sample_blocks=2, **options))
-        plain = jax.device_get(fit_batch(draws, active, data, *common, given, summarise=True,
-                                         **options))
+        rest = jax.device_get(fit_batch(
+            screened, FitInputs(draws, active, given, final=jnp.asarray(True)),
+            SharedInputs(data, *common)))
+        plain = jax.device_get(fit_batch(dataclasses.replace(config, summarise=True),
+                                         FitInputs(draws, active, given),
+                                         SharedInputs(data, *common)))
     np.testing.assert_array_equal(sample.state.n_iter, alone.state.n_iter)
     np.testing.assert_allclose(sample.state.lower_bound, alone.state.lower_bound, rtol=1e-12)
     # the sample's last M-step is not refined (centred): equal to rounding in float64
@@ -170,7 +174,7 @@ def test_raw_moments_lose_digits_only_on_thin_components_far_from_the_origin():
     import jax.numpy as jnp
 
     from bayesgmm.core.covariance import get_family
-    from bayesgmm.core.em import raw_moments_lose_digits
+    from bayesgmm.core.em_steps import raw_moments_lose_digits
     from bayesgmm.core.parameters import MixtureParams
     from bayesgmm.engine.preprocessing import compute_context
 
@@ -203,7 +207,7 @@ def test_screened_final_batch_refines_a_thin_far_component():
     import jax.numpy as jnp
 
     from bayesgmm.core.covariance import get_family
-    from bayesgmm.core.em import InitOverride
+    from bayesgmm.core.em import EMConfig, FitInputs, InitOverride, SharedInputs
     from bayesgmm.engine.preprocessing import compute_context, to_blocks
 
     rng = np.random.default_rng(0)
@@ -217,11 +221,14 @@ def test_screened_final_batch_refines_a_thin_far_component():
         data = to_blocks(x, np.float64, family, block_rows=256)
         common = (jnp.asarray(1e-10), jnp.asarray(1e-6), jnp.ones(d))
         draws, active = np.zeros((1, 3)), np.ones((1, 3), bool)
-        options = dict(family=family, init="random_from_data", max_iter=300)
-        rest = jax.device_get(fit_batch(draws, active, data, *common, given,
-                                        final=jnp.asarray(True), sample_blocks=2, **options))
-        plain = jax.device_get(fit_batch(draws, active, data, *common, given, summarise=True,
-                                         **options))
+        rest = jax.device_get(fit_batch(
+            EMConfig(family, "random_from_data", 300, sample_blocks=2),
+            FitInputs(draws, active, given, final=jnp.asarray(True)),
+            SharedInputs(data, *common)))
+        plain = jax.device_get(fit_batch(EMConfig(family, "random_from_data", 300,
+                                                  summarise=True),
+                                         FitInputs(draws, active, given),
+                                         SharedInputs(data, *common)))
     thin = np.argmin(np.linalg.eigvalsh(plain.state.params.covariances[0]).min(axis=1))
     assert np.linalg.eigvalsh(plain.state.params.covariances[0, thin]).min() < 1e-7
     for ours, theirs in zip(jax.tree_util.tree_leaves(rest), jax.tree_util.tree_leaves(plain),

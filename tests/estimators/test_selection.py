@@ -238,12 +238,12 @@ def test_screened_sweep_matches_the_sweep_of_every_restart_on_all_rows(monkeypat
     calls = []
     compiled = training.fit_batch
 
-    def spy(draws, active, data, *args, **options):
-        final = args[-1]
-        shapes = [np.shape(a) for a in jax.tree_util.tree_leaves((draws, active, data, args))]
-        calls.append((None if final is None else bool(final), len(active),
-                      options.get("sample_blocks"), data.features.shape[:2], shapes))
-        return compiled(draws, active, data, *args, **options)
+    def spy(config, fits, shared):
+        final = fits.final
+        shapes = [np.shape(a) for a in jax.tree_util.tree_leaves((fits, shared))]
+        calls.append((None if final is None else bool(final), len(fits.active),
+                      config.sample_blocks, shared.data.features.shape[:2], shapes))
+        return compiled(config, fits, shared)
 
     monkeypatch.setattr(training, "fit_batch", spy)
     grid = dict(n_components=range(1, 5), covariance_types=("diag", "full"), n_init=3,
