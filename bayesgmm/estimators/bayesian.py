@@ -219,7 +219,7 @@ class BayesianGaussianMixture(PosteriorSummaries, PosteriorDraws, PosteriorFitti
         seed = seed_from(self.random_state)
         key = jax.random.PRNGKey(seed)
         if self.method == "nuts":  # compiles on the other core during the EM start
-            prepare_nuts(spec, x.shape[0], **self._nuts_settings())
+            prepare_nuts(spec, x.shape[0], self._nuts_settings())
         with compute_context(np.float64):
             standardised = scaling.transform(x)
             if self.method == "gibbs":

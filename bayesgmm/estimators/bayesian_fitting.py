@@ -26,7 +26,13 @@ from bayesgmm.engine.bayes.gibbs import (
     relabel_reference,
     run_gibbs,
 )
-from bayesgmm.engine.bayes.inference import InferenceResult, run_nuts, run_svi
+from bayesgmm.engine.bayes.inference import (
+    InferenceResult,
+    NutsSettings,
+    SviSettings,
+    run_nuts,
+    run_svi,
+)
 from bayesgmm.engine.bayes.initial import initial_sites
 from bayesgmm.engine.bayes.models import (
     MixtureDraws,
@@ -192,26 +198,25 @@ class PosteriorFitting:
             warnings.simplefilter("ignore")
             return GaussianMixture(n_start, **settings).fit(y)
 
-    def _nuts_settings(self) -> dict:
-        """The settings that shape the compiled NUTS program."""
-        return dict(num_warmup=resolved_setting(self, "num_warmup"),
-                    num_samples=resolved_setting(self, "num_samples"),
-                    target_accept_prob=self.target_accept_prob,
-                    max_tree_depth=self.max_tree_depth)
+    def _nuts_settings(self) -> NutsSettings:
+        """The settings of the NUTS run (all but ``num_chains`` shape its compiled program)."""
+        return NutsSettings(resolved_setting(self, "num_warmup"),
+                            resolved_setting(self, "num_samples"),
+                            resolved_setting(self, "num_chains"), self.target_accept_prob,
+                            self.max_tree_depth)
 
     def _infer(self, y: np.ndarray, spec: ModelSpec, start: dict, key) -> InferenceResult:
         """NUTS or ADVI (``method``) on standardised rows ``y`` from the ``start`` sites."""
         y = jnp.asarray(y, jnp.float64)
         if self.method == "nuts":
-            return run_nuts(y, spec, start, key,
-                            num_chains=resolved_setting(self, "num_chains"),
-                            progress_bar=self.progress_bar, **self._nuts_settings())
-        return run_svi(y, spec, start, key, learning_rate=self.learning_rate,
-                       max_steps=self.max_steps, tol=self.tol, check_every=self.check_every,
-                       subsample_size=self.subsample_size,
-                       num_draws=(resolved_setting(self, "num_samples")
-                                  * resolved_setting(self, "num_chains")),
-                       init_scale=self.init_scale, progress_bar=self.progress_bar)
+            return run_nuts(y, spec, start, key, self._nuts_settings(),
+                            progress_bar=self.progress_bar)
+        settings = SviSettings(self.learning_rate, self.max_steps, self.tol, self.check_every,
+                               self.subsample_size,
+                               num_draws=(resolved_setting(self, "num_samples")
+                                          * resolved_setting(self, "num_chains")),
+                               init_scale=self.init_scale)
+        return run_svi(y, spec, start, key, settings, progress_bar=self.progress_bar)
 
     def _relabelled_draws(self, result: InferenceResult, spec: ModelSpec,
                           y: np.ndarray) -> tuple[MixtureDraws, np.ndarray | None]:
