@@ -36,6 +36,7 @@ Posterior draws
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,7 @@ from scipy.special import gammaln, logsumexp
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core import stochastic_vi, variational, variational_updates
 from bayesgmm.core.covariance import get_family
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.init import block_responsibilities, init_draws
 from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior
@@ -105,14 +107,24 @@ START_ITERATIONS = 60
 START_INIT = "kmeans"
 
 
-@persistent_jit(static_argnames=("family", "max_iter", "n_dims"))
-def _restarts(draws, active, data, prior, reg_covar, tol, *, family, max_iter, n_dims):
+class RestartSettings(NamedTuple):
+    """Static settings of the restarts' compiled program (hashable, with a stable ``repr``
+    for the program cache): the covariance ``family``, at most ``max_iter`` iterations, and
+    ``n_dims`` features."""
+
+    family: CovarianceFamily
+    max_iter: int
+    n_dims: int
+
+
+@persistent_jit(static_argnames=("settings",))
+def _restarts(draws, active, data, prior, reg_covar, tol, *, settings: RestartSettings):
     """Coordinate ascent on ``data`` from k-means starts with ``active`` (R, T) clusters:
     the restarts' final states (leading axis R)."""
-    resp = block_responsibilities(draws, data.features, data.weight, n_dims, active.shape[1],
-                                  START_INIT, active)
-    return variational.fit_restarts(resp, data, prior, reg_covar, tol, family=family,
-                                    max_iter=max_iter)
+    resp = block_responsibilities(draws, data.features, data.weight, settings.n_dims,
+                                  active.shape[1], START_INIT, active)
+    return variational.fit_restarts(resp, data, prior, reg_covar, tol, family=settings.family,
+                                    max_iter=settings.max_iter)
 
 
 @persistent_jit(static_argnames=("family", "max_iter"))
@@ -165,8 +177,8 @@ def start(y: np.ndarray, prior: VariationalPrior, covariance_type: str, n_compon
     draws = init_draws(seed, len(counts), START_INIT, n_components)
     data = to_blocks(sample, np.float64, family)
     states = jax.device_get(_restarts(draws, active, data, prior, np.asarray(0.0),
-                                      np.asarray(tol * len(sample)), family=family,
-                                      max_iter=START_ITERATIONS, n_dims=n_dims))
+                                      np.asarray(tol * len(sample)),
+                                      settings=RestartSettings(family, START_ITERATIONS, n_dims)))
     bounds = np.where(np.isfinite(states.lower_bound), states.lower_bound, -np.inf)
     best = int(np.argmax(bounds))
     params = VariationalParams(*(np.asarray(a[best]) for a in states.params))
