@@ -21,7 +21,6 @@ from bayesgmm.core.partition import WeightPrior
 from bayesgmm.engine.bayes import variational
 from bayesgmm.engine.bayes.gibbs import (
     SamplerSettings,
-    covariance_factors_to_tril,
     flatten_chains,
     relabel_reference,
     run_gibbs,
@@ -82,8 +81,8 @@ class PosteriorFitting:
         records = result.records
         self._chain_shape = tuple(records.counts.shape[:2])
         draws = MixtureDraws(flatten_chains(records.log_weights), flatten_chains(records.means),
-                             covariance_factors_to_tril(flatten_chains(records.covariance_factor),
-                                                        self.covariance_type))
+                             result.config.family.cholesky_of_factors(
+                                 flatten_chains(records.covariance_factor)))
         counts = flatten_chains(records.counts)
         # The sampler's log-likelihood is of the standardised rows: back to the data's units.
         log_likelihood = (flatten_chains(records.log_likelihood)

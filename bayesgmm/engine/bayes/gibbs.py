@@ -45,6 +45,7 @@ import numpy as np
 
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core.chains import ChainSummary, DrawRecord, run_block, start_chains
+from bayesgmm.core.conjugate import CONJUGATE_FAMILIES
 from bayesgmm.core.conjugate_draws import ScaleHyperprior
 from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData
@@ -68,19 +69,17 @@ MOST_START_CLUSTERS = 4
 def default_hyperparameters(y: np.ndarray, covariance_type: str, weights: WeightPrior,
                             n_components: int) -> Hyperparameters:
     """The priors of the module docstring for standardised data ``y`` (N, D), as numpy."""
+    family = CONJUGATE_FAMILIES[covariance_type]
     n_dims = y.shape[1]
-    effective = n_dims if covariance_type == "full" else 1
+    effective = family.problem_dims(n_dims)
     ranges = np.nanmax(y, axis=0) - np.nanmin(y, axis=0)
     ranges = np.where(ranges > 0, ranges, 1.0)
     variances = (effective + 4.0) / (100.0 * effective) * ranges**2
     scale_dof = float(effective)
-    if covariance_type == "full":
-        scale_prior = ScaleHyperprior(np.asarray(scale_dof), np.diag(variances),
-                                      np.diag(1.0 / variances))
-        start = scale_dof * np.diag(variances)
-    else:
-        scale_prior = ScaleHyperprior(np.asarray(scale_dof), variances, 1.0 / variances)
-        start = scale_dof * variances
+    scale = family.scale_of_variances(variances)
+    scale_prior = ScaleHyperprior(np.asarray(scale_dof), scale,
+                                  family.scale_of_variances(1.0 / variances))
+    start = scale_dof * scale
     prior = ConjugatePrior(np.zeros(n_dims), np.asarray(MEAN_SHRINKAGE),
                            np.asarray(effective + 4.0), start)
     return Hyperparameters(prior, scale_prior, log_k_prior(weights, n_components),
@@ -346,15 +345,6 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
 
 
 # ---------------------------------------------------------------- draws
-
-def covariance_factors_to_tril(factors: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Lower Cholesky factors (..., T, D, D) of the covariances of recorded draws: ``G G'``
-    for full (``G`` is not triangular), ``diag(sd)`` for diag (host, numpy)."""
-    if covariance_type == "full":
-        covariances = factors @ np.swapaxes(factors, -1, -2)
-        return np.linalg.cholesky(covariances)
-    return factors[..., :, None] * np.eye(factors.shape[-1])
-
 
 def flatten_chains(values: np.ndarray) -> np.ndarray:
     """(chains, draws, ...) -> (chains * draws, ...), chain-major."""
