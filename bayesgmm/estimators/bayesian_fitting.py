@@ -41,6 +41,7 @@ from bayesgmm.engine.bayes.models import (
 )
 from bayesgmm.engine.bayes.posterior import membership_probabilities, to_data_units
 from bayesgmm.engine.bayes.relabel import permute, stephens_relabel
+from bayesgmm.engine.bayes.variational_posterior import posterior_draws
 from bayesgmm.engine.preprocessing import AffineScaling
 from bayesgmm.estimators.bayesian_parameters import WEIGHT_PRIOR_TYPES, resolved_setting
 from bayesgmm.estimators.gaussian import GaussianMixture
@@ -137,7 +138,7 @@ class PosteriorFitting:
         chains = resolved_setting(self, "num_chains")
         n_draws = resolved_setting(self, "num_samples")
         self._chain_shape = (chains, n_draws)
-        draws = variational.posterior_draws(fitted.params, weights == "dp", chains * n_draws,
+        draws = posterior_draws(fitted.params, weights == "dp", chains * n_draws,
                                             seed, self.covariance_type)
         self.variational_params_ = fitted.params
         # The concentration is fixed in the variational model (the hyperprior's mean).
