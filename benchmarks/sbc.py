@@ -21,7 +21,7 @@ import numpy as np
 from numpyro.infer import Predictive
 from scipy import stats
 
-from bayesgmm.engine.bayes.inference import run_nuts
+from bayesgmm.engine.bayes.inference import NutsSettings, run_nuts
 from bayesgmm.engine.bayes.initial import initial_sites
 from bayesgmm.engine.bayes.models import (
     ModelSpec,
@@ -51,9 +51,10 @@ def one_replicate(seed: int, n_draws: int) -> tuple[int, int]:
         warnings.simplefilter("ignore")
         em = GaussianMixture(1, random_state=seed).fit(np.asarray(y))  # never degenerate
     start = initial_sites(em.weights_, em.means_, em.full_covariances(), SPEC, N_POINTS)
-    result = run_nuts(y, SPEC, start, jax.random.fold_in(key, 1), num_warmup=300,
-                      num_samples=3 * n_draws, num_chains=1, target_accept_prob=0.8,
-                      max_tree_depth=10, progress_bar=False)
+    result = run_nuts(y, SPEC, start, jax.random.fold_in(key, 1),
+                      NutsSettings(num_warmup=300, num_samples=3 * n_draws, num_chains=1,
+                                   target_accept_prob=0.8, max_tree_depth=10),
+                      progress_bar=False)
     sites = {k: jnp.asarray(v[0, ::3]) for k, v in result.sites.items()}
     alpha_rank = int(np.sum(np.asarray(sites["alpha"]) < float(truth["alpha"])))
     true_ll = _log_likelihood(y, {k: v[None] for k, v in truth.items()})[0]

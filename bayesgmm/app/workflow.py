@@ -26,6 +26,7 @@ from bayesgmm.base.validation import (
     check_finite,
     check_missing_option,
 )
+from bayesgmm.core.covariance import get_family
 from bayesgmm.engine.bayes.posterior import membership_entropy
 from bayesgmm.engine.preprocessing import AffineScaling
 from bayesgmm.estimators.bayesian import BayesianGaussianMixture
@@ -180,8 +181,7 @@ class Clustering(Persistable, BaseEstimator):
             self.bayes_model_ = None
             if self.bayes != "none":
                 k = self.em_model_.n_components
-                covariance = ("diag" if self.em_model_.covariance_type in ("diag", "spherical")
-                              else "full")
+                covariance = get_family(self.em_model_.covariance_type).conjugate_type
                 # The chains start from an EM fit with the K just selected on all rows
                 # (instead of the Bayesian model re-running its own BIC sweep on a subsample).
                 options = {"n_components": max(10, 2 * k), "covariance_type": covariance,

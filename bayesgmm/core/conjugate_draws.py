@@ -15,6 +15,7 @@ import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.scipy.special import gammaln, multigammaln
 
@@ -172,6 +173,13 @@ class FullDraws:
         """(..., D, D) covariance matrices from :attr:`ComponentDraw.covariance_factor`."""
         return covariance_factor @ jnp.swapaxes(covariance_factor, -1, -2)
 
+    @staticmethod
+    def cholesky_of_factors(factors: np.ndarray) -> np.ndarray:
+        """Lower Cholesky factors (..., D, D) of the covariances ``G G'`` of recorded
+        :attr:`ComponentDraw.covariance_factor` values ``G`` (..., D, D), which are not
+        triangular (host, numpy)."""
+        return np.linalg.cholesky(factors @ np.swapaxes(factors, -1, -2))
+
 
 class DiagDraws:
     """Draws of Normal-inverse-gamma components per feature: diagonal covariances."""
@@ -256,3 +264,9 @@ class DiagDraws:
         """(..., D, D) diagonal covariance matrices from standard deviations (..., D)."""
         variance = covariance_factor**2
         return variance[..., None] * jnp.eye(variance.shape[-1], dtype=variance.dtype)
+
+    @staticmethod
+    def cholesky_of_factors(factors: np.ndarray) -> np.ndarray:
+        """``diag(sd)`` (..., D, D): the Cholesky factors of the covariances of recorded
+        standard deviations (..., D) (host, numpy)."""
+        return factors[..., :, None] * np.eye(factors.shape[-1])

@@ -23,6 +23,7 @@ import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.scipy.special import gammaln, multigammaln
 
@@ -107,6 +108,18 @@ class FullPosterior:
         """The diagonal of an inverse-Wishart scale (D,)."""
         return jnp.diagonal(scale, axis1=-2, axis2=-1)
 
+    @staticmethod
+    def scale_of_variances(variances: np.ndarray) -> np.ndarray:
+        """The inverse-Wishart scale (D, D) with ``variances`` (D,) on its diagonal (host,
+        numpy): the inverse of :meth:`variances` for a diagonal scale."""
+        return np.diag(variances)
+
+    @staticmethod
+    def problem_dims(n_dims: int) -> int:
+        """The dimension of each conjugate problem of ``n_dims`` features: ``D`` (one
+        ``D``-dimensional inverse-Wishart per component, of mean ``scale / (dof - D - 1)``)."""
+        return n_dims
+
 
 class DiagPosterior:
     """The same per feature: Normal-inverse-gamma components, diagonal covariances (scales
@@ -154,3 +167,14 @@ class DiagPosterior:
     def variances(scale: Array) -> Array:
         """The per-feature scale itself (D,)."""
         return scale
+
+    @staticmethod
+    def scale_of_variances(variances: np.ndarray) -> np.ndarray:
+        """The per-feature scale (D,) of ``variances`` (D,): themselves."""
+        return variances
+
+    @staticmethod
+    def problem_dims(n_dims: int) -> int:
+        """1: each feature is its own one-dimensional problem (an inverse-gamma, the
+        one-dimensional inverse-Wishart, of mean ``scale / (dof - 2)``)."""
+        return 1

@@ -26,6 +26,10 @@ class CovarianceFamily:
     #: Whether all components share one covariance (tied): per-component quantities of the
     #: covariance, such as the Wishart degrees of freedom, are then one value repeated.
     shared_covariance: bool = False
+    #: The covariance type of the Bayesian (conjugate) mixture with this type's structure, a
+    #: key of :data:`~bayesgmm.core.conjugate.CONJUGATE_FAMILIES`: 'full' for full and tied
+    #: (correlations), 'diag' for diag and spherical (variances per feature).
+    conjugate_type: str
 
     def parameter_shape(self, n_components: int, n_dims: int) -> tuple[int, ...]:
         """Shape of this type's covariances or precisions as the estimators expose them."""

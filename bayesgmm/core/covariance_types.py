@@ -60,6 +60,7 @@ class MatrixCovariance(CovarianceFamily):
 
     moments = FullMoments
     precision_requirement = "symmetric, positive-definite"
+    conjugate_type = "full"
 
     def valid_precisions(self, precisions: np.ndarray) -> bool:
         n_dims = precisions.shape[-1]
@@ -116,6 +117,7 @@ class ElementwiseCovariance(CovarianceFamily):
 
     moments = DiagMoments
     precision_requirement = "positive"
+    conjugate_type = "diag"
 
     def valid_precisions(self, precisions: np.ndarray) -> bool:
         return bool(np.all(precisions > 0))

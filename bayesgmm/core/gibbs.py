@@ -351,7 +351,8 @@ def init_state(draws: Array, n_start: Array, data: MixtureData, hyper: Hyperpara
                         x[seeds])
     log_weights = jnp.where(active, -jnp.log(n_start.astype(dtype)), -jnp.inf)
     prior = hyper.prior
-    spread = prior.dof - (n_dims + 1 if config.covariance_type == "full" else 2)
+    # The prior mean of an inverse-Wishart of dimension p: scale / (dof - p - 1).
+    spread = prior.dof - (family.problem_dims(n_dims) + 1)
     components = family.fixed(centres, prior.scale / spread)
     return GibbsState(jnp.zeros(x.shape[0], jnp.int32), jnp.zeros(config.n_components, dtype),
                       jnp.asarray(config.n_components, jnp.int32), log_weights, components,

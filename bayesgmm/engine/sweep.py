@@ -37,6 +37,7 @@ and when the rows are sharded over several devices or processes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
@@ -129,24 +130,41 @@ def screening_plan(screen_rows, data: TrainingData, dtype) -> Screening | None:
     return plan if data.n_rows > 2 * plan.sample_rows else None
 
 
-def fit_grid(data: TrainingData, grid: Grid, *, seed: int, dtype, reg_covar: float, tol: float,
-             init: str, max_iter: int, prior, screen_rows, progress) -> dict[str, TypeFits]:
+@dataclass(frozen=True)
+class SweepSettings:
+    """Static settings of :func:`fit_grid`: the compute ``dtype``, EM's ``reg_covar``,
+    ``tol``, ``init`` (the start method) and ``max_iter``, the ``prior`` (as
+    :func:`~bayesgmm.engine.prior.resolve_prior` takes it) and ``screen_rows``
+    (:func:`screening_plan`)."""
+
+    dtype: Any
+    reg_covar: float
+    tol: float
+    init: str
+    max_iter: int
+    prior: Any = None
+    screen_rows: Any = None
+
+
+def fit_grid(data: TrainingData, grid: Grid, settings: SweepSettings, *, seed: int,
+             progress) -> dict[str, TypeFits]:
     """Fit every (type, K, restart) of ``grid`` and keep the best restart of each (type, K).
 
     ``progress`` is a tqdm-like bar advanced once per batch. Must run inside
-    ``compute_context(dtype)``.
+    ``compute_context(settings.dtype)``.
     """
-    plan = screening_plan(screen_rows, data, dtype)
-    draws = init_draws([seed, 0], len(grid.ks) * grid.n_init, init, max(grid.ks))
-    config = EMConfig(MIXED, init, max_iter, summarise=plan is None,
+    dtype, prior = settings.dtype, settings.prior
+    plan = screening_plan(settings.screen_rows, data, dtype)
+    draws = init_draws([seed, 0], len(grid.ks) * grid.n_init, settings.init, max(grid.ks))
+    config = EMConfig(MIXED, settings.init, settings.max_iter, summarise=plan is None,
                       sample_blocks=None if plan is None else plan.sample_blocks)
-    settings = dict(dtype=dtype, reg_covar=reg_covar, tol=tol)
+    options = dict(dtype=dtype, reg_covar=settings.reg_covar, tol=settings.tol)
     fits, n_pairs = grid.layout(grid.n_init), len(grid.pairs)
     override = InitOverride()
     if plan is not None:
         data = _sample_first(data, plan, np.random.default_rng([seed, 1]))
-        settings["run_size"] = fits_per_run(n_pairs)
-        settings["n_starts"] = most_starts(fits["start"], settings["run_size"])
+        options["run_size"] = fits_per_run(n_pairs)
+        options["n_starts"] = most_starts(fits["start"], options["run_size"])
         shape = (len(fits["pair"]), max(grid.ks), data.x.shape[1])
         override = InitOverride(np.zeros(shape[:2]), np.zeros(shape),  # the sample starts
                                 *(np.zeros((*shape, shape[-1])),) * 2)  # from draws, not these
@@ -154,7 +172,7 @@ def fit_grid(data: TrainingData, grid: Grid, *, seed: int, dtype, reg_covar: flo
                              f"{data.n_rows if plan is None else plan.sample_rows:,} rows")
     first = data.fit(config, FitInputs(
         draws, fits["active"], override, _mixed_prior(prior, grid, fits["pair"], data, dtype),
-        fits["kind"], fits["start"], final=None if plan is None else False), **settings)
+        fits["kind"], fits["start"], final=None if plan is None else False), **options)
     progress.update()
     of_pair = [np.flatnonzero(fits["pair"] == p) for p in range(n_pairs)]
     n_degenerate = np.array([first.degenerate[i].any(axis=1).sum() for i in of_pair])
@@ -166,7 +184,7 @@ def fit_grid(data: TrainingData, grid: Grid, *, seed: int, dtype, reg_covar: flo
         final = data.fit(config, FitInputs(
             draws[:1], one["active"][order], InitOverride(*final.state.params),
             _mixed_prior(prior, grid, np.arange(n_pairs), data, dtype), one["kind"][order],
-            np.zeros(n_pairs, int), final=True), **settings)
+            np.zeros(n_pairs, int), final=True), **options)
         progress.update()
     n_ks = len(grid.ks)
     return {name: TypeFits(_in_own_format(_take(final, range(t * n_ks, (t + 1) * n_ks)), name),

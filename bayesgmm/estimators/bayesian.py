@@ -36,7 +36,7 @@ from bayesgmm.base.validation import (
     check_missing_option,
     drop_empty_rows,
 )
-from bayesgmm.engine.bayes import variational
+from bayesgmm.engine.bayes import variational_posterior
 from bayesgmm.engine.bayes.inference import prepare_nuts
 from bayesgmm.engine.bayes.models import missing_patterns
 from bayesgmm.engine.bayes.posterior import predictive_log_density
@@ -219,7 +219,7 @@ class BayesianGaussianMixture(PosteriorSummaries, PosteriorDraws, PosteriorFitti
         seed = seed_from(self.random_state)
         key = jax.random.PRNGKey(seed)
         if self.method == "nuts":  # compiles on the other core during the EM start
-            prepare_nuts(spec, x.shape[0], **self._nuts_settings())
+            prepare_nuts(spec, x.shape[0], self._nuts_settings())
         with compute_context(np.float64):
             standardised = scaling.transform(x)
             if self.method == "gibbs":
@@ -269,11 +269,11 @@ class BayesianGaussianMixture(PosteriorSummaries, PosteriorDraws, PosteriorFitti
 
     def score_samples(self, X):
         """Posterior predictive log density of each sample, (n_samples,) (VI: that of ``q``, a
-        mixture of Student t densities, :func:`bayesgmm.engine.bayes.variational.
+        mixture of Student t densities, :func:`bayesgmm.engine.bayes.variational_posterior.
         predictive_log_density`)."""
         x = self.validated_input(X)
         if self.method == "vi":
-            return variational.predictive_log_density(
+            return variational_posterior.predictive_log_density(
                 self._scaling.transform(x), self.variational_params_, self._stick_breaking(),
                 self.covariance_type) - self._scaling.log_det(x.shape[1])
         with compute_context(np.float64):

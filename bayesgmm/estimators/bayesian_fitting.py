@@ -21,12 +21,17 @@ from bayesgmm.core.partition import WeightPrior
 from bayesgmm.engine.bayes import variational
 from bayesgmm.engine.bayes.gibbs import (
     SamplerSettings,
-    covariance_factors_to_tril,
     flatten_chains,
     relabel_reference,
     run_gibbs,
 )
-from bayesgmm.engine.bayes.inference import InferenceResult, run_nuts, run_svi
+from bayesgmm.engine.bayes.inference import (
+    InferenceResult,
+    NutsSettings,
+    SviSettings,
+    run_nuts,
+    run_svi,
+)
 from bayesgmm.engine.bayes.initial import initial_sites
 from bayesgmm.engine.bayes.models import (
     MixtureDraws,
@@ -36,6 +41,7 @@ from bayesgmm.engine.bayes.models import (
 )
 from bayesgmm.engine.bayes.posterior import membership_probabilities, to_data_units
 from bayesgmm.engine.bayes.relabel import permute, stephens_relabel
+from bayesgmm.engine.bayes.variational_posterior import posterior_draws
 from bayesgmm.engine.preprocessing import AffineScaling
 from bayesgmm.estimators.bayesian_parameters import WEIGHT_PRIOR_TYPES, resolved_setting
 from bayesgmm.estimators.gaussian import GaussianMixture
@@ -76,8 +82,8 @@ class PosteriorFitting:
         records = result.records
         self._chain_shape = tuple(records.counts.shape[:2])
         draws = MixtureDraws(flatten_chains(records.log_weights), flatten_chains(records.means),
-                             covariance_factors_to_tril(flatten_chains(records.covariance_factor),
-                                                        self.covariance_type))
+                             result.config.family.cholesky_of_factors(
+                                 flatten_chains(records.covariance_factor)))
         counts = flatten_chains(records.counts)
         # The sampler's log-likelihood is of the standardised rows: back to the data's units.
         log_likelihood = (flatten_chains(records.log_likelihood)
@@ -132,7 +138,7 @@ class PosteriorFitting:
         chains = resolved_setting(self, "num_chains")
         n_draws = resolved_setting(self, "num_samples")
         self._chain_shape = (chains, n_draws)
-        draws = variational.posterior_draws(fitted.params, weights == "dp", chains * n_draws,
+        draws = posterior_draws(fitted.params, weights == "dp", chains * n_draws,
                                             seed, self.covariance_type)
         self.variational_params_ = fitted.params
         # The concentration is fixed in the variational model (the hyperprior's mean).
@@ -192,26 +198,25 @@ class PosteriorFitting:
             warnings.simplefilter("ignore")
             return GaussianMixture(n_start, **settings).fit(y)
 
-    def _nuts_settings(self) -> dict:
-        """The settings that shape the compiled NUTS program."""
-        return dict(num_warmup=resolved_setting(self, "num_warmup"),
-                    num_samples=resolved_setting(self, "num_samples"),
-                    target_accept_prob=self.target_accept_prob,
-                    max_tree_depth=self.max_tree_depth)
+    def _nuts_settings(self) -> NutsSettings:
+        """The settings of the NUTS run (all but ``num_chains`` shape its compiled program)."""
+        return NutsSettings(resolved_setting(self, "num_warmup"),
+                            resolved_setting(self, "num_samples"),
+                            resolved_setting(self, "num_chains"), self.target_accept_prob,
+                            self.max_tree_depth)
 
     def _infer(self, y: np.ndarray, spec: ModelSpec, start: dict, key) -> InferenceResult:
         """NUTS or ADVI (``method``) on standardised rows ``y`` from the ``start`` sites."""
         y = jnp.asarray(y, jnp.float64)
         if self.method == "nuts":
-            return run_nuts(y, spec, start, key,
-                            num_chains=resolved_setting(self, "num_chains"),
-                            progress_bar=self.progress_bar, **self._nuts_settings())
-        return run_svi(y, spec, start, key, learning_rate=self.learning_rate,
-                       max_steps=self.max_steps, tol=self.tol, check_every=self.check_every,
-                       subsample_size=self.subsample_size,
-                       num_draws=(resolved_setting(self, "num_samples")
-                                  * resolved_setting(self, "num_chains")),
-                       init_scale=self.init_scale, progress_bar=self.progress_bar)
+            return run_nuts(y, spec, start, key, self._nuts_settings(),
+                            progress_bar=self.progress_bar)
+        settings = SviSettings(self.learning_rate, self.max_steps, self.tol, self.check_every,
+                               self.subsample_size,
+                               num_draws=(resolved_setting(self, "num_samples")
+                                          * resolved_setting(self, "num_chains")),
+                               init_scale=self.init_scale)
+        return run_svi(y, spec, start, key, settings, progress_bar=self.progress_bar)
 
     def _relabelled_draws(self, result: InferenceResult, spec: ModelSpec,
                           y: np.ndarray) -> tuple[MixtureDraws, np.ndarray | None]:

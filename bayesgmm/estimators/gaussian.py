@@ -279,7 +279,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         weights = params.weights[keep]
         self.weights_ = weights / weights.sum()
         self.means_ = scaling.inverse_transform(params.means[keep])
-        per_component = family.name != "tied"
+        per_component = not family.shared_covariance
         self.covariances_ = (params.covariances[keep] if per_component
                              else params.covariances) * scaling.scale**2
         self.precisions_cholesky_ = (params.precisions_cholesky[keep] if per_component

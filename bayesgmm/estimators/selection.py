@@ -43,7 +43,7 @@ from bayesgmm.base.validation import DegenerateFitError, is_real
 from bayesgmm.core.covariance import MIXED_KINDS, get_family
 from bayesgmm.engine.parallel import seed_of_process_zero
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype
-from bayesgmm.engine.sweep import Grid, TypeFits, fit_grid, n_batches
+from bayesgmm.engine.sweep import Grid, SweepSettings, TypeFits, fit_grid, n_batches
 from bayesgmm.engine.training import TrainingData
 from bayesgmm.estimators.gaussian import GaussianMixture
 from bayesgmm.estimators.selection_finish import FINISH_TOL, finish_selected
@@ -233,9 +233,8 @@ def select_model(X, n_components=range(1, 10), covariance_types=COVARIANCE_TYPES
     grid = Grid(types, ks, n_init)
     with compute_context(compute), _progress(n_batches(screen_rows, data, compute),
                                              progress_bar) as bar:
-        fits = fit_grid(data, grid, seed=seed, dtype=compute, reg_covar=reg_covar, tol=tol,
-                        init=init_params, max_iter=max_iter, prior=prior,
-                        screen_rows=screen_rows, progress=bar)
+        fits = fit_grid(data, grid, SweepSettings(compute, reg_covar, tol, init_params, max_iter,
+                                                  prior, screen_rows), seed=seed, progress=bar)
     rows = [row for name in types for row in _rows_for_type(
         fits[name], name, ks, n_init, n_samples, n_dims, data.mean_log_det)]
 

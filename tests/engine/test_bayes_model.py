@@ -142,7 +142,7 @@ def test_chain_program_samples_the_posterior_numpyro_mcmc_samples():
     from numpyro.infer import MCMC, NUTS
 
     from bayesgmm.engine.bayes.diagnostics import _arviz
-    from bayesgmm.engine.bayes.inference import run_nuts
+    from bayesgmm.engine.bayes.inference import NutsSettings, run_nuts
     from bayesgmm.engine.bayes.initial import initial_sites
 
     spec = ModelSpec(3, 1, covariance_type="diag")
@@ -163,9 +163,10 @@ def test_chain_program_samples_the_posterior_numpyro_mcmc_samples():
                 "largest_weight": np.asarray(largest)}
 
     with jax.enable_x64(True):
-        ours = run_nuts(jnp.asarray(y), spec, start, jax.random.PRNGKey(0), num_warmup=400,
-                        num_samples=800, num_chains=2, target_accept_prob=0.8,
-                        max_tree_depth=10, progress_bar=False)
+        ours = run_nuts(jnp.asarray(y), spec, start, jax.random.PRNGKey(0),
+                        NutsSettings(num_warmup=400, num_samples=800, num_chains=2,
+                                     target_accept_prob=0.8, max_tree_depth=10),
+                        progress_bar=False)
         mcmc = MCMC(NUTS(mixture_model), num_warmup=400, num_samples=800, num_chains=2,
                     chain_method="sequential", progress_bar=False)
         mcmc.run(jax.random.PRNGKey(1), jnp.asarray(y), spec)

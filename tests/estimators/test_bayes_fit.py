@@ -12,7 +12,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from bayesgmm import BayesianGaussianMixture, compare_cluster_counts, compare_with_em
 from bayesgmm.engine.bayes.posterior import to_data_units
-from bayesgmm.engine.bayes.variational import posterior_draws
+from bayesgmm.engine.bayes.variational_posterior import posterior_draws
 
 TRUE_MEANS = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
 TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])

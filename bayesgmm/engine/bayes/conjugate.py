@@ -33,7 +33,10 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import AffineTransform, ExpTransform, SigmoidTransform
 
+from bayesgmm.core.conjugate import ConjugateDiag, ConjugateFull
+from bayesgmm.core.conjugate_draws import ScaleHyperprior
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters
+from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior, gamma_of_k
 
 
@@ -51,6 +54,64 @@ def concentration_prior(weights: WeightPrior) -> dist.Distribution:
     return dist.Gamma(first, second)
 
 
+class FullSites:
+    """The distributions of the model's component sites for Normal-inverse-Wishart components
+    (:class:`~bayesgmm.core.conjugate.ConjugateFull`)."""
+
+    @staticmethod
+    def scale(scale_prior: ScaleHyperprior) -> dist.Distribution:
+        """``S0 ~ Wishart(dof, scale)``."""
+        return dist.Wishart(scale_prior.dof, scale_matrix=scale_prior.scale)
+
+    @staticmethod
+    def covariances(prior: ConjugatePrior, scale, n_slots: int,
+                    n_dims: int) -> dist.Distribution:
+        """``Sigma_k ~ inverse-Wishart(dof, S0)`` for ``n_slots`` components (T, D, D)."""
+        return dist.InverseWishart(prior.dof, scale_matrix=scale).expand([n_slots]).to_event(1)
+
+    @staticmethod
+    def means(prior: ConjugatePrior, covariances) -> dist.Distribution:
+        """``mu_k | Sigma_k ~ N(mean, Sigma_k / shrinkage)`` (T, D)."""
+        return dist.MultivariateNormal(prior.mean, covariance_matrix=covariances
+                                       / prior.shrinkage).to_event(1)
+
+    @staticmethod
+    def gaussian(means, covariances) -> dist.Distribution:
+        """The Gaussians ``N(mu, Sigma)`` of means (..., D) and covariances (..., D, D)."""
+        return dist.MultivariateNormal(means, covariance_matrix=covariances)
+
+
+class DiagSites:
+    """The same per feature for Normal-inverse-gamma components
+    (:class:`~bayesgmm.core.conjugate.ConjugateDiag`): variances (T, D)."""
+
+    @staticmethod
+    def scale(scale_prior: ScaleHyperprior) -> dist.Distribution:
+        """``s0_d ~ Gamma(dof / 2, rate 1 / (2 scale_d))``, the one-dimensional Wishart."""
+        return dist.Gamma(0.5 * scale_prior.dof, 0.5 * scale_prior.inverse_scale).to_event(1)
+
+    @staticmethod
+    def covariances(prior: ConjugatePrior, scale, n_slots: int,
+                    n_dims: int) -> dist.Distribution:
+        """``sigma2_kd ~ inverse-gamma(dof / 2, s0_d / 2)`` (T, D)."""
+        return dist.InverseGamma(0.5 * prior.dof, 0.5 * scale).expand(
+            [n_slots, n_dims]).to_event(2)
+
+    @staticmethod
+    def means(prior: ConjugatePrior, covariances) -> dist.Distribution:
+        """``mu_kd | sigma2_kd ~ N(mean_d, sigma2_kd / shrinkage)`` (T, D)."""
+        return dist.Normal(prior.mean, jnp.sqrt(covariances / prior.shrinkage)).to_event(2)
+
+    @staticmethod
+    def gaussian(means, covariances) -> dist.Distribution:
+        """The Gaussians of means and variances (..., D), independent features."""
+        return dist.Normal(means, jnp.sqrt(covariances)).to_event(1)
+
+
+#: The NumPyro form of each conjugate family's sites (NumPyro stays out of the pure-JAX core).
+SITES = {ConjugateFull: FullSites, ConjugateDiag: DiagSites}
+
+
 def conjugate_mixture_model(n_samples: int, hyper: Hyperparameters, config: GibbsConfig,
                             weights: WeightPrior, y=None, marginal: bool = False):
     """NumPyro model of ``n_samples`` rows ``y`` (N, D) (module docstring); ``hyper`` holds
@@ -58,16 +119,10 @@ def conjugate_mixture_model(n_samples: int, hyper: Hyperparameters, config: Gibb
     decides here which sites exist."""
     prior = hyper.prior
     n_slots = config.n_components
-    full = config.covariance_type == "full"
+    sites = SITES[config.family]
     n_dims = np.shape(prior.mean)[-1]
     if config.hierarchical_scale:
-        scale_prior = hyper.scale_prior
-        if full:
-            scale = numpyro.sample("scale", dist.Wishart(scale_prior.dof,
-                                                         scale_matrix=scale_prior.scale))
-        else:
-            scale = numpyro.sample("scale", dist.Gamma(
-                0.5 * scale_prior.dof, 0.5 * scale_prior.inverse_scale).to_event(1))
+        scale = numpyro.sample("scale", sites.scale(hyper.scale_prior))
     else:
         scale = jnp.asarray(prior.scale)
     if weights.concentration is None:
@@ -85,29 +140,17 @@ def conjugate_mixture_model(n_samples: int, hyper: Hyperparameters, config: Gibb
                                   .to_event(1))
     kept = jnp.where(jnp.arange(n_slots) < n_components, weight_gamma, 0.0)
     eta = kept / jnp.sum(kept)
-    if full:
-        covariances = numpyro.sample("covariances", dist.InverseWishart(
-            prior.dof, scale_matrix=scale).expand([n_slots]).to_event(1))
-        means = numpyro.sample("means", dist.MultivariateNormal(
-            prior.mean, covariance_matrix=covariances / prior.shrinkage).to_event(1))
-        components = dist.MultivariateNormal(means, covariance_matrix=covariances)
-    else:
-        covariances = numpyro.sample("covariances", dist.InverseGamma(
-            0.5 * prior.dof, 0.5 * scale).expand([n_slots, n_dims]).to_event(2))
-        means = numpyro.sample("means", dist.Normal(
-            prior.mean, jnp.sqrt(covariances / prior.shrinkage)).to_event(2))
-        components = dist.Normal(means, jnp.sqrt(covariances)).to_event(1)
+    covariances = numpyro.sample("covariances",
+                                 sites.covariances(prior, scale, n_slots, n_dims))
+    means = numpyro.sample("means", sites.means(prior, covariances))
+    components = sites.gaussian(means, covariances)
     with numpyro.plate("data", n_samples):
         if marginal:
             numpyro.sample("y", dist.MixtureSameFamily(dist.Categorical(probs=eta), components),
                            obs=y)
         else:
             labels = numpyro.sample("labels", dist.Categorical(probs=eta))
-            chosen = (dist.MultivariateNormal(means[labels],
-                                              covariance_matrix=covariances[labels])
-                      if full else dist.Normal(means[labels],
-                                               jnp.sqrt(covariances[labels])).to_event(1))
-            numpyro.sample("y", chosen, obs=y)
+            numpyro.sample("y", sites.gaussian(means[labels], covariances[labels]), obs=y)
 
 
 def state_from_sites(sites: dict, config: GibbsConfig):

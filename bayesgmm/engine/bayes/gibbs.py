@@ -45,6 +45,7 @@ import numpy as np
 
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core.chains import ChainSummary, DrawRecord, run_block, start_chains
+from bayesgmm.core.conjugate import CONJUGATE_FAMILIES
 from bayesgmm.core.conjugate_draws import ScaleHyperprior
 from bayesgmm.core.covariance import FAMILIES
 from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData
@@ -68,19 +69,17 @@ MOST_START_CLUSTERS = 4
 def default_hyperparameters(y: np.ndarray, covariance_type: str, weights: WeightPrior,
                             n_components: int) -> Hyperparameters:
     """The priors of the module docstring for standardised data ``y`` (N, D), as numpy."""
+    family = CONJUGATE_FAMILIES[covariance_type]
     n_dims = y.shape[1]
-    effective = n_dims if covariance_type == "full" else 1
+    effective = family.problem_dims(n_dims)
     ranges = np.nanmax(y, axis=0) - np.nanmin(y, axis=0)
     ranges = np.where(ranges > 0, ranges, 1.0)
     variances = (effective + 4.0) / (100.0 * effective) * ranges**2
     scale_dof = float(effective)
-    if covariance_type == "full":
-        scale_prior = ScaleHyperprior(np.asarray(scale_dof), np.diag(variances),
-                                      np.diag(1.0 / variances))
-        start = scale_dof * np.diag(variances)
-    else:
-        scale_prior = ScaleHyperprior(np.asarray(scale_dof), variances, 1.0 / variances)
-        start = scale_dof * variances
+    scale = family.scale_of_variances(variances)
+    scale_prior = ScaleHyperprior(np.asarray(scale_dof), scale,
+                                  family.scale_of_variances(1.0 / variances))
+    start = scale_dof * scale
     prior = ConjugatePrior(np.zeros(n_dims), np.asarray(MEAN_SHRINKAGE),
                            np.asarray(effective + 4.0), start)
     return Hyperparameters(prior, scale_prior, log_k_prior(weights, n_components),
@@ -207,25 +206,43 @@ def mixture_data(y: np.ndarray, covariance_type: str) -> MixtureData:
     return MixtureData(features, jax.device_put(weight))
 
 
-class _Chains:
-    """The chains of one group (one thread): their states, and the records kept so far."""
+@dataclass(frozen=True)
+class BlockSchedule:
+    """Static settings of the compiled blocks of sweeps: the sampler's ``config``, ``sweeps``
+    per block, and ``thinning`` sweeps between kept draws (:attr:`n_kept` per block)."""
 
-    def __init__(self, seed, draws, starts, data, hyper, config, block, thin, bar):
-        self.seed, self.data, self.hyper, self.config = seed, data, hyper, config
-        self.block, self.thin, self.bar = block, thin, bar
+    config: GibbsConfig
+    sweeps: int
+    thinning: int
+
+    @property
+    def n_kept(self) -> int:
+        return self.sweeps // self.thinning
+
+
+class _Chains:
+    """The chains of one group (one thread): their states, and the records kept so far.
+    ``draws`` and ``starts`` are the group's k-means++ uniforms and starting numbers of
+    clusters (:func:`chain_starts`); ``bar`` a progress bar or None."""
+
+    def __init__(self, seed, draws, starts, data: MixtureData, hyper: Hyperparameters,
+                 schedule: BlockSchedule, bar):
+        self.seed, self.data, self.hyper, self.schedule, self.bar = (seed, data, hyper,
+                                                                     schedule, bar)
         self.done = 0
         with jax.enable_x64(True):
             self.states = _start(np.asarray(draws), np.asarray(starts), data, hyper,
-                                 config=config)
+                                 config=schedule.config)
         self.records, self.summaries = [], []
 
     def run(self, n_blocks: int, keep: bool) -> None:
+        schedule = self.schedule
         with jax.enable_x64(True):  # thread-local: re-entered in the worker
             for _ in range(n_blocks):
                 self.states, records, summary = _block(
                     fold_in(self.seed, self.done), self.states, self.data, self.hyper,
-                    np.int32(self.thin), config=self.config,
-                    n_kept=self.block // self.thin)
+                    np.int32(schedule.thinning), config=schedule.config,
+                    n_kept=schedule.n_kept)
                 self.done += 1
                 if keep:
                     self.records.append(jax.device_get(records))
@@ -233,7 +250,7 @@ class _Chains:
                 else:
                     jax.block_until_ready(self.states)
                 if self.bar is not None:
-                    self.bar.update(self.block)
+                    self.bar.update(schedule.sweeps)
 
 
 def _converged(records: DrawRecord, fixed_concentration: bool) -> bool:
@@ -281,9 +298,10 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
         hyper = jax.tree_util.tree_map(lambda a: jax.device_put(np.asarray(a, np.float64)),
                                        hyper_np)
         seeds = split(make_seed(seed), groups)
+        schedule = BlockSchedule(config, block, thin)
         chains = [_Chains(seeds[g], draws[g * per_group:(g + 1) * per_group],
-                          starts[g * per_group:(g + 1) * per_group], data, hyper, config,
-                          block, thin, bar if g == 0 else None) for g in range(groups)]
+                          starts[g * per_group:(g + 1) * per_group], data, hyper, schedule,
+                          bar if g == 0 else None) for g in range(groups)]
 
     def in_parallel(n_blocks: int, keep: bool) -> None:
         if groups == 1:
@@ -327,15 +345,6 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
 
 
 # ---------------------------------------------------------------- draws
-
-def covariance_factors_to_tril(factors: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Lower Cholesky factors (..., T, D, D) of the covariances of recorded draws: ``G G'``
-    for full (``G`` is not triangular), ``diag(sd)`` for diag (host, numpy)."""
-    if covariance_type == "full":
-        covariances = factors @ np.swapaxes(factors, -1, -2)
-        return np.linalg.cholesky(covariances)
-    return factors[..., :, None] * np.eye(factors.shape[-1])
-
 
 def flatten_chains(values: np.ndarray) -> np.ndarray:
     """(chains, draws, ...) -> (chains * draws, ...), chain-major."""

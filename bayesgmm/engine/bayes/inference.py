@@ -32,6 +32,41 @@ from bayesgmm.engine.bayes.models import ModelSpec, mixture_model
 INIT_JITTER = 0.05
 
 
+@dataclass(frozen=True)
+class NutsSettings:
+    """Static settings of :func:`run_nuts`: warm-up and kept draws per chain, chains, and
+    NUTS's target acceptance probability and largest tree depth. All but ``num_chains``
+    shape the compiled chain program (:meth:`program_settings`)."""
+
+    num_warmup: int
+    num_samples: int
+    num_chains: int
+    target_accept_prob: float
+    max_tree_depth: int
+
+    def program_settings(self) -> tuple[int, int, float, int]:
+        """``(num_warmup, num_samples, target_accept_prob, max_tree_depth)``: what fixes the
+        chain program's code (the chains run concurrently, one program each)."""
+        return (self.num_warmup, self.num_samples, self.target_accept_prob,
+                self.max_tree_depth)
+
+
+@dataclass(frozen=True)
+class SviSettings:
+    """Static settings of :func:`run_svi` (see there): Adam's ``learning_rate``, at most
+    ``max_steps`` steps in chunks of ``check_every``, the stopping ``tol`` (nats per data
+    point), minibatches of ``subsample_size`` rows (None: all rows), ``num_draws`` draws
+    from the fitted guide and the guide's initial ``init_scale``."""
+
+    learning_rate: float
+    max_steps: int
+    tol: float
+    check_every: int
+    subsample_size: int | None
+    num_draws: int
+    init_scale: float
+
+
 @dataclass
 class InferenceResult:
     """Latent draws ``sites[name]`` of shape (chains, draws, ...) and sampler statistics.
@@ -103,12 +138,10 @@ def _nuts_program(spec: ModelSpec, num_warmup: int, num_samples: int,
     return jax.jit(one_chain)
 
 
-def _program_key(spec: ModelSpec, n_samples: int, *, num_warmup: int, num_samples: int,
-                   target_accept_prob: float, max_tree_depth: int) -> tuple:
+def _program_key(spec: ModelSpec, n_samples: int, settings: NutsSettings) -> tuple:
     """The key of a compiled chain program: everything that fixes its code and shapes
     (data are float64, see :mod:`bayesgmm.estimators.bayesian`)."""
-    return (spec, num_warmup, num_samples, target_accept_prob, max_tree_depth,
-            (n_samples, spec.n_features), "float64")
+    return (spec, *settings.program_settings(), (n_samples, spec.n_features), "float64")
 
 
 def _compile_nuts(settings: tuple):
@@ -129,49 +162,48 @@ def _compile_nuts(settings: tuple):
 _COMPILER = ThreadPoolExecutor(1, thread_name_prefix="bayesgmm-compile")
 
 
-def prepare_nuts(spec: ModelSpec, n_samples: int, **settings):
+def prepare_nuts(spec: ModelSpec, n_samples: int, settings: NutsSettings):
     """Start compiling the chain program for data of ``n_samples`` rows in the background
     (unless it is compiled or compiling) and return its future.
 
     The program depends only on shapes, so :class:`~bayesgmm.BayesianGaussianMixture`
     calls this before its EM start: XLA compiles (without the GIL) on the second core
-    while the EM start runs on the first. ``settings`` are the keywords of
-    :func:`run_nuts` that shape the program (``num_warmup``, ``num_samples``,
-    ``target_accept_prob``, ``max_tree_depth``).
+    while the EM start runs on the first. Of ``settings`` only those that shape the program
+    count (:meth:`NutsSettings.program_settings`): fits that differ in ``num_chains`` share
+    it.
 
     Tracing runs the model under NumPyro's effect handlers, whose stack is global: the
     caller must not run NumPyro models in other threads until the future is done
     (:func:`run_nuts` waits for it first).
     """
-    key = _program_key(spec, n_samples, **settings)
+    key = _program_key(spec, n_samples, settings)
     known = _COMPILED.get(key)
     if known is None or (known.done() and known.exception() is not None):  # retry a failure
         _COMPILED[key] = _COMPILER.submit(_compile_nuts, key)
     return _COMPILED[key]
 
 
-def run_nuts(y, spec: ModelSpec, init_sites: dict, key, *, num_warmup: int, num_samples: int,
-             num_chains: int, target_accept_prob: float, max_tree_depth: int,
+def run_nuts(y, spec: ModelSpec, init_sites: dict, key, settings: NutsSettings, *,
              progress_bar: bool) -> InferenceResult:
-    """NUTS with ``num_chains`` chains started near ``init_sites`` (constrained values; each
-    chain adds ``INIT_JITTER`` noise in unconstrained space). It runs in float64 whatever
-    the caller's x64 setting.
+    """NUTS with ``settings.num_chains`` chains started near ``init_sites`` (constrained
+    values; each chain adds ``INIT_JITTER`` noise in unconstrained space). It runs in float64
+    whatever the caller's x64 setting.
 
     The chain program is compiled once (see :func:`prepare_nuts`) and the chains run
     concurrently in threads (JAX releases the GIL while a compiled program runs), one per
     CPU core: unlike vmapped chains, no chain waits for the longest trajectory of another,
     and no device flags are needed.
     """
+    num_chains = settings.num_chains
     with jax.enable_x64(True):
         y = jnp.asarray(y, jnp.float64)
         init = {k: jnp.asarray(init_sites[k], y.dtype) for k in latent_constraints(spec)}
         jitter = jnp.asarray(INIT_JITTER, y.dtype)
         keys = jax.random.split(key, num_chains)
         chains = jnp.arange(num_chains, dtype=jnp.int32)
-    compiled = prepare_nuts(spec, y.shape[0], num_warmup=num_warmup, num_samples=num_samples,
-                            target_accept_prob=target_accept_prob,
-                            max_tree_depth=max_tree_depth).result()
-    bar = _progress(num_warmup + num_samples, f"NUTS ({num_chains} chains)", progress_bar)
+    compiled = prepare_nuts(spec, y.shape[0], settings).result()
+    bar = _progress(settings.num_warmup + settings.num_samples, f"NUTS ({num_chains} chains)",
+                    progress_bar)
     _ACTIVE_BAR[0] = bar
 
     def chain(index):
@@ -238,13 +270,13 @@ def guide_draws(params: dict, key, spec: ModelSpec, num_draws: int) -> dict:
     return out
 
 
-def run_svi(y, spec: ModelSpec, init_sites: dict, key, *, learning_rate: float, max_steps: int,
-            tol: float, check_every: int, subsample_size: int | None, num_draws: int,
-            init_scale: float, progress_bar: bool) -> InferenceResult:
+def run_svi(y, spec: ModelSpec, init_sites: dict, key, settings: SviSettings, *,
+            progress_bar: bool) -> InferenceResult:
     """Stochastic VI with a mean-field normal guide (:func:`mean_field_guide`) on the
     unconstrained sites, Adam, and an ELBO stopping rule.
 
-    The optimisation runs in compiled chunks of ``check_every`` steps. It stops when the mean
+    The optimisation runs in compiled chunks of ``check_every`` steps (names here are the
+    fields of ``settings``). It stops when the mean
     loss per data point of one chunk differs from the previous chunk's by less than ``tol``
     nats, or after ``max_steps``.
 
@@ -257,12 +289,13 @@ def run_svi(y, spec: ModelSpec, init_sites: dict, key, *, learning_rate: float, 
     standard error (from the spread of the two chunks' step losses): the loss has stopped
     moving by more than the noise can show.
     """
+    check_every, subsample_size = settings.check_every, settings.subsample_size
     y = jnp.asarray(y)
     n_samples = y.shape[0]
     init_locs = {name: biject_to(constraint).inv(jnp.asarray(init_sites[name], y.dtype))
                  for name, (constraint, _) in latent_constraints(spec).items()}
-    guide = partial(mean_field_guide, init_locs=init_locs, init_scale=init_scale)
-    svi = SVI(mixture_model, guide, Adam(learning_rate), Trace_ELBO())
+    guide = partial(mean_field_guide, init_locs=init_locs, init_scale=settings.init_scale)
+    svi = SVI(mixture_model, guide, Adam(settings.learning_rate), Trace_ELBO())
     init_key, draw_key, batch_key = jax.random.split(key, 3)
     n_total = None if subsample_size is None else n_samples
 
@@ -284,7 +317,7 @@ def run_svi(y, spec: ModelSpec, init_sites: dict, key, *, learning_rate: float, 
         return jax.lax.scan(step, carry, None, length=check_every)
 
     losses, previous, previous_se, converged = [], np.inf, 0.0, False
-    n_chunks = max(1, -(-max_steps // check_every))
+    n_chunks = max(1, -(-settings.max_steps // check_every))
     bar = _progress(n_chunks * check_every, "VI", progress_bar)
     carry = (state, batch_key)
     for _ in range(n_chunks):
@@ -299,14 +332,14 @@ def run_svi(y, spec: ModelSpec, init_sites: dict, key, *, learning_rate: float, 
         if not np.isfinite(current):
             break
         noise = 0.0 if n_total is None else 2.0 * np.hypot(standard_error, previous_se)
-        if abs(previous - current) < tol + noise:
+        if abs(previous - current) < settings.tol + noise:
             converged = True
             break
         previous, previous_se = current, standard_error
     state = carry[0]
     if bar is not None:
         bar.close()
-    draws = guide_draws(svi.get_params(state), draw_key, spec, num_draws)
+    draws = guide_draws(svi.get_params(state), draw_key, spec, settings.num_draws)
     sites = {k: np.asarray(v)[None] for k, v in draws.items()}
     history = np.concatenate(losses)
     return InferenceResult(sites, {}, {"loss": history, "n_steps": len(history),

@@ -31,28 +31,29 @@ Posterior draws
     ``q`` is sampled directly (weights from the Beta sticks or the Dirichlet, ``Lambda_k``
     from the Wishart by Bartlett's construction, ``mu_k`` given ``Lambda_k``): the estimator's
     summaries treat them as the sampler's draws. ``q`` has one labelling, so no relabelling.
+    The draws and ``q``'s posterior predictive density are in
+    :mod:`bayesgmm.engine.bayes.variational_posterior`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import gammaln, logsumexp
 
 from bayesgmm.base.program_cache import persistent_jit
 from bayesgmm.core import stochastic_vi, variational, variational_updates
 from bayesgmm.core.covariance import get_family
+from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.init import block_responsibilities, init_draws
 from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior
-from bayesgmm.core.stats import natural_log_prob
 from bayesgmm.core.stochastic_vi import StochasticSchedule
-from bayesgmm.core.variational_updates import VariationalParams, VariationalPrior, mean_weights
+from bayesgmm.core.variational_updates import VariationalParams, VariationalPrior
 from bayesgmm.engine.bayes.gibbs import default_hyperparameters
-from bayesgmm.engine.bayes.models import MixtureDraws
 from bayesgmm.engine.preprocessing import compute_context, to_blocks
 
 #: Above this many rows ``method="vi"`` runs stochastic VI by default.
@@ -105,14 +106,24 @@ START_ITERATIONS = 60
 START_INIT = "kmeans"
 
 
-@persistent_jit(static_argnames=("family", "max_iter", "n_dims"))
-def _restarts(draws, active, data, prior, reg_covar, tol, *, family, max_iter, n_dims):
+class RestartSettings(NamedTuple):
+    """Static settings of the restarts' compiled program (hashable, with a stable ``repr``
+    for the program cache): the covariance ``family``, at most ``max_iter`` iterations, and
+    ``n_dims`` features."""
+
+    family: CovarianceFamily
+    max_iter: int
+    n_dims: int
+
+
+@persistent_jit(static_argnames=("settings",))
+def _restarts(draws, active, data, prior, reg_covar, tol, *, settings: RestartSettings):
     """Coordinate ascent on ``data`` from k-means starts with ``active`` (R, T) clusters:
     the restarts' final states (leading axis R)."""
-    resp = block_responsibilities(draws, data.features, data.weight, n_dims, active.shape[1],
-                                  START_INIT, active)
-    return variational.fit_restarts(resp, data, prior, reg_covar, tol, family=family,
-                                    max_iter=max_iter)
+    resp = block_responsibilities(draws, data.features, data.weight, settings.n_dims,
+                                  active.shape[1], START_INIT, active)
+    return variational.fit_restarts(resp, data, prior, reg_covar, tol, family=settings.family,
+                                    max_iter=settings.max_iter)
 
 
 @persistent_jit(static_argnames=("family", "max_iter"))
@@ -165,8 +176,8 @@ def start(y: np.ndarray, prior: VariationalPrior, covariance_type: str, n_compon
     draws = init_draws(seed, len(counts), START_INIT, n_components)
     data = to_blocks(sample, np.float64, family)
     states = jax.device_get(_restarts(draws, active, data, prior, np.asarray(0.0),
-                                      np.asarray(tol * len(sample)), family=family,
-                                      max_iter=START_ITERATIONS, n_dims=n_dims))
+                                      np.asarray(tol * len(sample)),
+                                      settings=RestartSettings(family, START_ITERATIONS, n_dims)))
     bounds = np.where(np.isfinite(states.lower_bound), states.lower_bound, -np.inf)
     best = int(np.argmax(bounds))
     params = VariationalParams(*(np.asarray(a[best]) for a in states.params))
@@ -219,58 +230,6 @@ def _unblocked(resp: np.ndarray, n_rows: int) -> np.ndarray:
     return np.asarray(resp, np.float64).reshape(-1, resp.shape[-1])[:n_rows]
 
 
-def _log_gamma_variates(rng: np.random.Generator, shape: np.ndarray, size) -> np.ndarray:
-    """``log g`` for ``g ~ Gamma(shape)`` (unit scale), exact for tiny shapes too:
-    ``g = G U^(1/shape)`` with ``G ~ Gamma(shape + 1)`` and ``U`` uniform."""
-    shape = np.broadcast_to(shape, size)
-    return (np.log(rng.gamma(shape + 1.0, size=size))
-            + np.log(rng.random(size=size)) / shape)
-
-
-def posterior_draws(params: VariationalParams, stick_breaking: bool, n_draws: int, seed: int,
-                    covariance_type: str) -> MixtureDraws:
-    """``n_draws`` independent draws of the mixture's parameters from ``q`` (numpy, no
-    compiled program): weights from the Beta sticks or the Dirichlet; ``Sigma_k =
-    Lambda_k^-1`` by Bartlett's construction (``full``) or per-feature Gamma precisions
-    (``diag``); ``mu_k ~ N(m_k, Sigma_k / beta_k)``."""
-    rng = np.random.default_rng(seed)
-    n_components, n_dims = params.means.shape
-    a, b = params.concentration
-    size = (n_draws, n_components)
-    log_a = _log_gamma_variates(rng, a, size)
-    if stick_breaking:
-        log_b = _log_gamma_variates(rng, np.where(b > 0, b, 1.0), size)
-        log_total = np.logaddexp(log_a, log_b)
-        log_sticks = log_a - log_total
-        log_left = np.cumsum(log_b - log_total, axis=1)
-        log_w = log_sticks + np.concatenate([np.zeros((n_draws, 1)), log_left[:, :-1]], 1)
-    else:
-        log_w = log_a
-    log_w = log_w - logsumexp(log_w, axis=1, keepdims=True)
-    dof = params.dof
-    if covariance_type == "full":
-        scale = params.covariances * dof[:, None, None]                # W_k^-1, (T, D, D)
-        factor = np.linalg.cholesky(scale)
-        chi2 = 2.0 * np.exp(_log_gamma_variates(
-            rng, 0.5 * (dof[:, None] - np.arange(n_dims)), (n_draws, n_components, n_dims)))
-        bartlett = np.tril(rng.standard_normal((n_draws, n_components, n_dims, n_dims)), -1)
-        bartlett += np.sqrt(chi2)[..., None] * np.eye(n_dims)
-        # Lambda = L^-T A A' L^-1 is Wishart(dof, W); Sigma = G G' with G = L A^-T.
-        root = factor @ np.swapaxes(np.linalg.inv(bartlett), -1, -2)
-        covariance = root @ np.swapaxes(root, -1, -2)
-        scale_tril = np.linalg.cholesky(covariance)
-    else:
-        scale = params.covariances * dof[:, None]                      # (T, D)
-        precision = 2.0 * np.exp(_log_gamma_variates(
-            rng, np.broadcast_to(0.5 * dof[:, None], (n_components, n_dims)),
-            (n_draws, n_components, n_dims))) / scale
-        root = scale_tril = np.sqrt(1.0 / precision)[..., None] * np.eye(n_dims)
-    normals = rng.standard_normal((n_draws, n_components, n_dims))
-    means = params.means + np.einsum("stij,stj->sti", root, normals) / np.sqrt(
-        params.mean_precision)[:, None]
-    return MixtureDraws(log_w, means, scale_tril)
-
-
 def memberships(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
                 covariance_type: str) -> np.ndarray:
     """``q(z_i = k)`` (N, T) of standardised rows ``x``: the coordinate update of the
@@ -286,8 +245,6 @@ def memberships(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
 _responsibilities = persistent_jit(variational_updates.responsibilities, static_argnames="family")
 
 
-#: Rows per chunk of the per-feature Student t densities (diag).
-_T_ROWS = 8192
 #: Rows whose largest membership is above ``1 - CERTAIN`` are counted as assigned to it in
 #: every draw of :func:`occupancy_draws` (the error is below ``N * CERTAIN`` points per draw).
 CERTAIN = 1e-12
@@ -318,71 +275,3 @@ def occupancy_draws(resp: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
         for row, drawn in enumerate(labels, start=start):
             counts[row] += np.bincount(drawn, minlength=n_components)
     return counts
-
-
-def predictive_log_density(x: np.ndarray, params: VariationalParams, stick_breaking: bool,
-                           covariance_type: str) -> np.ndarray:
-    """``log p(x_i | data)`` under ``q`` (N,): a mixture of Student t densities (Bishop 2006,
-    eq. 10.81) with weights ``E_q[pi_k]``. ``full``: component ``k`` is ``St(m_k, L_k,
-    nu_k + 1 - D)`` with ``L_k = (nu_k + 1 - D) beta_k / (1 + beta_k) W_k``; ``diag``: a
-    product over features of ``St(m_kd, beta_k / (1 + beta_k) / sigma2_kd, nu_k)``, the
-    marginals of scikit-learn's diagonal Wishart factor (``sigma2_kd`` its ``covariances_``).
-    """
-    n_dims = params.means.shape[1]
-    shrink = params.mean_precision / (1.0 + params.mean_precision)
-    if covariance_type == "full":
-        t_dof = params.dof + 1.0 - n_dims
-        # L_k = t_dof shrink W_k and covariances_ = (dof W_k)^-1: the precision Cholesky
-        # factors scale by sqrt(t_dof shrink / dof).
-        prec_chol = params.precisions_cholesky * np.sqrt(t_dof * shrink / params.dof
-                                                         )[:, None, None]
-        log_t = _full_t(x, params.means, t_dof, prec_chol)
-    else:
-        prec_chol = params.precisions_cholesky * np.sqrt(shrink)[:, None]
-        log_t = _diag_t(x, params.means, params.dof, prec_chol)
-    with compute_context(np.float64):
-        weights = np.asarray(mean_weights(jnp.asarray(params.concentration), stick_breaking))
-    return logsumexp(np.log(np.maximum(weights, 1e-300)) + log_t, axis=1)
-
-
-@persistent_jit(static_argnames="family")
-def _gaussian_log_prob(data, means, prec_chol, family):
-    """``log N(x | m_k, P_k^-1)`` per block (n_blocks, block_rows, K)."""
-    natural = family.natural_of(jnp.zeros(means.shape[0], means.dtype), means, prec_chol)
-    return jax.lax.map(lambda f: natural_log_prob(f, natural), data.features)
-
-
-def _full_t(x: np.ndarray, means: np.ndarray, t_dof: np.ndarray,
-            prec_chol: np.ndarray) -> np.ndarray:
-    """Multivariate Student t log densities (N, T): locations ``means`` (T, D), precision
-    Cholesky factors ``prec_chol`` (T, D, D), degrees of freedom ``t_dof`` (T,). The squared
-    Mahalanobis distances come from the Gaussian log densities (the E-step's matrix
-    product)."""
-    family = get_family("full")
-    n_components, n_dims = means.shape
-    with compute_context(np.float64):
-        data = to_blocks(x, np.float64, family)
-        log_gauss = np.asarray(_gaussian_log_prob(data, jnp.asarray(means),
-                                                  jnp.asarray(prec_chol), family))
-        half_log_det = np.asarray(family.half_log_det(jnp.asarray(prec_chol), n_components,
-                                                      n_dims))
-    log_gauss = log_gauss.reshape(-1, n_components)[: len(x)]
-    squared = -2.0 * (log_gauss + 0.5 * n_dims * np.log(2 * np.pi) - half_log_det)
-    return (gammaln((t_dof + n_dims) / 2) - gammaln(t_dof / 2) + half_log_det
-            - 0.5 * n_dims * np.log(t_dof * np.pi)
-            - 0.5 * (t_dof + n_dims) * np.log1p(np.maximum(squared, 0.0) / t_dof))
-
-
-def _diag_t(x: np.ndarray, means: np.ndarray, t_dof: np.ndarray,
-            prec_root: np.ndarray) -> np.ndarray:
-    """Products over features of Student t log densities (N, T): per-feature precision
-    square roots ``prec_root`` (T, D), degrees of freedom ``t_dof`` (T,)."""
-    dof = t_dof[:, None]
-    constant = np.sum(gammaln((dof + 1) / 2) - gammaln(dof / 2) + np.log(prec_root)
-                      - 0.5 * np.log(dof * np.pi), axis=-1)
-    log_t = np.empty((len(x), len(means)))
-    for start in range(0, len(x), _T_ROWS):
-        rows = slice(start, start + _T_ROWS)
-        scaled = ((x[rows, None, :] - means[None]) * prec_root[None]) ** 2
-        log_t[rows] = constant - 0.5 * np.sum((dof + 1) * np.log1p(scaled / dof), axis=-1)
-    return log_t
