@@ -6,6 +6,7 @@ edited sources, and can be turned off; ``import bayesgmm`` stays light."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -58,10 +59,34 @@ def entries(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.xla"))
 
 
-def test_a_fresh_process_loads_what_an_earlier_one_compiled(tmp_path):
-    first = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory) -> tuple[dict, Path]:
+    """The answer of a process that started from an empty cache folder, and that folder
+    (read-only for the tests: each copies it with :func:`copy_of`). One compiling process
+    serves the tests that need a folder an earlier process filled."""
+    folder = tmp_path_factory.mktemp("filled")
+    return run_job({"BAYESGMM_COMPILE_CACHE": str(folder)}), folder
+
+
+@pytest.fixture(scope="module")
+def uncached(tmp_path_factory) -> tuple[dict, Path]:
+    """The answer of a process with the cache turned off (plain ``jax.jit``), run with an
+    empty home folder, and that folder."""
+    home = tmp_path_factory.mktemp("home")
+    return run_job({"BAYESGMM_COMPILE_CACHE": "off", "HOME": str(home),
+                    "XDG_CACHE_HOME": str(home / "cache")}), home
+
+
+def copy_of(filled: tuple[dict, Path], folder: Path) -> Path:
+    shutil.copytree(filled[1], folder, dirs_exist_ok=True)
+    return folder
+
+
+def test_a_fresh_process_loads_what_an_earlier_one_compiled(filled, uncached, tmp_path):
+    first = filled[0]
+    copy_of(filled, tmp_path)
     written = entries(tmp_path)
-    assert first["folder"] == str(tmp_path) and first["warnings"] == []
+    assert first["folder"] == str(filled[1]) and first["warnings"] == []
     hits, misses, writes = first["counts"]
     assert hits == 0 and misses >= 1 and writes == len(written) >= 1
     assert "program" in first["traced"]  # EM, traced once for the program cache
@@ -72,7 +97,7 @@ def test_a_fresh_process_loads_what_an_earlier_one_compiled(tmp_path):
     assert "program" not in second["traced"] and "fit_batch" not in second["traced"]
     assert second["exact"] == first["exact"]
     assert entries(tmp_path) == written
-    plain = run_job({"BAYESGMM_COMPILE_CACHE": "off"})  # plain jax.jit: the reference
+    plain = uncached[0]  # plain jax.jit: the reference
     assert "fit_batch" in plain["traced"]
     np.testing.assert_allclose(second["exact"], plain["exact"], rtol=1e-12)
 
@@ -96,9 +121,9 @@ def test_processes_sharing_an_empty_folder_at_once(tmp_path):
     assert last["counts"][1:] == [0, 0] and last["means"] == answers[0]["means"]
 
 
-def test_corrupt_entries_are_recompiled_with_one_warning(tmp_path):
-    first = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
-    written = entries(tmp_path)
+def test_corrupt_entries_are_recompiled_with_one_warning(filled, tmp_path):
+    first = filled[0]
+    written = entries(copy_of(filled, tmp_path))
     for i, file in enumerate(written):  # one truncated, the others with a flipped byte
         blob = bytearray(file.read_bytes())
         if i == 0:
@@ -115,9 +140,8 @@ def test_corrupt_entries_are_recompiled_with_one_warning(tmp_path):
     assert third["warnings"] == [] and third["counts"] == [len(written), 0, 0]
 
 
-def test_a_changed_version_does_not_load_old_entries(tmp_path):
-    run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
-    written = entries(tmp_path)
+def test_a_changed_version_does_not_load_old_entries(filled, tmp_path):
+    written = entries(copy_of(filled, tmp_path))
     upgraded = JOB.replace(
         "    from bayesgmm.base import compile_cache, program_cache",
         "    from bayesgmm.base import compile_cache, program_cache\n"
@@ -136,12 +160,10 @@ def test_a_changed_version_does_not_load_old_entries(tmp_path):
     assert len(entries(tmp_path)) == 2 * len(written) + edited["counts"][2]
 
 
-@pytest.mark.parametrize("value", ["off"])
-def test_turned_off_by_the_environment(tmp_path, value):
-    answer = run_job({"BAYESGMM_COMPILE_CACHE": value, "HOME": str(tmp_path),
-                      "XDG_CACHE_HOME": str(tmp_path / "cache")})
+def test_turned_off_by_the_environment(uncached):
+    answer, home = uncached
     assert answer["folder"] == "None" and answer["counts"] is None
-    assert not (tmp_path / "cache").exists()
+    assert not (home / "cache").exists()
 
 
 def test_the_default_folder_and_a_user_configured_jax_cache(tmp_path):
