@@ -143,7 +143,7 @@ def run_spread(seeds: list[int], num_samples: int = 500) -> str:
             model = BayesianGaussianMixture(10, method="nuts", random_state=seed,
                                             progress_bar=False, num_samples=num_samples).fit(data)
         if not rows:
-            spec = model._model_spec
+            spec = model.model_spec_
             n_dims = sum(int(np.prod(_unconstrained_shape(c, shape)))
                          for c, shape in latent_constraints(spec).values())
         row = {"seed": seed, **_invariant_diagnostics(model),

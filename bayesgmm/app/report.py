@@ -320,7 +320,7 @@ def _bayes_sections(clustering: Clustering, frame: pd.DataFrame) -> list[str]:
                     "relabelling. Variational fits have one 'chain' of independent draws from "
                     "the approximation, so R-hat does not apply."),
               _table(bayes.diagnostics())]
-    chains, n_draws = bayes._chain_shape
+    chains, n_draws = bayes.chain_shape_
     quantities = {"log-likelihood": bayes.log_likelihood_draws_.reshape(chains, n_draws),
                   "occupied clusters": (bayes.occupied_draws_ > 0).sum(axis=1).reshape(
                       chains, n_draws)}

@@ -304,7 +304,7 @@ class Clustering(Persistable, BaseEstimator):
         if self.bayes_model_ is None:
             raise ValueError("no Bayesian model was fitted (bayes='none')")
         bayes, em = self.bayes_model_, self.em_model_
-        x = pd.DataFrame(bayes._x_train, columns=self.columns_)
+        x = pd.DataFrame(bayes.training_rows_, columns=self.columns_)
         posterior = bayes.n_clusters_posterior()
         mode = int(posterior.idxmax())
         rows = [

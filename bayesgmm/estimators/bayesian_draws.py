@@ -18,7 +18,7 @@ from bayesgmm.base.estimator_api import check_is_fitted
 from bayesgmm.base.validation import check_array_input, check_missing_option
 from bayesgmm.engine.bayes import variational
 from bayesgmm.engine.bayes.coclustering import evenly_spaced
-from bayesgmm.engine.bayes.models import MixtureDraws, missing_patterns
+from bayesgmm.engine.bayes.models import MixtureDraws, ModelSpec, missing_patterns
 from bayesgmm.engine.bayes.posterior import summarise_draws
 from bayesgmm.engine.preprocessing import compute_context
 
@@ -31,6 +31,25 @@ PASS_DRAWS = 1000
 
 class PosteriorDraws:
     """Passes over rows with the fitted draws (a mixin of ``BayesianGaussianMixture``)."""
+
+    @property
+    def chain_shape_(self) -> tuple[int, int]:
+        """(chains, kept draws per chain) of the fit; the draws are stored chain-major."""
+        check_is_fitted(self)
+        return self._chain_shape
+
+    @property
+    def training_rows_(self) -> np.ndarray:
+        """The training rows (N, D) in the data's units (NaN where missing)."""
+        check_is_fitted(self)
+        return self._x_train
+
+    @property
+    def model_spec_(self) -> ModelSpec:
+        """The fitted model's :class:`~bayesgmm.engine.bayes.models.ModelSpec` (its covariance
+        type, weight prior and hyperparameters)."""
+        check_is_fitted(self)
+        return self._model_spec
 
     def validated_input(self, X) -> np.ndarray:
         """The rows of ``X`` (n, D) checked against the fitted model (its columns, finite

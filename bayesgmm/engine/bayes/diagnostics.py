@@ -45,7 +45,7 @@ def _arviz():
 
 def _by_chain(model, values: np.ndarray) -> np.ndarray:
     """(S, ...) chain-major draws -> (chains, draws, ...)."""
-    return np.asarray(values).reshape(model._chain_shape + np.shape(values)[1:])
+    return np.asarray(values).reshape(model.chain_shape_ + np.shape(values)[1:])
 
 
 def _feature_names(model) -> list[str]:
@@ -56,7 +56,7 @@ def _feature_names(model) -> list[str]:
 
 def label_invariant_draws(model) -> dict[str, np.ndarray]:
     """(chains, draws) arrays of the label-invariant quantities (module docstring)."""
-    spec = model._model_spec
+    spec = model.model_spec_
     concentration = (None if not spec.concentration_site
                      else _by_chain(model, model.concentration_draws_))
     return label_invariant_quantities(
@@ -83,20 +83,20 @@ def to_inference_data(model):
                  **label_invariant_draws(model)}
     with compute_context(np.float64):
         pointwise = np.asarray(pointwise_log_likelihood(
-            jnp.asarray(model._x_train, jnp.float64), model.device_draws(),
-            patterns=missing_patterns(model._x_train)))
+            jnp.asarray(model.training_rows_, jnp.float64), model.device_draws(),
+            patterns=missing_patterns(model.training_rows_)))
     # The pass draws: every draw, or evenly spaced ones within each chain (Gibbs).
-    pointwise = pointwise.reshape(model._chain_shape[0], -1, pointwise.shape[-1])
+    pointwise = pointwise.reshape(model.chain_shape_[0], -1, pointwise.shape[-1])
     names = _feature_names(model)
     coords = {"cluster": np.arange(model.n_components), "feature": names,
-              "feature_": names, "obs": np.arange(len(model._x_train))}
+              "feature_": names, "obs": np.arange(len(model.training_rows_))}
     dims = {"weights": ["cluster"], "means": ["cluster", "feature"],
             "covariances": ["cluster", "feature", "feature_"], "x": ["obs", "feature"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return az.from_dict(
             posterior=posterior, sample_stats=dict(model.sample_stats_) or None,
-            observed_data={"x": model._x_train},
+            observed_data={"x": model.training_rows_},
             log_likelihood={"x": pointwise},
             coords=coords, dims=dims)
 
@@ -164,7 +164,7 @@ def diagnostics_warnings(model) -> list[str]:
             f"NUTS reported {int(diverging.sum())} divergent transitions out of "
             f"{diverging.size}: the posterior summaries may be biased. Increase "
             "target_accept_prob or check the data for near-duplicate rows.")
-    chains = model._chain_shape[0]
+    chains = model.chain_shape_[0]
     if model.method in ("vi", "advi") or chains < 2:
         return messages
     table = label_invariant_convergence(model)
