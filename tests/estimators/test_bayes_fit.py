@@ -52,8 +52,10 @@ def vi_fit():
 
 @pytest.fixture(scope="module")
 def gibbs_fit():
-    """The default: a mixture of finite mixtures by the Gibbs sampler."""
-    return _fit("gibbs", max_extensions=0)
+    """The default: a mixture of finite mixtures by the Gibbs sampler, with the default
+    truncation (T = 10; its compiled programs are those of the other default fits on up to
+    1,024 rows of two features)."""
+    return _fit("gibbs", n_components=10, max_extensions=0)
 
 
 SPARSE = dict(weight_concentration_prior_type="dirichlet_distribution")
