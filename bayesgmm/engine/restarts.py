@@ -90,11 +90,15 @@ def print_restarts(result: BatchResult, log_det: float, best: int, verbose: int,
         print(f"Initialization {i}: {int(n_iter)} iterations, lower bound "
               f"{float(lb) - log_det:.6f};{flags}")
         if verbose >= 2:
-            history = np.asarray(state.history[i])[: int(n_iter)] - log_det
-            for t in range(interval - 1, len(history), interval):
-                change = history[t] - (history[t - 1] if t else -np.inf)
-                print(f"  Iteration {t + 1}\t lower bound {history[t]:.6f}\t "
-                      f"change {change:.6f}")
+            print_history(np.asarray(state.history[i])[: int(n_iter)] - log_det, interval)
+
+
+def print_history(history: np.ndarray, interval: int) -> None:
+    """One restart's lower bound (history: (n_iter,), in the data's units) and its change at
+    every ``interval``-th iteration (the verbose >= 2 lines of EM and VI alike)."""
+    for t in range(interval - 1, len(history), interval):
+        change = history[t] - (history[t - 1] if t else -np.inf)
+        print(f"  Iteration {t + 1}\t lower bound {history[t]:.6f}\t change {change:.6f}")
 
 
 def iteration_printer(log_det: float, interval: int) -> Callable[[int, np.ndarray], None]:

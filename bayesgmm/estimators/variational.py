@@ -39,6 +39,7 @@ from bayesgmm.core.init import block_responsibilities, init_draws
 from bayesgmm.core.stats import BlockedData, natural_log_prob
 from bayesgmm.core.variational_updates import VariationalParams
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
+from bayesgmm.engine.restarts import print_history
 from bayesgmm.engine.streaming import ChunkedSource, chunked, prepare_stream, stream_covariance
 from bayesgmm.engine.streaming_variational import run_streaming_cavi, scaled_start
 from bayesgmm.engine.training import TrainingData
@@ -314,10 +315,7 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
             history = np.asarray(state.history[i], np.float64)[:n_iter] + shift[i]
             print(f"Initialization {i}")
             if self.verbose >= 2:
-                for t in range(self.verbose_interval - 1, n_iter, self.verbose_interval):
-                    change = history[t] - (history[t - 1] if t else -np.inf)
-                    print(f"  Iteration {t + 1}\t lower bound {history[t]:.6f}\t "
-                          f"change {change:.6f}")
+                print_history(history, self.verbose_interval)
             done = "converged" if state.converged[i] else "did not converge"
             print(f"Initialization {done}. lower bound {history[-1] if n_iter else np.nan:.5f}"
                   + (" (best)" if i == best else ""))

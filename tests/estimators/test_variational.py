@@ -200,3 +200,27 @@ def test_streamed_fit_adds_the_same_sums_over_chunks(tmp_path):
                                    rtol=1e-9, atol=1e-12, err_msg=name)
     np.testing.assert_allclose(streamed.covariance_prior_, in_memory.covariance_prior_,
                                rtol=1e-12)
+
+
+def test_verbose_prints_every_restart_and_its_bound_history(capsys):
+    """verbose=2 with verbose_interval=1: one block per restart, every iteration's lower bound
+    and its change from the previous printed bound, then the final bound; the block marked
+    best ends at the fitted ``lower_bound_``."""
+    x = np.random.default_rng(0).normal(size=(120, 2)) + np.repeat([[0, 0], [5, 0]], 60, 0)
+    model = VariationalGaussianMixture(n_components=3, n_init=2, verbose=2, verbose_interval=1,
+                                       max_iter=30, random_state=0).fit(x)
+    blocks = capsys.readouterr().out.split("Initialization ")[1:]
+    assert [block.splitlines()[0] for block in blocks[::2]] == ["0", "1"]
+    finals = blocks[1::2]
+    for header, final in zip(blocks[::2], finals, strict=True):
+        bounds = [float(line.split("lower bound")[1].split()[0])
+                  for line in header.splitlines()[1:]]
+        changes = [float(line.rsplit("change", 1)[1]) for line in header.splitlines()[1:]]
+        assert len(bounds) >= 2
+        np.testing.assert_allclose(np.diff(bounds), changes[1:], atol=2e-6)
+        assert float(final.split("lower bound")[1].split()[0]) == pytest.approx(bounds[-1],
+                                                                               abs=1e-5)
+    best = [final for final in finals if "(best)" in final]
+    assert len(best) == 1
+    assert float(best[0].split("lower bound")[1].split()[0]) == pytest.approx(
+        model.lower_bound_, abs=1e-5)
