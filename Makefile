@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/bayes.py
 	$(PY) benchmarks/gibbs.py
+	$(PY) benchmarks/sweep_cost.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/cold_time.py
 
