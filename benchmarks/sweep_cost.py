@@ -6,8 +6,9 @@ Usage: ``.venv/bin/python benchmarks/sweep_cost.py`` (writes the ``sweep-cost`` 
 Old Faithful, standardised, the default model (full covariances, T = 10, mixture of finite
 mixtures) and the default sampler settings at N = 272 (4 split-merge proposals of 2 tries
 per sweep, 5 launch iterations, 10 concentration steps), against variants that each remove
-or shrink one part. One chain group of 2 chains, as each of the default fit's two threads
-runs, float64, with bayesgmm's compile cache off. For each variant: the first call (tracing
+or shrink one part, and against the data padded with zero-weight rows. One chain group of 2
+chains, as each of the default fit's two threads runs, float64, with bayesgmm's compile cache
+off. For each variant: the first call (tracing
 and compiling the start and a block of 500 sweeps, then running it), and the best of three
 warm blocks of 500 sweeps, per sweep. The ratio is the variant's warm time per sweep over the
 default's, measured in the same run.
@@ -39,12 +40,17 @@ from bayesgmm.engine.bayes import gibbs
 SWEEPS, THINNING = 500, 5
 DEFAULT = dict(split_merge_moves=4, split_merge_tries=2, launch_iterations=5,
                concentration_steps=gibbs.CONCENTRATION_STEPS)
+#: name -> (sampler settings, rows the 272 are padded to with zero-weight rows; None: the
+#: default padding, none at 272)
 VARIANTS = {
-    "default (4 proposals x 2 tries, 5 launch iterations, 10 concentration steps)": DEFAULT,
-    "no split-merge proposals": {**DEFAULT, "split_merge_moves": 0},
-    "1 proposal x 2 tries": {**DEFAULT, "split_merge_moves": 1},
-    "4 proposals x 1 try": {**DEFAULT, "split_merge_tries": 1},
-    "1 concentration step": {**DEFAULT, "concentration_steps": 1},
+    "default (4 proposals x 2 tries, 5 launch iterations, 10 concentration steps)":
+        (DEFAULT, None),
+    "no split-merge proposals": ({**DEFAULT, "split_merge_moves": 0}, None),
+    "1 proposal x 2 tries": ({**DEFAULT, "split_merge_moves": 1}, None),
+    "4 proposals x 1 try": ({**DEFAULT, "split_merge_tries": 1}, None),
+    "1 concentration step": ({**DEFAULT, "concentration_steps": 1}, None),
+    "default, padded to 512 rows": (DEFAULT, 512),
+    "default, padded to 1,024 rows (EM's one block for small data)": (DEFAULT, 1024),
 }
 
 
@@ -73,12 +79,12 @@ def main() -> None:
     rows = ["| variant | first call s | warm ms per sweep | ratio to default |",
             "|---|---:|---:|---:|"]
     with jax.enable_x64(True):
-        data = gibbs.mixture_data(y, "full")
         hyper = jax.tree_util.tree_map(lambda a: jax.device_put(np.asarray(a, np.float64)),
                                        hyper_np)
         draws = init_draws(0, 2, "k-means++", 10)
         anchor = None
-        for name, settings in VARIANTS.items():
+        for name, (settings, n_padded) in VARIANTS.items():
+            data = gibbs.mixture_data(y, "full", n_padded)
             config = GibbsConfig("full", 10, **settings)
             first, per_sweep = measure(config, data, hyper, draws)
             anchor = anchor or per_sweep

@@ -193,12 +193,14 @@ def _groups(num_chains: int) -> int:
     return max(d for d in range(1, num_chains + 1) if num_chains % d == 0 and d <= cores)
 
 
-def mixture_data(y: np.ndarray, covariance_type: str) -> MixtureData:
+def mixture_data(y: np.ndarray, covariance_type: str,
+                 n_padded: int | None = None) -> MixtureData:
     """Feature rows of ``y`` (N, D) for the family, padded with zero-weight rows to a shared
     size (:func:`~bayesgmm.engine.preprocessing.round_up_size`, at most ~6% padding) so that data
-    sets of similar size reuse one compiled program. Call inside ``jax.enable_x64``."""
+    sets of similar size reuse one compiled program, or to ``n_padded`` (>= N) rows if given.
+    Call inside ``jax.enable_x64``."""
     n_rows = y.shape[0]
-    padded = np.zeros((round_up_size(n_rows), y.shape[1]))
+    padded = np.zeros((n_padded or round_up_size(n_rows), y.shape[1]))
     padded[:n_rows] = y
     weight = np.zeros(padded.shape[0])
     weight[:n_rows] = 1.0
