@@ -144,14 +144,18 @@ class TrainingData:
         return int(gather_from_processes(np.array([self.x.shape[0]])).max())
 
     def fit(self, config: EMConfig, fits: FitInputs, *, dtype, reg_covar: float, tol: float,
-            run_size: int | None = None, n_starts: int | None = None) -> BatchResult:
+            run_size: int | None = None, n_starts: int | None = None,
+            first_alone: bool = False) -> BatchResult:
         """Run :func:`~bayesgmm.core.em.fit_batch` (inside ``compute_context(dtype)``) and
         return its result as numpy arrays. ``fits`` may hold host arrays, with ``override``,
         ``prior``, ``kinds`` and ``starts`` on the batch axis of ``fits.active`` and ``draws``
         one row per start (per fit without ``starts``); ``reg_covar`` is in the data's units.
         The fits run in runs of ``run_size`` (default :func:`fits_per_run`), each given
         ``n_starts`` rows of ``draws`` (default: the most distinct starts of any run): batches
-        with equal values share one program."""
+        with equal values share one program. ``first_alone`` runs fit 0 as a run of its own (the
+        program of a one-fit batch) and the others after it: a batch's size changes the order
+        of its floating-point sums, so only then does fit 0 reproduce a one-fit call bit for
+        bit (``n_init=10`` never ends below ``n_init=1`` with the same seed)."""
         scale2 = self.scaling.scale**2
         n_fits = len(fits.active)
         starts = np.arange(n_fits) if fits.starts is None else np.asarray(fits.starts)
@@ -166,12 +170,17 @@ class TrainingData:
         shared = SharedInputs(self.blocks(config.family, dtype),
                               np.asarray(reg_covar / scale2, dtype), np.asarray(tol, dtype),
                               np.asarray(self.summary.var / scale2, dtype))
-        run_size = run_size or fits_per_run(n_fits)
-        runs = _equal_runs(n_fits, run_size)
-        n_starts = n_starts or most_starts(starts, run_size)
+        if first_alone and n_fits > 1:
+            rest = n_fits - 1
+            runs = [np.zeros(1, int)] + [run + 1 for run in _equal_runs(rest, fits_per_run(rest))]
+            run_starts = [len(np.unique(starts[run])) for run in runs]
+        else:
+            run_size = run_size or fits_per_run(n_fits)
+            runs = _equal_runs(n_fits, run_size)
+            run_starts = [n_starts or most_starts(starts, run_size)] * len(runs)
         final = None if fits.final is None else np.asarray(fits.final)
 
-        def run(index):
+        def run(index, n_starts):
             active, override, prior, kinds = jax.tree_util.tree_map(lambda a: a[index],
                                                                     per_fit)
             used = np.unique(starts[index])
@@ -182,8 +191,8 @@ class TrainingData:
                 shared))
 
         if len(runs) == 1:
-            return run(runs[0])
-        parts = [run(index) for index in runs]
+            return run(runs[0], run_starts[0])
+        parts = [run(index, n_starts) for index, n_starts in zip(runs, run_starts, strict=True)]
         return jax.tree_util.tree_map(lambda *a: np.concatenate(a)[:n_fits], *parts)
 
 

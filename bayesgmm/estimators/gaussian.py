@@ -227,7 +227,7 @@ class GaussianMixture(ComponentScores, Persistable, DensityMixin, BaseEstimator)
         config = EMConfig(family, self.init_params, max_iter, summarise=summarise)
         fits = FitInputs(draws, np.ones((n_init, self.n_components), bool), override, prior)
         result = data.fit(config, fits, dtype=dtype, reg_covar=self.reg_covar,
-                          tol=self.tol if tol is None else tol)
+                          tol=self.tol if tol is None else tol, first_alone=True)
         return result, prior
 
     def _finish(self, result: BatchResult, scaling: AffineScaling, log_det: float,

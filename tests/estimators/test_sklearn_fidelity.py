@@ -4,10 +4,10 @@ The test functions come from the module installed with scikit-learn
 (``sklearn/mixture/tests/test_gaussian_mixture.py``); only its ``GaussianMixture`` name is
 pointed at ours. Chosen are the tests of behaviour bayesgmm promises to share: the messages for
 bad ``weights_init``, ``means_init`` and ``precisions_init``, the non-convergence warning,
-``sample(0)``, warm starts that detect convergence one iteration at a time, and a likelihood
-that never decreases between iterations. ``benchmarks/sklearn_tests.py`` runs the whole
-module (``test_warm_start`` and ``test_init`` too) and lists what fails, with the reasons, in
-``benchmarks/README.md``.
+``sample(0)``, warm starts that detect convergence one iteration at a time, a likelihood
+that never decreases between iterations, and more restarts never ending below one.
+``benchmarks/sklearn_tests.py`` runs the whole module (``test_warm_start`` and ``test_init``
+too) and lists what fails, with the reasons, in ``benchmarks/README.md``.
 """
 
 import numpy as np
@@ -37,6 +37,18 @@ def bayesgmm_in_place_of_scikit_learn(monkeypatch):
 ])
 def test_scikit_learns_own_test_passes(name):
     getattr(scikit_learn_tests, name)()
+
+
+def test_more_restarts_never_end_below_one():
+    """``n_init=10`` keeps a restart at least as good as ``n_init=1``'s, bit for bit: its first
+    restart is the one-restart fit. The seeds and data are scikit-learn's ``test_init``'s; with
+    the ten restarts in one vectorised batch, these five ended 4.4e-16 below (the batch size
+    changed the order of the floating-point sums)."""
+    for max_iter, seed in [(1, 16), (1, 28), (100, 3), (100, 15), (100, 24)]:
+        data = scikit_learn_tests.RandomData(np.random.RandomState(seed), n_samples=50, scale=1)
+        one, ten = (GaussianMixture(data.n_components, n_init=n_init, max_iter=max_iter,
+                                    random_state=seed).fit(data.X["full"]) for n_init in (1, 10))
+        assert ten.lower_bound_ >= one.lower_bound_, (max_iter, seed)
 
 
 def test_the_bound_never_decreases_even_at_the_rounding_floor(faithful):
