@@ -9,6 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import train_test_split
 
 from bayesgmm.base.config import seed_from
+from bayesgmm.engine.bayes.gibbs import rows_padded_like
 from bayesgmm.estimators.bayesian import BayesianGaussianMixture
 
 
@@ -55,7 +56,8 @@ def compare_with_em(X, bayes: BayesianGaussianMixture | None = None, *, test_siz
         template = clone(template).set_params(random_state=seed)
     if template.init_components == "bic":  # the sweep above already chose K on these rows
         template = clone(template).set_params(init_components=em.n_components)
-    model = clone(template).fit(train)
+    with rows_padded_like(len(X)):  # the full data's compiled sampler, not a second one
+        model = clone(template).fit(train)
     posterior = model.n_clusters_posterior()
     mode = int(posterior.idxmax())
     weights = {"mixture_of_finite_mixtures": "MFM", "dirichlet_process": "DP",

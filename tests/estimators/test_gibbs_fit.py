@@ -151,3 +151,27 @@ def test_short_chains_are_extended_and_then_warned_about(faithful):
         unextended = BayesianGaussianMixture(**{**settings, "max_extensions": 0}).fit(data)
     assert unextended.inference_info_["extra_draws"] == 0
     assert unextended.posterior_draws_.means.shape[0] == 4 * 100
+
+
+def test_a_training_split_runs_the_whole_data_sets_program():
+    """compare_with_em fits its 75% split inside ``rows_padded_like(len(X))``: the split is
+    padded with zero-weight rows to the whole data's size, so one sampler program serves
+    both fits; its own rows and weights are those of the unpadded split."""
+    import jax
+
+    from bayesgmm.engine.bayes.gibbs import mixture_data, rows_padded_like
+
+    split = np.random.default_rng(0).normal(size=(204, 2))
+    with jax.enable_x64(True):
+        own = mixture_data(split, "full")
+        with rows_padded_like(272):
+            like_whole = mixture_data(split, "full")
+        with rows_padded_like(100):  # fewer rows than the split: its own size
+            smaller = mixture_data(split, "full")
+    assert own.weight.shape == smaller.weight.shape == (208,)  # round_up_size(204)
+    assert like_whole.weight.shape == (272,)
+    weight = np.asarray(like_whole.weight)
+    assert weight.sum() == 204 and weight[:204].min() == 1
+    for mine, theirs in zip(jax.tree_util.tree_leaves(like_whole.features),
+                            jax.tree_util.tree_leaves(own.features), strict=True):
+        np.testing.assert_array_equal(np.asarray(mine)[:204], np.asarray(theirs)[:204])

@@ -37,7 +37,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 
 import jax
@@ -193,14 +196,39 @@ def _groups(num_chains: int) -> int:
     return max(d for d in range(1, num_chains + 1) if num_chains % d == 0 and d <= cores)
 
 
+_ROWS_PADDED_LIKE: ContextVar[int | None] = ContextVar("rows_padded_like", default=None)
+
+
+@contextmanager
+def rows_padded_like(n_rows: int) -> Iterator[None]:
+    """Inside, the sampler pads a data set of at most ``n_rows`` rows to as many rows as
+    ``n_rows`` rows would get, so that a fit of part of a data set (a training split) runs
+    the compiled program of the whole one: compiling costs seconds, and the extra
+    zero-weight rows cost a fraction of a sweep (``benchmarks/sweep_cost.py``)."""
+    token = _ROWS_PADDED_LIKE.set(n_rows)
+    try:
+        yield
+    finally:
+        _ROWS_PADDED_LIKE.reset(token)
+
+
+def padded_rows(n_rows: int) -> int:
+    """The rows a sampler's data set of ``n_rows`` rows is padded to: the shared size
+    (:func:`~bayesgmm.engine.preprocessing.round_up_size`), or that of the whole data set
+    inside :func:`rows_padded_like`."""
+    like = _ROWS_PADDED_LIKE.get()
+    return round_up_size(like if like is not None and like >= n_rows else n_rows)
+
+
 def mixture_data(y: np.ndarray, covariance_type: str,
                  n_padded: int | None = None) -> MixtureData:
     """Feature rows of ``y`` (N, D) for the family, padded with zero-weight rows to a shared
-    size (:func:`~bayesgmm.engine.preprocessing.round_up_size`, at most ~6% padding) so that data
-    sets of similar size reuse one compiled program, or to ``n_padded`` (>= N) rows if given.
+    size (:func:`padded_rows`: at most ~6% padding, more inside :func:`rows_padded_like`) so
+    that data sets of similar size reuse one compiled program, or to ``n_padded`` (>= N) rows
+    if given.
     Call inside ``jax.enable_x64``."""
     n_rows = y.shape[0]
-    padded = np.zeros((n_padded or round_up_size(n_rows), y.shape[1]))
+    padded = np.zeros((n_padded or padded_rows(n_rows), y.shape[1]))
     padded[:n_rows] = y
     weight = np.zeros(padded.shape[0])
     weight[:n_rows] = 1.0
