@@ -54,7 +54,10 @@ class EMConfig:
     ----------
     family : :class:`CovarianceFamily` (``Mixed()``: each fit has its own, ``FitInputs.kinds``)
     init : the initialisation method (:func:`~bayesgmm.core.init.initial_responsibilities`)
-    max_iter : most EM iterations per fit (0: the starting parameters, scored)
+    max_iter : most EM iterations per fit (0: the starting parameters, scored). Traced: the
+        compiled program is that of :attr:`compiled` (``max_iter`` rounded up to
+        :func:`iteration_capacity`, the length of its history), so fits that differ only in
+        ``max_iter`` (1, 100, 1,000) share programs
     summarise : also score the final parameters (log-likelihood and ICL's assignment term)
     sample_blocks : None, or a screened batch (:mod:`bayesgmm.engine.sweep`) whose sample fills
         the first ``sample_blocks`` blocks: the traced ``FitInputs.final`` then chooses at run
@@ -81,6 +84,25 @@ class EMConfig:
     @property
     def screened(self) -> bool:
         return self.sample_blocks is not None
+
+    @property
+    def compiled(self) -> EMConfig:
+        """The static argument of the compiled program: ``max_iter`` replaced by its
+        :func:`iteration_capacity` (inside the program ``config.max_iter`` is that capacity;
+        the loop stops at the traced ``SharedInputs.max_iter``)."""
+        return dataclasses.replace(self, max_iter=iteration_capacity(self.max_iter))
+
+
+#: The shortest iteration history a program is compiled for (see :func:`iteration_capacity`).
+MIN_ITERATION_CAPACITY = 128
+
+
+def iteration_capacity(max_iter: int) -> int:
+    """The history length compiled for ``max_iter`` iterations: 0 for 0 (no loop), else the
+    smallest power of two >= ``max_iter`` and >= :data:`MIN_ITERATION_CAPACITY`."""
+    if max_iter <= 0:
+        return 0
+    return max(MIN_ITERATION_CAPACITY, 1 << (int(max_iter) - 1).bit_length())
 
 
 class InitOverride(NamedTuple):
@@ -148,12 +170,15 @@ class SharedInputs(NamedTuple):
     reg_covar : () added to the covariances' diagonals (internal units)
     tol : () the stopping rule's tolerance on the change of the mean log-likelihood
     feature_variance : (D,) per-feature data variance, for :func:`degenerate_components`
+    max_iter : () int32, most EM iterations (set by :func:`fit_batch` from
+        ``EMConfig.max_iter``)
     """
 
     data: BlockedData
     reg_covar: Array
     tol: Array
     feature_variance: Array
+    max_iter: Array | None = None
 
 
 class BatchResult(NamedTuple):
@@ -241,7 +266,7 @@ def run(config: EMConfig, state: EMState, fits: FitInputs, shared: SharedInputs)
 
     def one(state: EMState, fit: _OneFit) -> EMState:
         family, update = _fit_rules(config, shared, fit)
-        return run_em(state, data, family, update, shared.tol, config.max_iter,
+        return run_em(state, data, family, update, shared.tol, shared.max_iter,
                       monotone=fit.prior is None)
 
     return jax.vmap(one)(state, fits.per_fit())
@@ -282,13 +307,21 @@ def finish(config: EMConfig, state: EMState, fits: FitInputs,
     return jax.vmap(one)(state, fits.per_fit())
 
 
-@persistent_jit(static_argnames="config")
 def fit_batch(config: EMConfig, fits: FitInputs, shared: SharedInputs) -> BatchResult:
     """Initialise, run and finish a batch of EM fits, vmapped in one compiled program
-    (:func:`init_state`, :func:`run`, :func:`finish`; one program per ``config`` and
-    shapes)."""
+    (:func:`fit_program`: one per ``config.compiled`` and shapes; ``config.max_iter`` is
+    passed traced, as ``shared.max_iter``)."""
     if config.screened != (fits.final is not None):
         raise ValueError("FitInputs.final goes with EMConfig.sample_blocks, and only with it")
+    return fit_program(config.compiled, fits,
+                       shared._replace(max_iter=np.asarray(config.max_iter, np.int32)))
+
+
+@persistent_jit(static_argnames="config")
+def fit_program(config: EMConfig, fits: FitInputs, shared: SharedInputs) -> BatchResult:
+    """The compiled program of :func:`fit_batch` (``config`` with ``max_iter`` at its
+    :func:`iteration_capacity`, ``shared.max_iter`` set): :func:`init_state`, :func:`run`,
+    :func:`finish`."""
     state = init_state(config, fits, shared)
     return finish(config, run(config, state, fits, shared), fits, shared)
 

@@ -56,7 +56,8 @@ class EMState(NamedTuple):
     lower_bound : () mean log-likelihood at the last E-step (``-inf`` before the first)
     n_iter : () int32, E/M iterations done
     converged : () bool
-    history : (max(max_iter, 1),) lower bound after each iteration, NaN where not run
+    history : (H,) lower bound after each iteration, NaN where not run (H: the compiled
+        program's iteration capacity, :func:`~bayesgmm.core.em.iteration_capacity`, or 1)
     """
 
     params: MixtureParams
@@ -120,9 +121,10 @@ def em_update(state: EMState, stats: SuffStats, update: Update, tol: Array,
 
 
 def run_em(state: EMState, data: BlockedData, family: CovarianceFamily, update: Update,
-           tol: Array, max_iter: int, monotone: bool = True) -> EMState:
+           tol: Array, max_iter: Array | int, monotone: bool = True) -> EMState:
     """Iterate :func:`em_step` from ``state`` (:func:`start_state`) inside
-    ``lax.while_loop`` until converged or ``max_iter`` (static) iterations are done."""
+    ``lax.while_loop`` until converged or ``max_iter`` (traced or static; at most the
+    length of ``state.history``) iterations are done."""
     def keep_going(state):
         return (state.n_iter < max_iter) & ~state.converged
 

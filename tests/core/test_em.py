@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm import GaussianMixture
 from bayesgmm.base.config import seed_from
-from bayesgmm.core.em import fit_batch
+from bayesgmm.core.em import fit_batch, fit_program
 from tests.helpers import make_mixture, run_core_batch
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -77,10 +77,15 @@ def test_warm_start_continues(faithful):
 def test_same_shapes_do_not_recompile(faithful):
     x = faithful.to_numpy()
     GaussianMixture(2, random_state=0).fit(x)
-    before = fit_batch._cache_size()
+    before = fit_program._cache_size()
     GaussianMixture(2, random_state=1).fit(x[::-1] + 1.0)
     GaussianMixture(2, random_state=2, tol=1e-4, reg_covar=1e-5).fit(x[:265])  # same bucket
-    assert fit_batch._cache_size() == before
+    # max_iter is traced: 1 to 128 iterations share the program of the default 100
+    short = GaussianMixture(2, random_state=0, max_iter=3).fit(x)
+    assert fit_program._cache_size() == before
+    assert short.n_iter_ <= 3 and len(short.lower_bounds_) == short.n_iter_
+    longer = GaussianMixture(2, random_state=0, max_iter=129).fit(x)  # capacity 256
+    assert fit_program._cache_size() == before + 1 and longer.converged_
 
 
 def test_verbose_reports_every_restart(faithful, capsys):
