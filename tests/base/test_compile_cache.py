@@ -97,11 +97,11 @@ def test_a_fresh_process_loads_what_an_earlier_one_compiled(filled, uncached, tm
     second = run_job({"BAYESGMM_COMPILE_CACHE": str(tmp_path)})
     hits, misses, writes = second["counts"]
     assert (hits, misses, writes) == (len(written), 0, 0)  # every program came from disk
-    assert "program" not in second["traced"] and "fit_batch" not in second["traced"]
+    assert "program" not in second["traced"] and "fit_program" not in second["traced"]
     assert second["exact"] == first["exact"]
     assert entries(tmp_path) == written
     plain = uncached[0]  # plain jax.jit: the reference
-    assert "fit_batch" in plain["traced"]
+    assert "fit_program" in plain["traced"]
     np.testing.assert_allclose(second["exact"], plain["exact"], rtol=1e-12)
 
 
