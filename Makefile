@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bayes.py
 	$(PY) benchmarks/gibbs.py
 	$(PY) benchmarks/sweep_cost.py
+	$(PY) benchmarks/split_merge_budget.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/cold_time.py
 
