@@ -16,6 +16,11 @@ if "BAYESGMM_TEST_JAX_CACHE" not in os.environ:  # the controller (or a plain py
     # the suite never reads or fills the user's cache, and exercises the library's cache.
     os.environ["BAYESGMM_COMPILE_CACHE"] = os.environ["BAYESGMM_TEST_JAX_CACHE"]
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+    # Plain jax.jit programs that compile in under 0.1 s (eager operations of the tests and of
+    # NumPyro's reference runs, about 4,000 per run) are not written to the shared cache:
+    # no other process runs them, and each write cost about 5 ms (bayesgmm honours JAX's
+    # variable; a user's default keeps everything).
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
     # One XLA compute thread per test process: two xdist workers (plus a notebook kernel)
     # already fill the two cores, and Eigen's pool spinning for work it cannot get cost 7% of
     # the CPU time (measured on test_selection + test_bayes_model).

@@ -15,7 +15,8 @@ folder, the first time one of its compiled modules is imported:
 
 When bayesgmm owns the cache it sets two JAX options: the cache folder and
 ``jax_persistent_cache_min_compile_time_secs = 0`` (bayesgmm's small programs are worth keeping
-too). Programs of your own compiled in the same process are then cached in the same folder.
+too; JAX's environment variable ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``, if you set it,
+wins). Programs of your own compiled in the same process are then cached in the same folder.
 
 bayesgmm's own programs are also kept under a key computed before tracing, in the same folder
 and through the same cache object (:mod:`bayesgmm.base.program_cache`), so that a warm process does
@@ -212,7 +213,7 @@ def _install(cache: ChecksummedFileCache | None) -> bool:
         jax.config.update("jax_compilation_cache_dir", None)
         return True
     jax.config.update("jax_compilation_cache_dir", str(cache._path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time())
     if jax_cache is None or not hasattr(jax_cache, "_cache_initialized_mutex"):
         return True  # pragma: no cover - JAX's own file cache at that folder
     jax_cache.reset_cache()
@@ -220,6 +221,27 @@ def _install(cache: ChecksummedFileCache | None) -> bool:
         jax_cache._cache = cache
         jax_cache._cache_initialized = True
     return True
+
+
+#: The environment variable (JAX's own) that sets the shortest compile worth keeping.
+MIN_COMPILE_TIME_VARIABLE = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+
+
+def min_compile_time() -> float:
+    """Seconds of compiling below which a program of plain ``jax.jit`` is not written to the
+    cache: the user's :data:`MIN_COMPILE_TIME_VARIABLE` if set, else 0 (keep everything:
+    bayesgmm's small programs are worth keeping too). A value that is not a number >= 0 is
+    an error naming the variable."""
+    text = os.environ.get(MIN_COMPILE_TIME_VARIABLE, "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ValueError(f"{MIN_COMPILE_TIME_VARIABLE}={text!r}: expected seconds >= 0")
+    return value
 
 
 def _jax_cache_configured_by_user() -> bool:

@@ -232,3 +232,23 @@ def test_import_bayesgmm_loads_no_heavy_module():
     assert set(bayesgmm.__all__) <= set(dir(bayesgmm))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         bayesgmm.nope  # noqa: B018
+
+
+def test_the_users_minimum_compile_time_wins(monkeypatch):
+    """JAX's ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``, when set, decides which plain
+    ``jax.jit`` programs are kept (this suite sets 0.1 s); unset, bayesgmm keeps everything;
+    a value that is not seconds >= 0 is refused by name."""
+    import jax
+
+    assert compile_cache.active_cache() is not None  # the suite's own cache is installed
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.1
+    variable = compile_cache.MIN_COMPILE_TIME_VARIABLE
+    monkeypatch.delenv(variable)
+    assert compile_cache.min_compile_time() == 0.0
+    monkeypatch.setenv(variable, "2.5")
+    assert compile_cache.min_compile_time() == 2.5
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv(variable, bad)
+        with pytest.raises(ValueError, match=variable):
+            compile_cache.min_compile_time()
+
