@@ -153,11 +153,15 @@ def test_gibbs_agrees_with_numpyro_nuts_where_nuts_mixes():
 
     with jax.enable_x64(True):
         hyper_j = jax.tree_util.tree_map(jnp.asarray, hyper)
-        mcmc = MCMC(NUTS(conjugate_mixture_model), num_warmup=500, num_samples=1000,
-                    num_chains=2, chain_method="sequential", progress_bar=False)
-        mcmc.run(jax.random.PRNGKey(0), n_rows, hyper_j, config, weights, y=jnp.asarray(y),
-                 marginal=True)
-        sites = mcmc.get_samples(group_by_chain=True)
+        def nuts_draws(key):
+            mcmc = MCMC(NUTS(conjugate_mixture_model), num_warmup=500, num_samples=1000,
+                        num_chains=2, chain_method="sequential", progress_bar=False)
+            mcmc.run(key, n_rows, hyper_j, config, weights, y=jnp.asarray(y), marginal=True)
+            return mcmc.get_samples(group_by_chain=True)
+
+        # NumPyro's run traced as one program: run eagerly, its set-up (tracing the model,
+        # finding a valid start) compiled some 450 operations one at a time.
+        sites = jax.jit(nuts_draws)(jax.random.PRNGKey(0))
         gamma = np.asarray(sites["weight_gamma"])
         nuts = summaries((gamma / gamma.sum(-1, keepdims=True)).reshape(-1, 2),
                          np.asarray(sites["means"]).reshape(-1, 2, 2),
