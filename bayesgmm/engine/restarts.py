@@ -1,8 +1,9 @@
 """The restarts of a batched EM fit as an estimator sees them: where they start (the user's
 initial parameters), the one it keeps, and the verbose lines about them.
 
-The choice itself is :func:`bayesgmm.core.em.choose_restart`, shared with the model-selection
-sweep; an estimator, unlike the sweep, refuses a batch whose every restart is degenerate.
+The choice itself is :func:`bayesgmm.core.restart_choice.choose_restart`, shared with the
+model-selection sweep; an estimator, unlike the sweep, refuses a batch whose every restart is
+degenerate.
 Lower bounds are printed in the data's units: ``log_det`` is the log-determinant of the map to
 internal units (:meth:`~bayesgmm.engine.preprocessing.AffineScaling.log_det`), subtracted
 from the internal bounds.
@@ -22,7 +23,8 @@ from bayesgmm.base.validation import (
     check_initial_weights,
 )
 from bayesgmm.core.covariance_family import CovarianceFamily
-from bayesgmm.core.em import BatchResult, InitOverride, choose_restart
+from bayesgmm.core.em import BatchResult, InitOverride
+from bayesgmm.core.restart_choice import choose_restart
 from bayesgmm.engine.preprocessing import AffineScaling
 
 

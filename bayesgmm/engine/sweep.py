@@ -43,9 +43,10 @@ import jax
 import numpy as np
 
 from bayesgmm.core.covariance import FAMILIES, MIXED_KINDS, Mixed
-from bayesgmm.core.em import BatchResult, EMConfig, FitInputs, InitOverride, choose_restart
+from bayesgmm.core.em import BatchResult, EMConfig, FitInputs, InitOverride
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
+from bayesgmm.core.restart_choice import choose_restart
 from bayesgmm.engine.parallel import data_mesh, multi_process
 from bayesgmm.engine.preprocessing import block_layout
 from bayesgmm.engine.prior import resolve_prior
