@@ -172,8 +172,11 @@ class TrainingData:
                               np.asarray(self.summary.var / scale2, dtype))
         if first_alone and n_fits > 1:
             rest = n_fits - 1
-            runs = [np.zeros(1, int)] + [run + 1 for run in _equal_runs(rest, fits_per_run(rest))]
-            run_starts = [len(np.unique(starts[run])) for run in runs]
+            others = [run + 1 for run in _equal_runs(rest, fits_per_run(rest))]
+            runs = [np.zeros(1, int), *others]
+            # the others' runs share one shape (the last is padded with repeats)
+            most = max(len(np.unique(starts[run])) for run in others)
+            run_starts = [1] + [most] * len(others)
         else:
             run_size = run_size or fits_per_run(n_fits)
             runs = _equal_runs(n_fits, run_size)

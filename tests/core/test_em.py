@@ -102,17 +102,19 @@ def test_large_batches_run_as_equal_runs_of_one_program(monkeypatch):
     150."""
     import bayesgmm.engine.training as training
 
-    sizes = []
+    sizes, shapes = [], []
     compiled = training.fit_batch
 
     def spy(config, fits, shared):
         sizes.append(len(fits.active))
+        shapes.append(fits.draws.shape)
         return compiled(config, fits, shared)
 
     monkeypatch.setattr(training, "fit_batch", spy)
     x = make_mixture(n=200, seed=4)[0]
     model = GaussianMixture(3, n_init=150, random_state=0).fit(x)
     assert sizes == [1, 50, 50, 50]
+    assert len(set(shapes[1:])) == 1  # the padded last run has the others' shape
     assert model.converged_
 
 
