@@ -175,8 +175,7 @@ class TrainingData:
             others = [run + 1 for run in _equal_runs(rest, fits_per_run(rest))]
             runs = [np.zeros(1, int), *others]
             # the others' runs share one shape (the last is padded with repeats)
-            most = max(len(np.unique(starts[run])) for run in others)
-            run_starts = [1] + [most] * len(others)
+            run_starts = [1] + [most_starts(starts[1:], fits_per_run(rest))] * len(others)
         else:
             run_size = run_size or fits_per_run(n_fits)
             runs = _equal_runs(n_fits, run_size)
