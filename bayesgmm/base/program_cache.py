@@ -57,7 +57,8 @@ import numpy as np
 
 from bayesgmm.base import compile_cache
 
-_PACKAGE = Path(__file__).resolve().parent
+#: The bayesgmm package folder: every module in it is part of a program's key.
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 #: JAX monitoring event: seconds spent reading and loading an executable from the disk.
 LOAD_EVENT = "/bayesgmm/base/program_cache/load_duration"

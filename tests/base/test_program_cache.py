@@ -5,6 +5,7 @@ tests/base/test_compile_cache.py."""
 
 import hashlib
 import pickle
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -108,6 +109,20 @@ def test_keys_tell_apart_what_jax_jit_tells_apart(cache_folder):
     assert len(program_entries(cache_folder)) == 2  # the two of ``ours`` only
     with pytest.raises(TypeError, match="passed by name"):
         persistent_jit(lambda v, /: v)
+
+
+def test_every_module_of_the_package_is_in_the_key():
+    """The source digest covers the whole package, not the folder of the cache's own module:
+    when ``program_cache`` moved into ``bayesgmm/base``, an edit of ``core/em.py`` kept the
+    old key and a later process loaded the old program (a different result structure)."""
+    import bayesgmm
+    from bayesgmm.base import program_cache
+
+    package = Path(bayesgmm.__file__).resolve().parent
+    digested = {path.relative_to(package).as_posix() for path in program_cache._SOURCE_FILES}
+    assert {"core/em.py", "core/init.py", "engine/bayes/gibbs.py", "base/program_cache.py",
+            "__init__.py"} <= digested
+    assert digested == {path.relative_to(package).as_posix() for path in package.rglob("*.py")}
 
 
 def test_edited_sources_keep_programs_off_the_disk(cache_folder, monkeypatch):
