@@ -3,13 +3,15 @@
 A batch is every restart of a model, or in a model-selection sweep every (covariance type,
 component count, restart): one ``vmap`` of the single-fit loop of :mod:`bayesgmm.core.em_steps`.
 As in BlackJAX, the batch is three pure functions over a state pytree (:class:`EMState`,
-batched): :func:`init_state` (initialisation, the shared starts computed once), :func:`run`
-(the ``lax.while_loop`` of every fit) and :func:`finish` (the refined last M-step, degeneracy
-and scores). :func:`fit_batch` composes them inside one ``jit``: one compiled program per
-:class:`EMConfig` (static and hashable) and per shape of its inputs, a pytree of per-fit
-inputs (:class:`FitInputs`) and the data and settings every fit shares
-(:class:`SharedInputs`). Picking the winner among restarts (:func:`choose_restart`) is left
-to the caller, on the host.
+batched): :func:`init_state` (the M-step of the starts), :func:`run` (the ``lax.while_loop``
+of every fit) and :func:`finish` (degeneracy and scores). :func:`fit_batch` composes them
+inside one ``jit``: one compiled program per :class:`EMConfig` (static and hashable) and per
+shape of its inputs, a pytree of per-fit inputs (:class:`FitInputs`) and the data and
+settings every fit shares (:class:`SharedInputs`). Two rarer or shareable parts are programs
+of their own, so that the main one compiles faster: the starts' responsibilities (k-means
+etc., shared by every covariance type and setting) and the refined last M-step (run only
+when a batch needs it). Picking the winner among restarts is left to the caller, on the host
+(:mod:`bayesgmm.core.restart_choice`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from jax import Array
 
 from bayesgmm.base.program_cache import persistent_jit
+from bayesgmm.core import init as init_programs
 from bayesgmm.core.covariance_family import CovarianceFamily
 from bayesgmm.core.em_steps import (
     EMState,
@@ -33,13 +36,11 @@ from bayesgmm.core.em_steps import (
     run_em,
     start_state,
 )
-from bayesgmm.core.init import initial_responsibilities
 from bayesgmm.core.parameters import ConjugatePrior, MixtureParams
 from bayesgmm.core.stats import (
     BlockedData,
     SuffStats,
     assignment_summary,
-    data_columns,
     e_step,
     m_step,
     stats_from_responsibilities,
@@ -53,7 +54,8 @@ class EMConfig:
     Attributes
     ----------
     family : :class:`CovarianceFamily` (``Mixed()``: each fit has its own, ``FitInputs.kinds``)
-    init : the initialisation method (:func:`~bayesgmm.core.init.initial_responsibilities`)
+    init : the initialisation method (:func:`~bayesgmm.core.init.initial_responsibilities`),
+        run by its own compiled program (:func:`start_responsibilities`)
     max_iter : most EM iterations per fit (0: the starting parameters, scored). Traced: the
         compiled program is that of :attr:`compiled` (``max_iter`` rounded up to
         :func:`iteration_capacity`, the length of its history), so fits that differ only in
@@ -89,10 +91,14 @@ class EMConfig:
     def compiled(self) -> EMConfig:
         """The static argument of the compiled program: ``max_iter`` replaced by its
         :func:`iteration_capacity` (inside the program ``config.max_iter`` is that capacity;
-        the loop stops at the traced ``SharedInputs.max_iter``)."""
-        return dataclasses.replace(self, max_iter=iteration_capacity(self.max_iter))
+        the loop stops at the traced ``SharedInputs.max_iter``), and no ``init`` (the starts'
+        responsibilities are an input: :func:`start_responsibilities`)."""
+        return dataclasses.replace(self, init=PROGRAM_INIT,
+                                   max_iter=iteration_capacity(self.max_iter))
 
 
+#: ``EMConfig.init`` of a compiled program: its starts are given (:attr:`EMConfig.compiled`).
+PROGRAM_INIT = "given"
 #: The shortest iteration history a program is compiled for (see :func:`iteration_capacity`).
 MIN_ITERATION_CAPACITY = 128
 
@@ -208,11 +214,12 @@ class _OneFit(NamedTuple):
     override: InitOverride
 
 
-def init_state(config: EMConfig, fits: FitInputs, shared: SharedInputs) -> EMState:
+def init_state(config: EMConfig, fits: FitInputs, shared: SharedInputs,
+               resp: Array | None) -> EMState:
     """Every fit's state before its first iteration (a leading fit axis (B,)): the M-step of
-    its start's ``init`` responsibilities with ``override`` applied, or a complete
-    ``override`` as given (screened: chosen at run time by ``final``)."""
-    resp = _start_responsibilities(config, fits, shared)
+    its start's responsibilities ``resp`` (:func:`start_responsibilities`) with ``override``
+    applied, or a complete ``override`` as given (screened: chosen at run time by
+    ``final``)."""
     data = _loop_data(config, fits, shared)
     n_dims = shared.feature_variance.shape[0]
 
@@ -247,27 +254,33 @@ def run(config: EMConfig, state: EMState, fits: FitInputs, shared: SharedInputs)
     return jax.vmap(one)(state, fits.per_fit())
 
 
-def finish(config: EMConfig, state: EMState, fits: FitInputs,
-           shared: SharedInputs) -> BatchResult:
-    """Every fit's result from its final ``state``: the last M-step redone from centred
-    statistics when some fit of the batch needs it (:func:`raw_moments_lose_digits`; about
-    two passes over the rows; screened, only when ``final``), its degenerate components and,
-    with ``summarise`` (screened: when ``final``), its scores."""
-    data = _loop_data(config, fits, shared)
-    # One decision for the batch: a per-fit one under vmap would run both branches.
+def needs_refinement(config: EMConfig, state: EMState, fits: FitInputs) -> Array:
+    """() bool: whether some fit of the batch needs its last M-step redone from centred
+    statistics (:func:`raw_moments_lose_digits`; screened, only when ``final``). One decision
+    for the batch, made on the host between two programs (:func:`fit_batch`): a per-fit one
+    under vmap would run both branches, and a branch inside the program was a quarter of its
+    compile time for a step that float64 fits rarely need."""
+    if config.max_iter == 0:
+        return jnp.zeros((), bool)
     refine = jnp.any(jax.vmap(lambda params, fit: raw_moments_lose_digits(
         params, _fit_family(config, fit), fit.active))(state.params, fits.per_fit()))
-    if config.screened:
-        refine = fits.final & refine
+    return fits.final & refine if config.screened else refine
+
+
+def finish(config: EMConfig, state: EMState, fits: FitInputs, shared: SharedInputs,
+           refine: bool = False) -> BatchResult:
+    """Every fit's result from its final ``state``: with ``refine`` (static), the last M-step
+    redone from centred statistics first (:func:`refine_last_m_step`; about two passes over
+    the rows; not with missing values), then its degenerate components and, with
+    ``summarise`` (screened: when ``final``), its scores."""
+    data = _loop_data(config, fits, shared)
     zeros = (jnp.zeros((), data.features.dtype),) * 2
 
     def one(state: EMState, fit: _OneFit) -> BatchResult:
         family, update = _fit_rules(config, shared, fit)
         centre = 0.0
-        if config.max_iter > 0 and data.observed is None:  # missing values: nothing to refine
-            state, centre = jax.lax.cond(
-                refine, lambda: refine_last_m_step(state, data, family, update),
-                lambda: (state, jnp.zeros_like(state.params.means)))
+        if refine and data.observed is None:  # missing values: nothing to refine
+            state, centre = refine_last_m_step(state, data, family, update)
         degenerate = degenerate_components(state.stats, centre, family,
                                            shared.feature_variance, fit.active, fit.prior)
         if config.screened:
@@ -285,20 +298,37 @@ def finish(config: EMConfig, state: EMState, fits: FitInputs,
 def fit_batch(config: EMConfig, fits: FitInputs, shared: SharedInputs) -> BatchResult:
     """Initialise, run and finish a batch of EM fits, vmapped in one compiled program
     (:func:`fit_program`: one per ``config.compiled`` and shapes; ``config.max_iter`` is
-    passed traced, as ``shared.max_iter``)."""
+    passed traced, as ``shared.max_iter``), from the starts' responsibilities (their own
+    program: :func:`start_responsibilities`). When the batch :func:`needs_refinement`, a
+    second program (:func:`refine_program`) finishes it again from the loop's state."""
     if config.screened != (fits.final is not None):
         raise ValueError("FitInputs.final goes with EMConfig.sample_blocks, and only with it")
-    return fit_program(config.compiled, fits,
-                       shared._replace(max_iter=np.asarray(config.max_iter, np.int32)))
+    shared = shared._replace(max_iter=np.asarray(config.max_iter, np.int32))
+    resp = start_responsibilities(config, fits, shared)
+    # the draws are spent: an empty placeholder, so that every init shares the EM program
+    fits = fits._replace(draws=np.zeros((len(fits.draws), 0), np.asarray(fits.draws).dtype))
+    result, refine = fit_program(config.compiled, fits, shared, resp)
+    if bool(refine):
+        result = refine_program(config.compiled, result.state, fits, shared)
+    return result
 
 
 @persistent_jit(static_argnames="config")
-def fit_program(config: EMConfig, fits: FitInputs, shared: SharedInputs) -> BatchResult:
-    """The compiled program of :func:`fit_batch` (``config`` with ``max_iter`` at its
-    :func:`iteration_capacity`, ``shared.max_iter`` set): :func:`init_state`, :func:`run`,
-    :func:`finish`."""
-    state = init_state(config, fits, shared)
-    return finish(config, run(config, state, fits, shared), fits, shared)
+def fit_program(config: EMConfig, fits: FitInputs, shared: SharedInputs,
+                resp: Array | None) -> tuple[BatchResult, Array]:
+    """The compiled program of :func:`fit_batch` (``config`` as :attr:`EMConfig.compiled`,
+    ``shared.max_iter`` set, ``resp`` from :func:`start_responsibilities`):
+    :func:`init_state`, :func:`run`, :func:`finish` without refinement, and whether the batch
+    :func:`needs_refinement`."""
+    state = run(config, init_state(config, fits, shared, resp), fits, shared)
+    return finish(config, state, fits, shared), needs_refinement(config, state, fits)
+
+
+@persistent_jit(static_argnames="config")
+def refine_program(config: EMConfig, state: EMState, fits: FitInputs,
+                   shared: SharedInputs) -> BatchResult:
+    """:func:`finish` with the refined last M-step, from the loop's final ``state``."""
+    return finish(config, state, fits, shared, refine=True)
 
 
 def _fit_family(config: EMConfig, fit: _OneFit) -> CovarianceFamily:
@@ -332,30 +362,29 @@ def _loop_data(config: EMConfig, fits: FitInputs, shared: SharedInputs) -> Block
     return dataclasses.replace(data, n_used=n_used.astype(jnp.int32))
 
 
-def _start_responsibilities(config: EMConfig, fits: FitInputs,
-                            shared: SharedInputs) -> Array | None:
-    """(S, rows, K_max) the ``init`` responsibilities of every start, over the rows of
-    :func:`_start_data` (screened and ``final``: zeros); None when no fit needs them (a
-    complete override)."""
+def start_responsibilities(config: EMConfig, fits: FitInputs,
+                           shared: SharedInputs) -> Array | None:
+    """(S, n_blocks, block_rows, K_max) the ``init`` responsibilities of every start, over the
+    blocks of :func:`_start_data` (screened and ``final``: zeros); None when no fit needs them
+    (a complete override). Computed by a compiled program of their own
+    (:data:`~bayesgmm.core.init.start_responsibilities`): it depends on the data, ``init``, K
+    and the starts only, so every covariance type, setting and restart count shares it, and
+    the EM programs, whose largest part it was, compile faster."""
     if not config.screened and fits.override.complete:
         return None
     data = _start_data(config, shared)
     n_starts, n_components = fits.draws.shape[0], fits.active.shape[1]
-    n_dims = shared.feature_variance.shape[0]
-
-    def compute() -> Array:
-        flat_x = data_columns(data.features, n_dims).reshape(-1, n_dims)
-        start_active = jnp.zeros((n_starts, n_components), bool).at[fits.per_fit().start].set(
-            fits.active)
-        return jax.vmap(lambda d, a: initial_responsibilities(
-            d, flat_x, data.weight.reshape(-1), n_components, config.init, a))(
-                fits.draws, start_active)
-
-    if not config.screened:
-        return compute()
-    n_blocks, block_rows = data.features.shape[:2]
-    return jax.lax.cond(fits.final, lambda: jnp.zeros(
-        (n_starts, n_blocks * block_rows, n_components), data.features.dtype), compute)
+    dtype = data.features.dtype
+    if config.screened and bool(np.asarray(fits.final)):  # continuing: no start needed
+        return jnp.zeros((n_starts, *data.weight.shape, n_components), dtype)
+    active = np.asarray(fits.active)
+    starts = np.arange(len(active)) if fits.starts is None else np.asarray(fits.starts)
+    start_active = np.zeros((n_starts, n_components), bool)
+    start_active[starts] = active
+    return init_programs.start_responsibilities(
+        jnp.asarray(fits.draws, dtype), data.features, data.weight,
+        n_dims=shared.feature_variance.shape[0], n_components=n_components,
+        method=config.init, active=start_active)
 
 
 def _from_override(given: InitOverride, data: BlockedData, family: CovarianceFamily,
@@ -373,11 +402,9 @@ def _from_override(given: InitOverride, data: BlockedData, family: CovarianceFam
 def _from_start(resp: Array, data: BlockedData, n_dims: int, family: CovarianceFamily,
                 update: Update, given: InitOverride | None = None
                 ) -> tuple[MixtureParams, SuffStats]:
-    """The M-step of one start's responsibilities ``resp`` (rows, K) over ``data`` (D =
-    ``n_dims``), with the given fields of ``given`` replacing the computed ones."""
-    n_blocks, block_rows, _ = data.features.shape
-    stats = stats_from_responsibilities(
-        data, resp.reshape(n_blocks, block_rows, resp.shape[-1]), n_dims, family)
+    """The M-step of one start's responsibilities ``resp`` (n_blocks, block_rows, K) over
+    ``data`` (D = ``n_dims``), with the given fields of ``given`` replacing the computed ones."""
+    stats = stats_from_responsibilities(data, resp, n_dims, family)
     params = update(stats, 0.0)
     if given is None:
         return params, stats

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from bayesgmm.base.program_cache import persistent_jit
+
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 LLOYD_MAX_ITER = 300
@@ -216,3 +218,9 @@ def block_responsibilities(draws: Array, features: Array, weight: Array, n_dims:
         resp = jax.vmap(lambda d, a: initial_responsibilities(
             d, flat_x, flat_weight, n_components, method, a))(draws, active)
     return resp.reshape(draws.shape[0], n_blocks, block_rows, n_components)
+
+
+#: :func:`block_responsibilities` as a compiled program of its own: the EM and variational
+#: fits of every covariance type share it for the same rows, method, K and starts.
+start_responsibilities = persistent_jit(block_responsibilities,
+                                        static_argnames=("n_dims", "n_components", "method"))

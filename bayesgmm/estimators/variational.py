@@ -35,7 +35,7 @@ from bayesgmm.base.validation import check_array_input
 from bayesgmm.core import variational, variational_updates
 from bayesgmm.core.covariance import get_family
 from bayesgmm.core.covariance_family import CovarianceFamily
-from bayesgmm.core.init import block_responsibilities, init_draws
+from bayesgmm.core.init import init_draws, start_responsibilities
 from bayesgmm.core.stats import BlockedData, natural_log_prob
 from bayesgmm.core.variational_updates import VariationalParams
 from bayesgmm.engine.preprocessing import AffineScaling, compute_context, compute_dtype, to_blocks
@@ -50,8 +50,6 @@ from bayesgmm.estimators.mixture_api import (
     sample_mixture,
 )
 
-_start_responsibilities = persistent_jit(block_responsibilities,
-                                        static_argnames=("n_dims", "n_components", "method"))
 _fit_restarts = persistent_jit(variational.fit_restarts, static_argnames=("family", "max_iter"))
 _continue_fit = persistent_jit(variational.continue_fit, static_argnames=("family", "max_iter"))
 
@@ -262,7 +260,7 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
         """(n_init, n_blocks, block_rows, K) starting responsibilities from ``init_params``."""
         draws = init_draws(seed_from(self.random_state), self.n_init, self.init_params,
                            self.n_components)
-        return _start_responsibilities(jnp.asarray(draws, blocks.features.dtype),
+        return start_responsibilities(jnp.asarray(draws, blocks.features.dtype),
                                        blocks.features, blocks.weight, n_dims=n_dims,
                                        n_components=self.n_components, method=self.init_params)
 
