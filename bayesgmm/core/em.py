@@ -6,12 +6,9 @@ As in BlackJAX, the batch is three pure functions over a state pytree (:class:`E
 batched): :func:`init_state` (the M-step of the starts), :func:`run` (the ``lax.while_loop``
 of every fit) and :func:`finish` (degeneracy and scores). :func:`fit_batch` composes them
 inside one ``jit``: one compiled program per :class:`EMConfig` (static and hashable) and per
-shape of its inputs, a pytree of per-fit inputs (:class:`FitInputs`) and the data and
-settings every fit shares (:class:`SharedInputs`). Two rarer or shareable parts are programs
-of their own, so that the main one compiles faster: the starts' responsibilities (k-means
-etc., shared by every covariance type and setting) and the refined last M-step (run only
-when a batch needs it). Picking the winner among restarts is left to the caller, on the host
-(:mod:`bayesgmm.core.restart_choice`).
+shape of its inputs (:class:`FitInputs` per fit, :class:`SharedInputs`). The starts (k-means
+etc., shared by every type and setting) and the refined last M-step (run only when needed)
+are programs of their own. The caller picks the best restart (:mod:`~bayesgmm.core.restart_choice`).
 """
 
 from __future__ import annotations
@@ -255,11 +252,9 @@ def run(config: EMConfig, state: EMState, fits: FitInputs, shared: SharedInputs)
 
 
 def needs_refinement(config: EMConfig, state: EMState, fits: FitInputs) -> Array:
-    """() bool: whether some fit of the batch needs its last M-step redone from centred
-    statistics (:func:`raw_moments_lose_digits`; screened, only when ``final``). One decision
-    for the batch, made on the host between two programs (:func:`fit_batch`): a per-fit one
-    under vmap would run both branches, and a branch inside the program was a quarter of its
-    compile time for a step that float64 fits rarely need."""
+    """() bool: whether some fit needs its last M-step redone from centred statistics
+    (:func:`raw_moments_lose_digits`; screened, only when ``final``): one decision for the
+    batch (per fit, vmap would run both branches), made on the host (:func:`fit_batch`)."""
     if config.max_iter == 0:
         return jnp.zeros((), bool)
     refine = jnp.any(jax.vmap(lambda params, fit: raw_moments_lose_digits(
@@ -296,11 +291,9 @@ def finish(config: EMConfig, state: EMState, fits: FitInputs, shared: SharedInpu
 
 
 def fit_batch(config: EMConfig, fits: FitInputs, shared: SharedInputs) -> BatchResult:
-    """Initialise, run and finish a batch of EM fits, vmapped in one compiled program
-    (:func:`fit_program`: one per ``config.compiled`` and shapes; ``config.max_iter`` is
-    passed traced, as ``shared.max_iter``), from the starts' responsibilities (their own
-    program: :func:`start_responsibilities`). When the batch :func:`needs_refinement`, a
-    second program (:func:`refine_program`) finishes it again from the loop's state."""
+    """Initialise, run and finish a batch of EM fits, vmapped in :func:`fit_program` (one per
+    ``config.compiled`` and shapes; ``max_iter`` traced), from :func:`start_responsibilities`;
+    when it :func:`needs_refinement`, :func:`refine_program` finishes it again."""
     if config.screened != (fits.final is not None):
         raise ValueError("FitInputs.final goes with EMConfig.sample_blocks, and only with it")
     shared = shared._replace(max_iter=np.asarray(config.max_iter, np.int32))
@@ -366,10 +359,9 @@ def start_responsibilities(config: EMConfig, fits: FitInputs,
                            shared: SharedInputs) -> Array | None:
     """(S, n_blocks, block_rows, K_max) the ``init`` responsibilities of every start, over the
     blocks of :func:`_start_data` (screened and ``final``: zeros); None when no fit needs them
-    (a complete override). Computed by a compiled program of their own
-    (:data:`~bayesgmm.core.init.start_responsibilities`): it depends on the data, ``init``, K
-    and the starts only, so every covariance type, setting and restart count shares it, and
-    the EM programs, whose largest part it was, compile faster."""
+    (a complete override). A compiled program of their own
+    (:data:`~bayesgmm.core.init.start_responsibilities`), shared by every covariance type and
+    setting; inside the EM program it was ~40% of its compile time."""
     if not config.screened and fits.override.complete:
         return None
     data = _start_data(config, shared)
