@@ -53,8 +53,8 @@ def vi_fit():
 @pytest.fixture(scope="module")
 def gibbs_fit():
     """The default: a mixture of finite mixtures by the Gibbs sampler, with the default
-    truncation (T = 10; its compiled programs are those of the other default fits on up to
-    1,024 rows of two features)."""
+    truncation (T = 10; the sampler pads the 200 rows to its own size bucket, so this fit
+    compiles a sampler program of its own)."""
     return _fit("gibbs", n_components=10, max_extensions=0)
 
 
