@@ -251,11 +251,12 @@ def run(config: EMConfig, state: EMState, fits: FitInputs, shared: SharedInputs)
     return jax.vmap(one)(state, fits.per_fit())
 
 
-def needs_refinement(config: EMConfig, state: EMState, fits: FitInputs) -> Array:
+def needs_refinement(config: EMConfig, state: EMState, fits: FitInputs,
+                     shared: SharedInputs) -> Array:
     """() bool: whether some fit needs its last M-step redone from centred statistics
     (:func:`raw_moments_lose_digits`; screened, only when ``final``): one decision for the
     batch (per fit, vmap would run both branches), made on the host (:func:`fit_batch`)."""
-    if config.max_iter == 0:
+    if config.max_iter == 0 or shared.data.observed is not None:  # missing values: none
         return jnp.zeros((), bool)
     refine = jnp.any(jax.vmap(lambda params, fit: raw_moments_lose_digits(
         params, _fit_family(config, fit), fit.active))(state.params, fits.per_fit()))
@@ -274,7 +275,7 @@ def finish(config: EMConfig, state: EMState, fits: FitInputs, shared: SharedInpu
     def one(state: EMState, fit: _OneFit) -> BatchResult:
         family, update = _fit_rules(config, shared, fit)
         centre = 0.0
-        if refine and data.observed is None:  # missing values: nothing to refine
+        if refine:
             state, centre = refine_last_m_step(state, data, family, update)
         degenerate = degenerate_components(state.stats, centre, family,
                                            shared.feature_variance, fit.active, fit.prior)
@@ -314,7 +315,7 @@ def fit_program(config: EMConfig, fits: FitInputs, shared: SharedInputs,
     :func:`init_state`, :func:`run`, :func:`finish` without refinement, and whether the batch
     :func:`needs_refinement`."""
     state = run(config, init_state(config, fits, shared, resp), fits, shared)
-    return finish(config, state, fits, shared), needs_refinement(config, state, fits)
+    return finish(config, state, fits, shared), needs_refinement(config, state, fits, shared)
 
 
 @persistent_jit(static_argnames="config")
