@@ -261,8 +261,8 @@ class VariationalGaussianMixture(ComponentScores, Persistable, DensityMixin, Bas
         draws = init_draws(seed_from(self.random_state), self.n_init, self.init_params,
                            self.n_components)
         return start_responsibilities(jnp.asarray(draws, blocks.features.dtype),
-                                       blocks.features, blocks.weight, n_dims=n_dims,
-                                       n_components=self.n_components, method=self.init_params)
+                                      blocks.features, blocks.weight, n_dims=n_dims,
+                                      n_components=self.n_components, method=self.init_params)
 
     def _store(self, state: variational.CaviState, shift: np.ndarray,
                scaling: AffineScaling) -> None:
