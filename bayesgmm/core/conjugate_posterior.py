@@ -30,7 +30,7 @@ from jax.scipy.special import gammaln, multigammaln
 from bayesgmm.core.linalg import cholesky, log_det_from_cholesky, lower_triangular_inverse
 from bayesgmm.core.moments import FullMoments, elementwise_natural, matrix_natural
 from bayesgmm.core.parameters import ConjugatePrior, NaturalParams
-from bayesgmm.core.stats import SuffStats
+from bayesgmm.core.stats import SuffStats, natural_log_prob
 
 _LOG_PI = math.log(math.pi)
 
@@ -90,6 +90,27 @@ class FullPosterior:
                 - multigammaln(0.5 * prior.dof, n_dims)
                 + 0.5 * prior.dof * prior_factor.log_det - 0.5 * posterior.dof * log_det_post
                 + 0.5 * n_dims * (jnp.log(prior.shrinkage) - jnp.log(posterior.shrinkage)))
+
+    @staticmethod
+    def log_predictive(posterior: ConjugatePrior, features: Array) -> Array:
+        """``log p(x | x_k)`` of feature rows (N, D + F) under each of M posteriors: the
+        multivariate Student t of ``dof - D + 1`` degrees of freedom, centre ``mean`` and
+        scale ``scale (shrinkage + 1) / (shrinkage (dof - D + 1))`` (N, M). The squared
+        distances are one matrix product with the features (the E-step's form)."""
+        n_dims = posterior.mean.shape[-1]
+        dof = posterior.dof - n_dims + 1.0
+        spread = (posterior.shrinkage + 1.0) / (posterior.shrinkage * dof)       # (M,)
+        factor = cholesky(posterior.scale)
+        inverse = lower_triangular_inverse(factor)
+        precision = jnp.swapaxes(inverse, -1, -2) @ inverse / spread[:, None, None]
+        linear = jnp.einsum("mij,mj->mi", precision, posterior.mean)
+        centred = NaturalParams(linear, FullMoments.quadratic_coefficients(precision),
+                                -0.5 * jnp.sum(linear * posterior.mean, axis=-1))
+        distance = jnp.maximum(-2.0 * natural_log_prob(features, centred), 0.0)
+        log_det = log_det_from_cholesky(factor) + n_dims * jnp.log(spread)
+        return (gammaln(0.5 * (dof + n_dims)) - gammaln(0.5 * dof)
+                - 0.5 * n_dims * (jnp.log(dof) + _LOG_PI) - 0.5 * log_det
+                - 0.5 * (dof + n_dims) * jnp.log1p(distance / dof))
 
     @staticmethod
     def plug_in(log_weights: Array, posterior: ConjugatePrior) -> NaturalParams:
@@ -155,6 +176,20 @@ class DiagPosterior:
                 + 0.5 * prior.dof * prior_factor.log_det
                 - 0.5 * posterior.dof * jnp.sum(jnp.log(posterior.scale), axis=-1)
                 + 0.5 * n_dims * (jnp.log(prior.shrinkage) - jnp.log(posterior.shrinkage)))
+
+    @staticmethod
+    def log_predictive(posterior: ConjugatePrior, features: Array) -> Array:
+        """``log p(x | x_k)`` (N, M): per feature the Student t of ``dof`` degrees of
+        freedom, centre ``mean`` and scale ``scale (shrinkage + 1) / (shrinkage dof)``."""
+        n_dims = posterior.mean.shape[-1]
+        dof = posterior.dof[:, None]                                                # (M, 1)
+        variance = posterior.scale * (posterior.shrinkage + 1.0)[:, None] / (
+            posterior.shrinkage[:, None] * dof)                                     # (M, D)
+        x = features[:, None, :n_dims]
+        distance = (x - posterior.mean) ** 2 / variance                             # (N, M, D)
+        return jnp.sum(gammaln(0.5 * (dof + 1.0)) - gammaln(0.5 * dof)
+                       - 0.5 * (jnp.log(dof) + _LOG_PI) - 0.5 * jnp.log(variance)
+                       - 0.5 * (dof + 1.0) * jnp.log1p(distance / dof), axis=-1)
 
     @staticmethod
     def plug_in(log_weights: Array, posterior: ConjugatePrior) -> NaturalParams:

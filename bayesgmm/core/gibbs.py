@@ -12,7 +12,8 @@ One sweep (:func:`sweep`), in the BlackJAX shape ``(key, state) -> (state, info)
    statistics (counts, sums, second moments) are a second product, ``onehot(z)' features``.
 2. **Compaction**: occupied components move to the first ``K+`` slots (a relabelling).
 3. **Split-merge moves** (:mod:`bayesgmm.core.split_merge`): reversible-jump proposals on the
-   partition and the involved clusters' parameters, with the weights and ``K`` integrated out.
+   partition and the involved clusters' parameters, with the weights and ``K`` integrated out,
+   or on the partition alone (the collapsed kernel).
 4. **Concentration** ``c | C``: random-walk Metropolis-Hastings on ``log c`` with ``K`` summed
    out.
 5. **Number of components** ``K | C, c``: the telescoping step of Frühwirth-Schnatter,
@@ -85,8 +86,9 @@ class GibbsConfig(NamedTuple):
     split_merge_moves : split-merge proposals per sweep
     split_merge_tries : tries per proposal (multiple-try Metropolis)
     launch_iterations : EM iterations of a proposal's two-cluster launch
-    split_merge_kernels : the split-merge kernels used in turn
-        (:data:`~bayesgmm.core.split_merge.LAUNCHED`, :data:`~bayesgmm.core.split_merge.MOMENT`)
+    split_merge_kernels : the split-merge kernels, one drawn uniformly per proposal
+        (:data:`~bayesgmm.core.split_merge.LAUNCHED`, :data:`~bayesgmm.core.split_merge.MOMENT`,
+        :data:`~bayesgmm.core.split_merge.COLLAPSED`)
     concentration_steps : Metropolis-Hastings steps on the concentration per sweep
     hierarchical_scale : whether ``S0`` has its Wishart prior (else it stays fixed)
     """
@@ -124,10 +126,13 @@ class Hyperparameters(NamedTuple):
 
 
 class MixtureData(NamedTuple):
-    """Rows as features ``[x, phi(x)]`` (N, D + F) and weights (N,) (0 for padding rows)."""
+    """Rows as features ``[x, phi(x)]`` (N, D + F) and weights (N,) (0 for padding rows);
+    ``order``, a random permutation of the rows (N,) int32 drawn independently of the state,
+    orders the collapsed split-merge kernel's allocation (None: each sweep draws one)."""
 
     features: Array
     weight: Array
+    order: Array | None = None
 
 
 class GibbsState(NamedTuple):
@@ -265,7 +270,7 @@ def _move_contexts(data: MixtureData, hyper: Hyperparameters, scale: Array,
     n_chains = concentration.shape[0]
     prior = _per_chain(hyper.prior, n_chains)._replace(scale=scale)
     return MoveContext(data.features, data.weight, hyper.log_k_prior, prior,
-                       jax.vmap(config.family.factorise)(scale), concentration)
+                       jax.vmap(config.family.factorise)(scale), concentration, data.order)
 
 
 def update_given_partition(seed: Array, labels: Array, stats: SuffStats, states: GibbsState,

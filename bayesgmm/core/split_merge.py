@@ -33,14 +33,22 @@ reverse (the change of dimension is an independence proposal: Jacobian 1), and t
 drawn independently of the state (Jain & Neal 2004), so the move is reversible. A split needs
 a free slot (``K+ < T``).
 
+A third kernel, :data:`COLLAPSED` (:mod:`~bayesgmm.core.split_merge_collapsed`), proposes
+on the partition alone (parameters integrated out) by sequential allocation in blocks; on
+large clusters it is the one whose merges are accepted. :func:`split_merge` draws a kernel
+per proposal.
+
 Why not the sub-cluster moves of Chang & Fisher (2013): their Hastings ratios are
 approximations (the thesis says so of its merges and of its deferred acceptance). Why not
-Jain & Neal's restricted Gibbs launch: its scans visit the rows one after another.
+Jain & Neal's restricted Gibbs launch: its scans visit the rows one after another, and the
+reverse of a merge needs the launch (from a random split) to reach the current split.
 
 The parts: :mod:`~bayesgmm.core.split_merge_anchors` (the pair ``(i, j)`` and its probability),
 :mod:`~bayesgmm.core.split_merge_launch` (the launch), :mod:`~bayesgmm.core.split_merge_plan`
-(the proposal before its random parameters), :mod:`~bayesgmm.core.split_merge_kernels` (the
-two kernels' tries); this module draws the random numbers, accepts or rejects and applies.
+(the proposal before its random parameters, and applying a decided one),
+:mod:`~bayesgmm.core.split_merge_kernels` (the parametric kernels' tries),
+:mod:`~bayesgmm.core.split_merge_collapsed` (the collapsed kernel); this module draws the
+random numbers, accepts or rejects and applies.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from jax import Array
 from bayesgmm.core.conjugate_draws import ComponentDraw
 from bayesgmm.core.partition import WeightParameters
 from bayesgmm.core.split_merge_anchors import log_selection
+from bayesgmm.core.split_merge_collapsed import collapsed_move, row_order
 from bayesgmm.core.split_merge_kernels import (
     TryInputs,
     launched_tries,
@@ -62,12 +71,19 @@ from bayesgmm.core.split_merge_kernels import (
     prior_log_density,
 )
 from bayesgmm.core.split_merge_launch import feature_dims, stats_of
-from bayesgmm.core.split_merge_plan import MoveContext, MovePlan, MoveSettings, plan_move
+from bayesgmm.core.split_merge_plan import (
+    MoveContext,
+    MovePlan,
+    MoveSettings,
+    apply_move,
+    plan_move,
+)
 from bayesgmm.core.stats import SuffStats, natural_log_prob
 from bayesgmm.core.variates import fold_in, inverse_cdf_choice, log_gamma, normal, split, uniform
 
-#: The two kernels: splits from a launched two-cluster fit, and moment matching.
-LAUNCHED, MOMENT = 0, 1
+#: The kernels: splits from a launched two-cluster fit, moment matching, and the collapsed
+#: sequential allocation (:mod:`bayesgmm.core.split_merge_collapsed`).
+LAUNCHED, MOMENT, COLLAPSED = 0, 1, 2
 
 
 class MoveVariates(NamedTuple):
@@ -176,33 +192,9 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
     feasible = plan.valid & jnp.where(plan.is_split, n_occupied < n_slots, True)
     log_accept = jnp.where(plan.is_split, log_mean_split, -log_mean_merge)
     accept = feasible & (jnp.log(plan.choice[1]) < log_accept)
-    side_a = sides[chosen]
     part = jax.tree_util.tree_map(lambda a: a[chosen] if a.ndim else a, parts)
-    last = n_occupied - 1
-
-    def do_split():
-        new_labels = jnp.where(in_set & ~side_a, n_occupied, labels).astype(labels.dtype)
-        new_stats = jax.tree_util.tree_map(
-            lambda s, p: s.at[cluster_a].set(p[0]).at[n_occupied].set(p[1]) if s.ndim else s,
-            stats, part)
-        return new_labels, new_stats
-
-    def do_merge():
-        new_labels = jnp.where(labels == cluster_b, cluster_a, labels)
-        new_labels = jnp.where(new_labels == last, cluster_b, new_labels).astype(labels.dtype)
-
-        def move(s, m):  # the union into cluster_a, then the last slot into cluster_b
-            if not s.ndim:
-                return s
-            s = s.at[cluster_a].set(m).at[cluster_b].set(jnp.zeros_like(m))
-            moved = s[last]
-            return s.at[last].set(jnp.zeros_like(m)).at[cluster_b].set(moved)
-
-        return new_labels, jax.tree_util.tree_map(move, stats, union)
-
-    new_labels, new_stats = jax.lax.cond(plan.is_split, do_split, do_merge)
-    labels, stats = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b),
-                                           (new_labels, new_stats), (labels, stats))
+    labels, stats = apply_move(labels, stats, accept, plan.is_split, in_set & ~sides[chosen],
+                               part, union, cluster_a, cluster_b)
     return labels, stats, accept
 
 
@@ -214,11 +206,13 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
     the deterministic work is vmapped (random-number calls under ``vmap`` became loops).
 
     Each proposal uses a kernel drawn uniformly from ``kernels`` (:data:`LAUNCHED`,
-    :data:`MOMENT`; repeat an entry to weight it), the same for every chain: the choice does
-    not depend on the state, so the move is a mixture of reversible kernels. (Choosing by the
-    move's index within a sweep left the last entries unused when ``moves < len(kernels)``:
-    with 2 moves per sweep on large data the moment-matching kernel never ran.) The kernel is
-    a traced argument of :func:`finish_move`, so the move appears once in the program.
+    :data:`MOMENT`, :data:`COLLAPSED`; repeat an entry to weight it), the same for every
+    chain: the choice does not depend on the state, so the move is a mixture of reversible
+    kernels. (Choosing by the move's index within a sweep left the last entries unused when
+    ``moves < len(kernels)``: with 2 moves per sweep on large data the moment-matching kernel
+    never ran.) The parametric kernel is a traced argument of :func:`finish_move`, so that
+    move appears once in the program; a ``lax.cond`` chooses between it and the collapsed
+    kernel. The collapsed kernel's row order is ``contexts.order``, or one drawn per call.
     Returns the labels, statistics and per-chain tallies (C, 4): splits proposed and
     accepted, merges proposed and accepted.
     """
@@ -226,23 +220,14 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
     n_dims = stats.sum_x.shape[-1]
     dtype = stats.sum_x.dtype
     tries, family = settings.tries, settings.family
-    context_axes = MoveContext(None, None, None, 0, 0, 0)
-    distinct = tuple(sorted(set(kernels)))
+    context_axes = MoveContext(None, None, None, 0, 0, 0, None)
+    if COLLAPSED in kernels and contexts.order is None:
+        contexts = contexts._replace(order=row_order(fold_in(seed, moves), n_rows, dtype))
+    parametric_kinds = tuple(sorted(set(kernels) - {COLLAPSED}))
     kernel_of_entry = jnp.asarray(kernels, jnp.int32)
 
-    def attempt(move, carry):
-        labels, stats, tally = carry
-        uniform_seed, normal_seed, gamma_seed, choice_seed, kernel_seed = split(
-            fold_in(seed, move), 5)
-        uniforms = uniform(uniform_seed, (n_chains, tries + 1, n_rows), dtype)
+    def parametric(kind, labels, stats, uniforms, choices, normal_seed, gamma_seed):
         normals = normal(normal_seed, (n_chains, tries + 1, 2, n_dims + 1, n_dims), dtype)
-        choices = uniform(choice_seed, (n_chains, 6 + 2 * tries), dtype)
-        if len(distinct) == 1:
-            kind = distinct[0]
-        else:  # the kernel is traced: one copy of the move in the program (finish_move)
-            entry = jnp.minimum((uniform(kernel_seed, (), dtype) * len(kernels)).astype(jnp.int32),
-                                len(kernels) - 1)
-            kind = kernel_of_entry[entry]
         plans = jax.vmap(functools.partial(plan_move, settings=settings),
                          in_axes=(0, 0, context_axes, 0))(labels, stats, contexts, choices)
         log_gammas = log_gamma(gamma_seed, family.gamma_shapes(plans.dof, n_dims))
@@ -253,10 +238,44 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
 
         labels, stats, accept = jax.vmap(finish, in_axes=(0, 0, 0, context_axes, 0))(
             plans, labels, stats, contexts, variates)
-        splits = plans.is_split
+        return labels, stats, accept, plans.is_split
+
+    def collapsed(labels, stats, uniforms, choices):
+        def one_chain(labels, stats, context, variates, choices):
+            return collapsed_move(labels, stats, context, variates, choices, settings, weights)
+
+        return jax.vmap(one_chain, in_axes=(0, 0, context_axes, 0, 0))(
+            labels, stats, contexts, uniforms[:, 0], choices[:, :6])
+
+    def attempt(move, carry):
+        labels, stats, tally = carry
+        uniform_seed, normal_seed, gamma_seed, choice_seed, kernel_seed = split(
+            fold_in(seed, move), 5)
+        uniforms = uniform(uniform_seed, (n_chains, tries + 1, n_rows), dtype)
+        choices = uniform(choice_seed, (n_chains, 6 + 2 * tries), dtype)
+        entry = jnp.minimum((uniform(kernel_seed, (), dtype) * len(kernels)).astype(jnp.int32),
+                            len(kernels) - 1)
+        kind = kernel_of_entry[entry]
+        # With both parametric kernels in use the kind is traced: one copy of finish_move.
+        parametric_kind = parametric_kinds[0] if len(parametric_kinds) == 1 else kind
+
+        def run_parametric():
+            return parametric(parametric_kind, labels, stats, uniforms, choices, normal_seed,
+                              gamma_seed)
+
+        def run_collapsed():
+            return collapsed(labels, stats, uniforms, choices)
+
+        if not parametric_kinds:
+            outcome = run_collapsed()
+        elif COLLAPSED not in kernels:
+            outcome = run_parametric()
+        else:
+            outcome = jax.lax.cond(kind == COLLAPSED, run_collapsed, run_parametric)
+        new_labels, new_stats, accept, splits = outcome
         tally = tally + jnp.stack([splits, splits & accept, ~splits, ~splits & accept],
                                   axis=1).astype(jnp.int32)
-        return labels, stats, tally
+        return new_labels, new_stats, tally
 
     return jax.lax.fori_loop(0, moves, attempt,
                              (labels, stats, jnp.zeros((n_chains, 4), jnp.int32)))

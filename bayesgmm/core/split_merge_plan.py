@@ -2,7 +2,8 @@
 what the chain's moves share within a sweep (:class:`MoveContext`), the static settings
 (:class:`MoveSettings`), and the plan of a proposal before its random parameters are drawn
 (:func:`plan_move`: the anchors, the set of rows, the launch, the current clusters'
-posteriors and which tries draw from the prior).
+posteriors and which tries draw from the prior), and the state after a decided proposal
+(:func:`apply_move`, shared with the collapsed kernel).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -31,10 +33,14 @@ DEFENSIVE_SHARE = 0.1
 
 class MoveContext(NamedTuple):
     """What one chain's moves share within a sweep (a pytree): the data, the component prior
-    with its factorised scale, and the partition prior's inputs.
+    with its factorised scale, the partition prior's inputs, and the order of the rows for
+    the collapsed kernel's sequential allocation (a permutation (N,) int32, drawn
+    independently of the state; None: :func:`~bayesgmm.core.split_merge.split_merge` draws
+    one per call).
 
-    ``features`` (N, D + F), ``weight`` (N,) and ``log_k_prior`` (T,) are the same for every
-    chain; the rest has a leading chain axis in :func:`~bayesgmm.core.split_merge.split_merge`.
+    ``features`` (N, D + F), ``weight`` (N,), ``log_k_prior`` (T,) and ``order`` are the
+    same for every chain; the rest has a leading chain axis in
+    :func:`~bayesgmm.core.split_merge.split_merge`.
     """
 
     features: Array
@@ -43,6 +49,7 @@ class MoveContext(NamedTuple):
     prior: ConjugatePrior
     prior_factor: ScaleFactor
     concentration: Array
+    order: Array | None = None
 
     def log_prior(self, weights: WeightParameters, counts: Array) -> Array:
         """``log p(C)`` of a partition with block sizes ``counts`` (T,)."""
@@ -105,3 +112,39 @@ def plan_move(labels: Array, stats: SuffStats, context: MoveContext, uniforms: A
                            current.dof[None]])
     return MovePlan(first, second, cluster_a, cluster_b, cluster_a == cluster_b, valid,
                     in_set, proposal, current, from_prior, dof, uniforms[4 + 2 * tries:])
+
+
+def apply_move(labels: Array, stats: SuffStats, accept: Array, is_split: Array,
+               moved: Array, parts: SuffStats, union: SuffStats, cluster_a: Array,
+               cluster_b: Array) -> tuple[Array, SuffStats]:
+    """One chain's labels (N,) and statistics (T, ...) after a proposal: unchanged unless
+    ``accept``. A split sends the rows ``moved`` (N,) bool (side B of the set) to the first
+    free slot, with ``parts`` (2, ...) the two sides' statistics; a merge joins
+    ``cluster_b`` into ``cluster_a`` (statistics ``union``, no leading axis) and moves the last
+    occupied slot into ``cluster_b``, so the labels stay compact."""
+    n_occupied = jnp.sum(stats.counts > 0)
+    last = n_occupied - 1
+
+    def do_split():
+        new_labels = jnp.where(moved, n_occupied, labels).astype(labels.dtype)
+        new_stats = jax.tree_util.tree_map(
+            lambda s, p: s.at[cluster_a].set(p[0]).at[n_occupied].set(p[1]) if s.ndim else s,
+            stats, parts)
+        return new_labels, new_stats
+
+    def do_merge():
+        new_labels = jnp.where(labels == cluster_b, cluster_a, labels)
+        new_labels = jnp.where(new_labels == last, cluster_b, new_labels).astype(labels.dtype)
+
+        def move(s, m):  # the union into cluster_a, then the last slot into cluster_b
+            if not s.ndim:
+                return s
+            s = s.at[cluster_a].set(m).at[cluster_b].set(jnp.zeros_like(m))
+            moved_slot = s[last]
+            return s.at[last].set(jnp.zeros_like(m)).at[cluster_b].set(moved_slot)
+
+        return new_labels, jax.tree_util.tree_map(move, stats, union)
+
+    new_labels, new_stats = jax.lax.cond(is_split, do_split, do_merge)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b),
+                                  (new_labels, new_stats), (labels, stats))

@@ -55,6 +55,7 @@ from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior, log_k_prior
+from bayesgmm.core.split_merge import COLLAPSED, LAUNCHED, MOMENT
 from bayesgmm.core.variates import fold_in, make_seed, split
 from bayesgmm.engine.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat
 from bayesgmm.engine.preprocessing import feature_rows, round_up_size
@@ -131,19 +132,31 @@ class SamplerSettings:
     split_merge_moves: int | None = None
     split_merge_tries: int | None = None
     launch_iterations: int = 5
+    split_merge_kernels: tuple | None = None
 
     def resolve(self, n_samples: int) -> SamplerSettings:
         """Split-merge work per sweep: 4 proposals of 2 tries on small data; fewer and single
-        tries on large data, where a proposal's passes over the rows dominate a sweep."""
+        tries on large data, where a proposal's passes over the rows dominate a sweep. The
+        kernels: launched and moment-matching proposals up to :data:`COLLAPSED_FROM` rows;
+        beyond, one proposal in four is the collapsed kernel's, whose merges the parametric
+        kernels cannot replace on large clusters (:mod:`bayesgmm.core.split_merge_collapsed`)
+        and which costs ~4 of the launched kernel's proposals on small data."""
         moves = self.split_merge_moves
         if moves is None:
             moves = 4 if n_samples <= 10_000 else 2
         tries = self.split_merge_tries
         if tries is None:
             tries = 2 if n_samples <= 5_000 else 1
-        return replace(self, split_merge_moves=moves, split_merge_tries=tries)
+        kernels = self.split_merge_kernels
+        if kernels is None:
+            kernels = ((LAUNCHED, LAUNCHED, LAUNCHED, MOMENT) if n_samples <= COLLAPSED_FROM
+                       else (LAUNCHED, COLLAPSED, LAUNCHED, MOMENT))
+        return replace(self, split_merge_moves=moves, split_merge_tries=tries,
+                       split_merge_kernels=kernels)
 
 
+#: Rows above which the collapsed split-merge kernel joins the default kernels.
+COLLAPSED_FROM = 1_000
 #: The extension rule's targets (Vehtari et al. 2021).
 RHAT_TARGET = 1.01
 ESS_PER_CHAIN_TARGET = 100
@@ -306,6 +319,7 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
     settings = settings.resolve(y.shape[0])
     config = GibbsConfig(covariance_type, n_components, settings.split_merge_moves,
                          settings.split_merge_tries, settings.launch_iterations,
+                         settings.split_merge_kernels,
                          concentration_steps=CONCENTRATION_STEPS)
     hyper_np = default_hyperparameters(y, covariance_type, weights, n_components)
     n_chains, thin = settings.num_chains, settings.thinning
