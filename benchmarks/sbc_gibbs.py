@@ -2,7 +2,7 @@
 concentration and the log-likelihood.
 
     python benchmarks/sbc_gibbs.py [--replicates 200] [--draws 99] [--thin 20] [--warmup 500]
-        [--seed 0]
+        [--seed 0] [--kernels 0,2,0,1]
 
 Each replicate draws (S0, alpha, K, weights, components, labels, rows) from the NumPyro
 statement of the model (:func:`bayesgmm.engine.bayes.conjugate.conjugate_mixture_model`, mixture of
@@ -11,7 +11,9 @@ runs one chain of the sampler on its rows from a k-means start with two clusters
 truth): 500 warm-up sweeps, then ``draws`` states ``thin`` sweeps apart. For each quantity the
 rank of the true value among the draws (ties of the discrete K+ broken at random) is uniform on
 0..draws when the sampler is calibrated; a chi-square test over 10 bins gives the p-value.
-All replicates run as one vmapped program (each chain its own data).
+All replicates run as one vmapped program (each chain its own data). ``--kernels`` are the
+split-merge kernels (0 launched, 1 moment matching, 2 collapsed; the default is the sampler's,
+all three).
 """
 
 from __future__ import annotations
@@ -64,10 +66,14 @@ def main() -> None:
     parser.add_argument("--thin", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--seed", type=int, default=0, help="replicate set (0: the default)")
+    parser.add_argument("--kernels", default="0,2,0,1",
+                        help="split-merge kernels, comma-separated (repeat one to weight it)")
     args = parser.parse_args()
+    kernels = tuple(int(k) for k in args.kernels.split(","))
     weights = WeightPrior.named("mixture_of_finite_mixtures")
     config = GibbsConfig("full", N_SLOTS, split_merge_moves=2, split_merge_tries=2,
-                         launch_iterations=5, concentration_steps=10)
+                         launch_iterations=5, split_merge_kernels=kernels,
+                         concentration_steps=10)
     family = FAMILIES["full"]
     start = time.perf_counter()
     with jax.enable_x64(True):
@@ -124,7 +130,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     names = ["K+ (occupied clusters)", "log concentration", "log-likelihood of the data"]
     print(f"{args.replicates} replicates, {args.warmup} warm-up sweeps, {args.draws} draws "
-          f"({args.thin} sweeps apart, replicate set {args.seed}), "
+          f"({args.thin} sweeps apart, replicate set {args.seed}, kernels {kernels}), "
           f"{elapsed:.0f} s\n")
     print("| quantity | counts in 10 rank bins | chi-square p |")
     print("|---|---|---|")

@@ -4,10 +4,11 @@ Usage: ``.venv/bin/python benchmarks/sweep_cost.py`` (writes the ``sweep-cost`` 
 ``benchmarks/README.md``; about a minute)
 
 Old Faithful, standardised, the default model (full covariances, T = 10, mixture of finite
-mixtures) and the default sampler settings at N = 272 (4 split-merge proposals of 2 tries
-per sweep, 5 launch iterations, 10 concentration steps), against variants that each remove
-or shrink one part, and against the data padded with zero-weight rows. One chain group of 2
-chains, as each of the default fit's two threads runs, float64, with bayesgmm's compile cache
+mixtures) and the default sampler settings at N = 272 (4 split-merge proposals of 2 tries per
+sweep, one in four the collapsed kernel's, 5 launch iterations, 10 concentration steps),
+against variants that each remove or shrink one part, and against the data padded with
+zero-weight rows. One chain group of 2 chains, as each of the default fit's two threads runs,
+float64, with bayesgmm's compile cache
 off. For each variant: the first call (tracing
 and compiling the start and a block of 500 sweeps, then running it), and the best of three
 warm blocks of 500 sweeps, per sweep. The ratio is the variant's warm time per sweep over the
@@ -43,9 +44,12 @@ DEFAULT = dict(split_merge_moves=4, split_merge_tries=2, launch_iterations=5,
 #: name -> (sampler settings, rows the 272 are padded to with zero-weight rows; None: the
 #: default padding, none at 272)
 VARIANTS = {
-    "default (4 proposals x 2 tries, 5 launch iterations, 10 concentration steps)":
+    "default (4 proposals x 2 tries, one in four collapsed, 5 launch iterations, 10 "
+    "concentration steps)":
         (DEFAULT, None),
     "no split-merge proposals": ({**DEFAULT, "split_merge_moves": 0}, None),
+    "no collapsed kernel (launched, launched, launched, moment)":
+        ({**DEFAULT, "split_merge_kernels": (0, 0, 0, 1)}, None),
     "1 proposal x 2 tries": ({**DEFAULT, "split_merge_moves": 1}, None),
     "4 proposals x 1 try": ({**DEFAULT, "split_merge_tries": 1}, None),
     "1 concentration step": ({**DEFAULT, "concentration_steps": 1}, None),

@@ -99,7 +99,8 @@ class BayesianGaussianMixture(PosteriorSummaries, PosteriorDraws, PosteriorFitti
     init_components : 'bic' or int, default='bic'
         NUTS and VI: K of the EM fit that starts the chains, chosen by BIC (on at most
         ``INIT_SELECTION_ROWS`` rows) or given; the other ``T - K`` components start empty.
-        The Gibbs chains start dispersed instead (1, 2, 3, 4 clusters for four chains, see
+        The Gibbs chains start dispersed instead (k-means with 1, 2, 5 and 10 clusters for
+        four chains and T = 10, up to T in general; see
         :func:`bayesgmm.engine.bayes.gibbs.chain_starts`).
     learning_rate, max_steps, tol, check_every, subsample_size, init_scale
         VI settings: Adam step size; step budget; stop when the mean loss per point changes by

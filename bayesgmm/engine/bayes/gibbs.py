@@ -55,7 +55,6 @@ from bayesgmm.core.gibbs import GibbsConfig, Hyperparameters, MixtureData
 from bayesgmm.core.init import init_draws
 from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightPrior, log_k_prior
-from bayesgmm.core.split_merge import COLLAPSED, LAUNCHED, MOMENT
 from bayesgmm.core.variates import fold_in, make_seed, split
 from bayesgmm.engine.bayes.convergence import bulk_ess, label_invariant_quantities, rank_rhat
 from bayesgmm.engine.preprocessing import feature_rows, round_up_size
@@ -66,8 +65,6 @@ MEAN_SHRINKAGE = 0.01
 #: evaluations; with balanced clusters on large data the concentration's posterior is wide
 #: (alpha's F(6, 3) prior tail), and 2 steps per sweep left its ESS at 8 in 400 draws.
 CONCENTRATION_STEPS = 10
-#: Chains start with geometrically spread numbers of clusters from 1 to this (or T).
-MOST_START_CLUSTERS = 4
 
 
 def default_hyperparameters(y: np.ndarray, covariance_type: str, weights: WeightPrior,
@@ -91,20 +88,15 @@ def default_hyperparameters(y: np.ndarray, covariance_type: str, weights: Weight
 
 
 def chain_starts(num_chains: int, n_components: int) -> np.ndarray:
-    """Numbers of clusters the chains start from: geometrically spread from 1 to
-    ``min(T, MOST_START_CLUSTERS)`` (1, 2, 3 and 4 for four chains), k-means++ seeds.
-
-    Dispersed starts are what lets R-hat see chains that have not found the same posterior.
-    They start with few clusters because the sampler finds clusters by splitting (a split of
-    a cluster that covers several real ones is what the split proposal's two-cluster fit
-    proposes, and it is accepted), while on large data a chain started with too many clusters
-    can keep a spurious split for good: a merge of two halves of one large cluster is accepted
-    only if the reverse split could propose those halves and their parameters, and the
-    proposal's fit of the union concentrates elsewhere as the cluster grows. (Measured: from
-    starts of 1, 2, 4 and 8 clusters on 20,000 rows of 8 clusters, the chain started at 8
-    kept a ninth cluster, and no merge was accepted in 300 sweeps.)
+    """Numbers of clusters the chains start from: geometrically spread from 1 to T (1, 2, 5
+    and 10 for four chains and T = 10), k-means++ seeds. Chains from below have to find
+    clusters by splitting, the chain from T (over-fitted) has to lose them by merging, so
+    R-hat sees chains that have not found the same posterior. (Before the collapsed
+    split-merge kernel the starts stopped at 4: on 20,000 rows of 8 clusters a chain started
+    at 8 kept a ninth cluster, no merge accepted in 300 sweeps; with it, the chain started at
+    20 on 1e5 x 8 reached 8 within the warm-up, ``benchmarks/gibbs.py --suite scale``.)
     """
-    top = min(n_components, MOST_START_CLUSTERS)
+    top = n_components
     if num_chains == 1:
         return np.array([min(top, 2)], np.int32)
     return np.round(np.geomspace(1, top, num_chains)).astype(np.int32)
@@ -132,31 +124,19 @@ class SamplerSettings:
     split_merge_moves: int | None = None
     split_merge_tries: int | None = None
     launch_iterations: int = 5
-    split_merge_kernels: tuple | None = None
 
     def resolve(self, n_samples: int) -> SamplerSettings:
         """Split-merge work per sweep: 4 proposals of 2 tries on small data; fewer and single
-        tries on large data, where a proposal's passes over the rows dominate a sweep. The
-        kernels: launched and moment-matching proposals up to :data:`COLLAPSED_FROM` rows;
-        beyond, one proposal in four is the collapsed kernel's, whose merges the parametric
-        kernels cannot replace on large clusters (:mod:`bayesgmm.core.split_merge_collapsed`)
-        and which costs ~4 of the launched kernel's proposals on small data."""
+        tries on large data, where a proposal's passes over the rows dominate a sweep."""
         moves = self.split_merge_moves
         if moves is None:
             moves = 4 if n_samples <= 10_000 else 2
         tries = self.split_merge_tries
         if tries is None:
             tries = 2 if n_samples <= 5_000 else 1
-        kernels = self.split_merge_kernels
-        if kernels is None:
-            kernels = ((LAUNCHED, LAUNCHED, LAUNCHED, MOMENT) if n_samples <= COLLAPSED_FROM
-                       else (LAUNCHED, COLLAPSED, LAUNCHED, MOMENT))
-        return replace(self, split_merge_moves=moves, split_merge_tries=tries,
-                       split_merge_kernels=kernels)
+        return replace(self, split_merge_moves=moves, split_merge_tries=tries)
 
 
-#: Rows above which the collapsed split-merge kernel joins the default kernels.
-COLLAPSED_FROM = 1_000
 #: The extension rule's targets (Vehtari et al. 2021).
 RHAT_TARGET = 1.01
 ESS_PER_CHAIN_TARGET = 100
@@ -319,7 +299,6 @@ def run_gibbs(y: np.ndarray, covariance_type: str, weights: WeightPrior, n_compo
     settings = settings.resolve(y.shape[0])
     config = GibbsConfig(covariance_type, n_components, settings.split_merge_moves,
                          settings.split_merge_tries, settings.launch_iterations,
-                         settings.split_merge_kernels,
                          concentration_steps=CONCENTRATION_STEPS)
     hyper_np = default_hyperparameters(y, covariance_type, weights, n_components)
     n_chains, thin = settings.num_chains, settings.thinning
