@@ -72,6 +72,7 @@ from bayesgmm.core.split_merge_kernels import (
 )
 from bayesgmm.core.split_merge_launch import feature_dims, stats_of
 from bayesgmm.core.split_merge_plan import (
+    Decision,
     MoveContext,
     MovePlan,
     MoveSettings,
@@ -103,12 +104,11 @@ class MoveVariates(NamedTuple):
 
 def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveContext,
                 variates: MoveVariates, settings: MoveSettings, weights: WeightParameters,
-                kind: int | Array) -> tuple[Array, SuffStats, Array]:
-    """Draw the tries, accept or reject, and apply: one chain's proposal, of the launched
-    kernel (``kind`` 0) or the moment-matching kernel (``kind`` 1; module docstring); ``kind``
-    may be traced. ``labels`` (N,) compact, ``stats`` (T, ...).
-
-    Returns the new labels and statistics and whether the proposal was accepted.
+                kind: int | Array) -> Decision:
+    """Draw the tries and decide: one chain's proposal, of the launched kernel (``kind`` 0) or
+    the moment-matching kernel (``kind`` 1; module docstring); ``kind`` may be traced.
+    ``labels`` (N,) compact, ``stats`` (T, ...). :func:`split_merge` applies the
+    :class:`~bayesgmm.core.split_merge_plan.Decision`.
     """
     family, n_slots = settings.family, settings.n_slots
     log_gammas, normals, uniforms = variates
@@ -193,9 +193,8 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
     log_accept = jnp.where(plan.is_split, log_mean_split, -log_mean_merge)
     accept = feasible & (jnp.log(plan.choice[1]) < log_accept)
     part = jax.tree_util.tree_map(lambda a: a[chosen] if a.ndim else a, parts)
-    labels, stats = apply_move(labels, stats, accept, plan.is_split, in_set & ~sides[chosen],
-                               part, union, cluster_a, cluster_b)
-    return labels, stats, accept
+    return Decision(accept, plan.is_split, in_set & ~sides[chosen], part, union, cluster_a,
+                    cluster_b)
 
 
 def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveContext,
@@ -236,9 +235,8 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
         def finish(plan, labels, stats, context, variates):
             return finish_move(plan, labels, stats, context, variates, settings, weights, kind)
 
-        labels, stats, accept = jax.vmap(finish, in_axes=(0, 0, 0, context_axes, 0))(
+        return jax.vmap(finish, in_axes=(0, 0, 0, context_axes, 0))(
             plans, labels, stats, contexts, variates)
-        return labels, stats, accept, plans.is_split
 
     def collapsed(labels, stats, uniforms, choices):
         def one_chain(labels, stats, context, variates, choices):
@@ -272,10 +270,12 @@ def split_merge(seed: Array, labels: Array, stats: SuffStats, contexts: MoveCont
             outcome = run_parametric()
         else:
             outcome = jax.lax.cond(kind == COLLAPSED, run_collapsed, run_parametric)
-        new_labels, new_stats, accept, splits = outcome
+        # One copy of the relabelling, after whichever kernel decided.
+        labels, stats = jax.vmap(apply_move)(labels, stats, outcome)
+        splits, accept = outcome.is_split, outcome.accept
         tally = tally + jnp.stack([splits, splits & accept, ~splits, ~splits & accept],
                                   axis=1).astype(jnp.int32)
-        return new_labels, new_stats, tally
+        return labels, stats, tally
 
     return jax.lax.fori_loop(0, moves, attempt,
                              (labels, stats, jnp.zeros((n_chains, 4), jnp.int32)))

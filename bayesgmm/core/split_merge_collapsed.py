@@ -56,7 +56,7 @@ from jax import Array
 from bayesgmm.core.partition import WeightParameters
 from bayesgmm.core.split_merge_anchors import log_selection, select_anchors
 from bayesgmm.core.split_merge_launch import stats_of
-from bayesgmm.core.split_merge_plan import MoveContext, MoveSettings, apply_move
+from bayesgmm.core.split_merge_plan import Decision, MoveContext, MoveSettings
 from bayesgmm.core.stats import SuffStats
 from bayesgmm.core.variates import uniform
 
@@ -136,13 +136,13 @@ def _sequential_allocation(context: MoveContext, family, free: Array, shift: Arr
 
 def collapsed_move(labels: Array, stats: SuffStats, context: MoveContext, draws: Array,
                    choices: Array, settings: MoveSettings, weights: WeightParameters
-                   ) -> tuple[Array, SuffStats, Array, Array]:
+                   ) -> Decision:
     """One chain's collapsed proposal (module docstring): ``labels`` (N,) compact, ``stats``
     (T, ...), ``draws`` (N,) uniforms (the split's allocation), ``choices`` (6,) uniforms
     (the anchors, acceptance, the rotation of the order).
 
-    Returns the new labels and statistics, whether the proposal was accepted and whether it
-    was a split.
+    Returns the :class:`~bayesgmm.core.split_merge_plan.Decision` (applied by
+    :func:`~bayesgmm.core.split_merge.split_merge`).
     """
     family, n_slots = settings.family, settings.n_slots
     features, weight = context.features, context.weight
@@ -184,6 +184,4 @@ def collapsed_move(labels: Array, stats: SuffStats, context: MoveContext, draws:
     # A NaN ratio (a failed factorisation) compares false: the proposal is rejected.
     accept = feasible & (jnp.log(choices[4]) < jnp.where(is_split, log_ratio, -log_ratio))
     moved = in_set & ~jnp.where(rows == first, True, jnp.where(rows == second, False, side_a))
-    labels, stats = apply_move(labels, stats, accept, is_split, moved, parts, union,
-                               cluster_a, cluster_b)
-    return labels, stats, accept, is_split
+    return Decision(accept, is_split, moved, parts, union, cluster_a, cluster_b)

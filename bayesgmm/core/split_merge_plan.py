@@ -3,7 +3,7 @@ what the chain's moves share within a sweep (:class:`MoveContext`), the static s
 (:class:`MoveSettings`), and the plan of a proposal before its random parameters are drawn
 (:func:`plan_move`: the anchors, the set of rows, the launch, the current clusters'
 posteriors and which tries draw from the prior), and the state after a decided proposal
-(:func:`apply_move`, shared with the collapsed kernel).
+(:class:`Decision`, :func:`apply_move`: one copy for every kernel).
 """
 
 from __future__ import annotations
@@ -114,14 +114,34 @@ def plan_move(labels: Array, stats: SuffStats, context: MoveContext, uniforms: A
                     in_set, proposal, current, from_prior, dof, uniforms[4 + 2 * tries:])
 
 
-def apply_move(labels: Array, stats: SuffStats, accept: Array, is_split: Array,
-               moved: Array, parts: SuffStats, union: SuffStats, cluster_a: Array,
-               cluster_b: Array) -> tuple[Array, SuffStats]:
-    """One chain's labels (N,) and statistics (T, ...) after a proposal: unchanged unless
-    ``accept``. A split sends the rows ``moved`` (N,) bool (side B of the set) to the first
-    free slot, with ``parts`` (2, ...) the two sides' statistics; a merge joins
-    ``cluster_b`` into ``cluster_a`` (statistics ``union``, no leading axis) and moves the last
-    occupied slot into ``cluster_b``, so the labels stay compact."""
+class Decision(NamedTuple):
+    """One chain's decided proposal, for :func:`apply_move` (a pytree).
+
+    Attributes
+    ----------
+    accept : () bool
+    is_split : () bool
+    moved : (N,) bool, the rows a split sends to the new cluster (side B of the set)
+    parts : (2, ...) statistics of the split's two sides
+    union : statistics of the merged cluster (no leading axis)
+    cluster_a, cluster_b : () the anchors' clusters
+    """
+
+    accept: Array
+    is_split: Array
+    moved: Array
+    parts: SuffStats
+    union: SuffStats
+    cluster_a: Array
+    cluster_b: Array
+
+
+def apply_move(labels: Array, stats: SuffStats, decision: Decision) -> tuple[Array, SuffStats]:
+    """One chain's labels (N,) and statistics (T, ...) after a decided proposal (of any
+    kernel): unchanged unless accepted. A split sends ``decision.moved`` to the first free
+    slot; a merge joins ``cluster_b`` into ``cluster_a`` and moves the last occupied slot into
+    ``cluster_b``, so the labels stay compact."""
+    accept, is_split, moved, parts, union, cluster_a, cluster_b = decision
     n_occupied = jnp.sum(stats.counts > 0)
     last = n_occupied - 1
 
