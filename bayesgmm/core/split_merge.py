@@ -62,7 +62,6 @@ from jax import Array
 
 from bayesgmm.core.conjugate_draws import ComponentDraw
 from bayesgmm.core.partition import WeightParameters
-from bayesgmm.core.split_merge_anchors import log_selection
 from bayesgmm.core.split_merge_collapsed import collapsed_move, row_order
 from bayesgmm.core.split_merge_kernels import (
     TryInputs,
@@ -77,6 +76,7 @@ from bayesgmm.core.split_merge_plan import (
     MovePlan,
     MoveSettings,
     apply_move,
+    partition_change,
     plan_move,
 )
 from bayesgmm.core.stats import SuffStats, natural_log_prob
@@ -123,16 +123,8 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
 
     whole = stats_of(features, weight, in_set[:, None].astype(dtype))          # (1, ...)
     union = jax.tree_util.tree_map(lambda a: a[0] if a.ndim else a, whole)
-    counts = stats.counts
-    n_occupied = jnp.sum(counts > 0)
-    other_slot = jnp.where(plan.is_split, n_occupied, cluster_b)
-    base = counts.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
-    base_sums = stats.sum_x.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
-    merged_counts = base.at[cluster_a].set(union.counts)
-    log_merged_prior = context.log_prior(weights, merged_counts)
-    # The anchors' selection probability in the merged state (a split of cluster_a).
-    merged_selection = log_selection(merged_counts, base_sums.at[cluster_a].set(union.sum_x),
-                                     cluster_a, cluster_a, n_slots)
+    n_occupied = jnp.sum(stats.counts > 0)
+    change = partition_change(context, weights, stats, cluster_a, cluster_b, union, n_slots)
     bartlett = family.bartlett(log_gammas, normals[:, :, :n_dims])
     # The current clusters' parameters, refreshed from their exact conditional posteriors
     # (a Gibbs step on the extended state; for a split both rows are the cluster's).
@@ -172,22 +164,17 @@ def finish_move(plan: MovePlan, labels: Array, stats: SuffStats, context: MoveCo
             + log_f[first, 0] + log_f[second, 1])
         parts = stats_of(features, weight, jnp.stack([in_set & side_a, in_set & ~side_a], 1
                                                      ).astype(dtype))
-        split_counts = base.at[cluster_a].set(parts.counts[0]).at[other_slot].set(
-            parts.counts[1])
-        split_sums = base_sums.at[cluster_a].set(parts.sum_x[0]).at[other_slot].set(
-            parts.sum_x[1])
-        ratio = (context.log_prior(weights, split_counts) - log_merged_prior
+        # The partition prior and the anchors' selection probabilities, split over merged.
+        ratio = (change.log_split(context, weights, parts, n_slots) - change.log_merged
                  + jnp.sum(prior_log_density(context, family, theta)) + aux + allocation
                  - merged_term)
-        # Weighted by the anchors' selection probability in the split state (a merge).
-        ratio = ratio + log_selection(split_counts, split_sums, cluster_a, other_slot, n_slots)
         return jnp.where(jnp.isnan(ratio), -jnp.inf, ratio), parts, side_a
 
     now = jnp.arange(tries + 1) == tries
     ratios, parts, sides = jax.vmap(log_ratio)(theta, extra, uniforms, now)
-    log_mean_split = jax.nn.logsumexp(ratios[:tries]) - jnp.log(tries) - merged_selection
+    log_mean_split = jax.nn.logsumexp(ratios[:tries]) - jnp.log(tries)
     log_mean_merge = jax.nn.logsumexp(jnp.concatenate([ratios[tries:], ratios[:tries - 1]])
-                                      ) - jnp.log(tries) - merged_selection
+                                      ) - jnp.log(tries)
     chosen = inverse_cdf_choice(ratios[:tries], plan.choice[0])
     feasible = plan.valid & jnp.where(plan.is_split, n_occupied < n_slots, True)
     log_accept = jnp.where(plan.is_split, log_mean_split, -log_mean_merge)

@@ -54,9 +54,14 @@ import numpy as np
 from jax import Array
 
 from bayesgmm.core.partition import WeightParameters
-from bayesgmm.core.split_merge_anchors import log_selection, select_anchors
+from bayesgmm.core.split_merge_anchors import select_anchors
 from bayesgmm.core.split_merge_launch import stats_of
-from bayesgmm.core.split_merge_plan import Decision, MoveContext, MoveSettings
+from bayesgmm.core.split_merge_plan import (
+    Decision,
+    MoveContext,
+    MoveSettings,
+    partition_change,
+)
 from bayesgmm.core.stats import SuffStats
 from bayesgmm.core.variates import uniform
 
@@ -166,20 +171,10 @@ def collapsed_move(labels: Array, stats: SuffStats, context: MoveContext, draws:
     log_marginals = family.log_marginal(context.prior, context.prior_factor,
                                         family.posterior(context.prior, both), both.counts)
 
+    change = partition_change(context, weights, stats, cluster_a, cluster_b, union, n_slots)
+    log_ratio = (change.log_split(context, weights, parts, n_slots) - change.log_merged
+                 + log_marginals[0] + log_marginals[1] - log_marginals[2] - log_q)
     n_occupied = jnp.sum(stats.counts > 0)
-    other_slot = jnp.where(is_split, n_occupied, cluster_b)
-    base = stats.counts.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
-    base_sums = stats.sum_x.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
-    merged_counts = base.at[cluster_a].set(union.counts)
-    split_counts = base.at[cluster_a].set(parts.counts[0]).at[other_slot].set(parts.counts[1])
-    split_sums = base_sums.at[cluster_a].set(parts.sum_x[0]).at[other_slot].set(parts.sum_x[1])
-    log_ratio = (context.log_prior(weights, split_counts)
-                 - context.log_prior(weights, merged_counts)
-                 + log_marginals[0] + log_marginals[1] - log_marginals[2]
-                 + log_selection(split_counts, split_sums, cluster_a, other_slot, n_slots)
-                 - log_selection(merged_counts, base_sums.at[cluster_a].set(union.sum_x),
-                                 cluster_a, cluster_a, n_slots)
-                 - log_q)
     feasible = valid & jnp.where(is_split, n_occupied < n_slots, True)
     # A NaN ratio (a failed factorisation) compares false: the proposal is rejected.
     accept = feasible & (jnp.log(choices[4]) < jnp.where(is_split, log_ratio, -log_ratio))

@@ -18,7 +18,7 @@ from jax import Array
 from bayesgmm.core.conjugate_posterior import ScaleFactor
 from bayesgmm.core.parameters import ConjugatePrior
 from bayesgmm.core.partition import WeightParameters, log_partition_prior
-from bayesgmm.core.split_merge_anchors import select_anchors
+from bayesgmm.core.split_merge_anchors import log_selection, select_anchors
 from bayesgmm.core.split_merge_launch import Launch, launch, stats_of
 from bayesgmm.core.stats import SuffStats
 
@@ -112,6 +112,47 @@ def plan_move(labels: Array, stats: SuffStats, context: MoveContext, uniforms: A
                            current.dof[None]])
     return MovePlan(first, second, cluster_a, cluster_b, cluster_a == cluster_b, valid,
                     in_set, proposal, current, from_prior, dof, uniforms[4 + 2 * tries:])
+
+
+class PartitionChange(NamedTuple):
+    """The partition's side of one chain's proposal (a pytree), shared by every kernel: the
+    state without the anchors' clusters, and ``log p(C) + log s(i, j | C)`` (partition prior
+    and anchors' selection probability) of the merged state. :meth:`log_split` gives the same
+    for a split, so ``log_split(parts) - log_merged`` is the partition's part of ``log r``."""
+
+    base_counts: Array      # (T,) counts with cluster_a and cluster_b emptied
+    base_sums: Array        # (T, D)
+    cluster_a: Array
+    other_slot: Array       # where side B goes: the first free slot (split) or cluster_b
+    log_merged: Array
+
+    def log_split(self, context: MoveContext, weights: WeightParameters, parts: SuffStats,
+                  n_slots: int) -> Array:
+        """``log p(C_split) + log s(i, j | C_split)`` for sides with statistics ``parts``
+        (2, ...)."""
+        counts = self.base_counts.at[self.cluster_a].set(parts.counts[0]).at[
+            self.other_slot].set(parts.counts[1])
+        sums = self.base_sums.at[self.cluster_a].set(parts.sum_x[0]).at[self.other_slot].set(
+            parts.sum_x[1])
+        return (context.log_prior(weights, counts)
+                + log_selection(counts, sums, self.cluster_a, self.other_slot, n_slots))
+
+
+def partition_change(context: MoveContext, weights: WeightParameters, stats: SuffStats,
+                     cluster_a: Array, cluster_b: Array, union: SuffStats,
+                     n_slots: int) -> PartitionChange:
+    """:class:`PartitionChange` of a proposal on the clusters of the anchors (equal for a
+    split), with ``union`` the statistics of their set; ``stats`` (T, ...) the current ones."""
+    n_occupied = jnp.sum(stats.counts > 0)
+    other_slot = jnp.where(cluster_a == cluster_b, n_occupied, cluster_b)
+    base_counts = stats.counts.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
+    base_sums = stats.sum_x.at[cluster_a].set(0.0).at[cluster_b].set(0.0)
+    merged_counts = base_counts.at[cluster_a].set(union.counts)
+    # The anchors' selection probability in the merged state is that of a split of cluster_a.
+    log_merged = (context.log_prior(weights, merged_counts)
+                  + log_selection(merged_counts, base_sums.at[cluster_a].set(union.sum_x),
+                                  cluster_a, cluster_a, n_slots))
+    return PartitionChange(base_counts, base_sums, cluster_a, other_slot, log_merged)
 
 
 class Decision(NamedTuple):
